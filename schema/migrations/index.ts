@@ -1,0 +1,7 @@
+import type { Migration } from "kysely";
+import * as createShard from "./2026_11_26_000000_create_shard.js";
+
+/** Every shard migration, by name; the Migrator applies them in name order. */
+export const migrations: Record<string, Migration> = {
+  "2026_11_26_000000_create_shard": createShard,
+};

@@ -1,0 +1,223 @@
+import { slotOf } from "../../schema/placement.js";
+import type { ShardSet } from "../storage/data-directory.js";
+import type { ShardTransaction } from "../storage/shard.js";
+import type { EntityRow } from "../storage/tables.js";
+import { entityJson, isLive, parseData, rowToEntity, type LiveEntityRow } from "./entity.js";
+import {
+  ConditionFailedError,
+  EntityConflictError,
+  EntityNotFoundError,
+  IdempotencyKeyReusedError,
+  PatchConflictError,
+  TestFailedError,
+  VersionMismatchError,
+} from "./errors.js";
+import { applyJsonPatch } from "./json-patch.js";
+import { isJsonObject, type JsonObject, type JsonPatchOperation, type OpsRequest } from "./json-value.js";
+import { ListCursorCodec } from "./list-cursor.js";
+import { applyMergePatch } from "./merge-patch.js";
+import { applyOps } from "./ops.js";
+import { preconditionsHold, type Preconditions } from "./preconditions.js";
+
+/** The caller's idempotency key and the fingerprint of the request that carries it. */
+export interface Idempotency {
+  key: string;
+  fingerprint: string;
+}
+
+export interface Mutation {
+  type: string;
+  id: string;
+  preconditions: Preconditions;
+  idempotency?: Idempotency;
+}
+
+/**
+ * The outcome of a mutation as it is recorded (the activity) and answered. A replay returns the
+ * recorded outcome byte for byte, whatever has happened to the entity since.
+ */
+export interface WriteOutcome {
+  status: 200 | 201 | 204;
+  etag: string | null;
+  location: string | null;
+  /** The entity's representation after the change; null for a delete. */
+  body: string | null;
+  replayed: boolean;
+}
+
+export interface ListPage {
+  items: string[];
+  nextCursor: string | null;
+}
+
+/** What a mutation does to the entity it finds: new data, or a delete. */
+type Change = { data: JsonObject } | { delete: true };
+
+export function entityLocation(type: string, id: string): string {
+  return `/v1/entities/${type}/${encodeURIComponent(id)}`;
+}
+
+export function etagOf(version: number): string {
+  return `"${version}"`;
+}
+
+/**
+ * The data plane's rules: single-entity reads and atomic writes with preconditions and
+ * exactly-once idempotency. Each write runs in one transaction of the entity's shard, in which
+ * the idempotency record is read first and written last.
+ */
+export class EntityStore {
+  private readonly cursors: ListCursorCodec;
+
+  constructor(private readonly shards: ShardSet) {
+    this.cursors = new ListCursorCodec(shards.manifest.cursorSecret);
+  }
+
+  /** The entity's row, or EntityNotFoundError. */
+  get(type: string, id: string): LiveEntityRow {
+    const row = this.shards.shardFor(type, id).readEntity(type, id);
+    if (!isLive(row)) throw new EntityNotFoundError(`${type}/${id} does not exist`);
+    return row;
+  }
+
+  put(mutation: Mutation, data: JsonObject): WriteOutcome {
+    return this.mutate(mutation, () => ({ data }));
+  }
+
+  mergePatch(mutation: Mutation, patch: JsonObject): WriteOutcome {
+    return this.mutate(mutation, (row) => ({ data: applyMergePatch(parseData(requireLive(mutation, row)), patch) }));
+  }
+
+  jsonPatch(mutation: Mutation, patch: JsonPatchOperation[]): WriteOutcome {
+    return this.mutate(mutation, (row) => ({ data: applyJsonPatch(parseData(requireLive(mutation, row)), patch) }));
+  }
+
+  ops(mutation: Mutation, request: OpsRequest): WriteOutcome {
+    return this.mutate(mutation, (row) => {
+      const data = isLive(row) || !request.upsert ? parseData(requireLive(mutation, row)) : {};
+      return { data: applyOps(data, request) };
+    });
+  }
+
+  delete(mutation: Mutation): WriteOutcome {
+    return this.mutate(mutation, (row) => {
+      requireLive(mutation, row);
+      return { delete: true };
+    });
+  }
+
+  /**
+   * One page of a type's entities in id order, merged across every shard. Each shard returns at
+   * most `limit + 1` rows after the cursor; the extra row only says whether another page exists.
+   */
+  list(type: string, options: { prefix: string; limit: number; cursor?: string }): ListPage {
+    const after = options.cursor === undefined ? "" : this.cursors.decode(options.cursor, { type, prefix: options.prefix });
+    const range = { type, after, prefix: options.prefix, limit: options.limit + 1 };
+    // Ids are ASCII, so JS string order is SQLite's byte order; the runs arrive sorted, which
+    // the engine's merge sort takes in linear passes.
+    const rows = this.shards.shards
+      .flatMap((shard) => shard.listEntities(range))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)) as LiveEntityRow[];
+    const page = rows.slice(0, options.limit);
+    const last = page.at(-1);
+    return {
+      items: page.map(entityJson),
+      nextCursor:
+        rows.length > options.limit && last ? this.cursors.encode({ type, prefix: options.prefix, after: last.id }) : null,
+    };
+  }
+
+  private mutate(mutation: Mutation, change: (row: EntityRow | undefined) => Change): WriteOutcome {
+    const { type, id, idempotency } = mutation;
+    const slot = slotOf(type, id);
+    return this.shards.shardAt(slot).write((tx) => {
+      if (idempotency) {
+        const recorded = tx.readIdempotency(type, id, idempotency.key);
+        if (recorded) {
+          if (recorded.fingerprint !== idempotency.fingerprint) {
+            throw new IdempotencyKeyReusedError(`the key was used on ${type}/${id} for another request`);
+          }
+          return {
+            status: recorded.status as WriteOutcome["status"],
+            etag: recorded.etag,
+            location: recorded.location,
+            body: recorded.body,
+            replayed: true,
+          };
+        }
+      }
+      const row = tx.readEntity(type, id);
+      if (!preconditionsHold(mutation.preconditions, row)) {
+        throw new VersionMismatchError(isLive(row) ? rowToEntity(row) : null);
+      }
+      const outcome = apply(tx, { type, id, slot }, row, applyChange(change, row));
+      if (idempotency) {
+        tx.recordIdempotency({
+          type,
+          id,
+          key: idempotency.key,
+          fingerprint: idempotency.fingerprint,
+          status: outcome.status,
+          etag: outcome.etag,
+          location: outcome.location,
+          body: outcome.body,
+          created_at: Date.now(),
+        });
+      }
+      return outcome;
+    });
+  }
+
+}
+
+function apply(
+  tx: ShardTransaction,
+  { type, id, slot }: { type: string; id: string; slot: number },
+  row: EntityRow | undefined,
+  change: Change,
+): WriteOutcome {
+    const now = new Date().toISOString();
+    const sequence = tx.nextSequence(now);
+    const version = (row?.version ?? 0) + 1;
+    const created = !isLive(row);
+    const next: EntityRow = {
+      type,
+      id,
+      slot,
+      version,
+      data: "delete" in change ? null : JSON.stringify(change.data),
+      created_at: created ? now : row.created_at,
+      updated_at: now,
+      sequence,
+    };
+    tx.saveEntity(next);
+    if (!isLive(next)) return { status: 204, etag: null, location: null, body: null, replayed: false };
+    return {
+      status: created ? 201 : 200,
+      etag: etagOf(version),
+      location: created ? entityLocation(type, id) : null,
+      body: entityJson(next),
+      replayed: false,
+    };
+}
+
+function requireLive(mutation: Mutation, row: EntityRow | undefined): LiveEntityRow {
+  if (!isLive(row)) throw new EntityNotFoundError(`${mutation.type}/${mutation.id} does not exist`);
+  return row;
+}
+
+/** Runs the change; a document-level failure is bound to the entity it was tried on. */
+function applyChange(change: (row: EntityRow | undefined) => Change, row: EntityRow | undefined): Change {
+  try {
+    const result = change(row);
+    if ("data" in result && !isJsonObject(result.data)) {
+      throw new PatchConflictError("the result is not a JSON object");
+    }
+    return result;
+  } catch (error) {
+    if (error instanceof TestFailedError || error instanceof PatchConflictError || error instanceof ConditionFailedError) {
+      throw new EntityConflictError(error, isLive(row) ? rowToEntity(row) : null);
+    }
+    throw error;
+  }
+}

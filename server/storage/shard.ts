@@ -1,0 +1,296 @@
+import Database from "better-sqlite3";
+import { Kysely, Migrator, SqliteDialect, sql, type Compilable, type RawBuilder } from "kysely";
+import { migrations } from "../../schema/migrations/index.js";
+import { DataDirectoryError, translateSqliteError } from "./storage-errors.js";
+import type { EntityRow, IdempotencyRow, ShardDatabase, ShardStateRow } from "./tables.js";
+
+export type Durability = "process" | "power";
+
+export interface ShardPlacement {
+  shard: number;
+  slots: { from: number; to: number };
+}
+
+export interface ShardOptions {
+  durability: Durability;
+  /** How long a writer waits for another process's lock before the request fails with 503. */
+  busyTimeoutMs: number;
+}
+
+/** One page of a type's live entities, ordered by id in byte order. */
+export interface ListRange {
+  type: string;
+  /** Exclusive lower bound; `""` for the first page. */
+  after: string;
+  prefix: string;
+  limit: number;
+}
+
+/*
+ * Ids only hold characters below U+007F, so every id that starts with `prefix` sorts before
+ * `prefix + "\x7f"`: a prefix query becomes a range scan on the primary key.
+ */
+const PREFIX_UPPER_BOUND = "\x7f";
+
+/** A named parameter that better-sqlite3 binds from an object: `@name`. */
+function param<T>(name: string): RawBuilder<T> {
+  return sql.raw<T>(`@${name}`);
+}
+
+/**
+ * One SQLite file holding a contiguous slot range. Every statement on the request path is built
+ * by kysely once, when the shard opens, and prepared once; a request only binds values.
+ *
+ * Writes go through {@link Shard.write}: a `BEGIN IMMEDIATE` transaction that takes the file's
+ * write lock up front, so two processes never both read-then-write the same row.
+ */
+export class Shard {
+  private readonly statements;
+  private readonly writeTransaction;
+
+  private constructor(
+    readonly placement: ShardPlacement,
+    readonly file: string,
+    private readonly db: Database.Database,
+  ) {
+    const q = new Kysely<ShardDatabase>({ dialect: new SqliteDialect({ database: db }) });
+    const prepare = (query: Compilable) => {
+      const { sql: text, parameters } = query.compile();
+      // Values must arrive as named parameters at run time, never baked in at compile time.
+      if (parameters.length > 0) throw new Error(`statement has positional parameters: ${text}`);
+      return db.prepare(text);
+    };
+    this.statements = {
+      selectEntity: prepare(
+        q.selectFrom("entities").selectAll().where("type", "=", param<string>("type")).where("id", "=", param<string>("id")),
+      ),
+      upsertEntity: prepare(
+        q
+          .insertInto("entities")
+          .values({
+            type: param<string>("type"),
+            id: param<string>("id"),
+            slot: param<number>("slot"),
+            version: param<number>("version"),
+            data: param<string | null>("data"),
+            created_at: param<string>("created_at"),
+            updated_at: param<string>("updated_at"),
+            sequence: param<number>("sequence"),
+          })
+          .onConflict((oc) =>
+            oc.columns(["type", "id"]).doUpdateSet((eb) => ({
+              version: eb.ref("excluded.version"),
+              data: eb.ref("excluded.data"),
+              created_at: eb.ref("excluded.created_at"),
+              updated_at: eb.ref("excluded.updated_at"),
+              sequence: eb.ref("excluded.sequence"),
+            })),
+          ),
+      ),
+      listEntities: prepare(
+        q
+          .selectFrom("entities")
+          .selectAll()
+          .where("type", "=", param<string>("type"))
+          .where("id", ">", param<string>("after"))
+          .where("id", ">=", param<string>("prefix"))
+          .where("id", "<", param<string>("upper"))
+          .where("data", "is not", null)
+          .orderBy("id")
+          .limit(param<number>("limit")),
+      ),
+      selectIdempotency: prepare(
+        q
+          .selectFrom("idempotency")
+          .selectAll()
+          .where("type", "=", param<string>("type"))
+          .where("id", "=", param<string>("id"))
+          .where("key", "=", param<string>("key")),
+      ),
+      insertIdempotency: prepare(
+        q.insertInto("idempotency").values({
+          type: param<string>("type"),
+          id: param<string>("id"),
+          key: param<string>("key"),
+          fingerprint: param<string>("fingerprint"),
+          status: param<number>("status"),
+          etag: param<string | null>("etag"),
+          location: param<string | null>("location"),
+          body: param<string | null>("body"),
+          created_at: param<number>("created_at"),
+        }),
+      ),
+      nextSequence: prepare(
+        q
+          .updateTable("shard_state")
+          .set({ sequence: sql<number>`sequence + 1`, last_write_at: param<string>("now") })
+          .returning("sequence"),
+      ),
+      purgeIdempotency: prepare(
+        q.deleteFrom("idempotency").where(
+          sql.ref("rowid"),
+          "in",
+          q
+            .selectFrom("idempotency")
+            .select(sql.ref("rowid").as("rowid"))
+            .where("created_at", "<", param<number>("before"))
+            .limit(param<number>("limit")),
+        ),
+      ),
+      selectState: prepare(q.selectFrom("shard_state").selectAll()),
+    };
+    this.writeTransaction = db.transaction((fn: () => unknown) => fn());
+  }
+
+  /**
+   * Opens (and, when `create`, first initialises) a shard file, applies pending migrations and
+   * checks that the file is the shard the manifest says it is.
+   */
+  static async open(
+    file: string,
+    placement: ShardPlacement,
+    options: ShardOptions & { create: boolean },
+  ): Promise<Shard> {
+    const db = openDatabase(file, { create: options.create });
+    try {
+      db.pragma("journal_mode = WAL");
+      db.pragma(`synchronous = ${options.durability === "power" ? "FULL" : "NORMAL"}`);
+      db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
+      await migrate(db, file);
+      if (options.create) {
+        db.prepare(
+          "insert into shard_state (singleton, shard, slot_from, slot_to, sequence) values (1, ?, ?, ?, 0)",
+        ).run(placement.shard, placement.slots.from, placement.slots.to);
+      }
+      const shard = new Shard(placement, file, db);
+      shard.assertIdentity();
+      return shard;
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  readEntity(type: string, id: string): EntityRow | undefined {
+    return this.run(() => this.statements.selectEntity.get({ type, id }) as EntityRow | undefined);
+  }
+
+  listEntities(range: ListRange): EntityRow[] {
+    return this.run(
+      () =>
+        this.statements.listEntities.all({
+          type: range.type,
+          after: range.after,
+          prefix: range.prefix,
+          upper: range.prefix + PREFIX_UPPER_BOUND,
+          limit: range.limit,
+        }) as EntityRow[],
+    );
+  }
+
+  /**
+   * Runs `fn` in one immediate transaction: everything it writes commits together or not at
+   * all. `fn` must be synchronous: the transaction may not stay open across event-loop ticks.
+   */
+  write<T>(fn: (tx: ShardTransaction) => T): T {
+    return this.run(() => this.writeTransaction.immediate(() => fn(this.transaction)) as T);
+  }
+
+  state(): ShardStateRow {
+    return this.run(() => this.statements.selectState.get() as ShardStateRow);
+  }
+
+  /** Deletes at most `limit` idempotency records created before `before` (Unix ms). */
+  purgeIdempotency(before: number, limit: number): number {
+    return this.run(() => this.statements.purgeIdempotency.run({ before, limit }).changes);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private readonly transaction: ShardTransaction = {
+    readEntity: (type, id) => this.statements.selectEntity.get({ type, id }) as EntityRow | undefined,
+    readIdempotency: (type, id, key) =>
+      this.statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined,
+    nextSequence: (now) => (this.statements.nextSequence.get({ now }) as { sequence: number }).sequence,
+    saveEntity: (row) => {
+      this.statements.upsertEntity.run(row);
+    },
+    recordIdempotency: (row) => {
+      this.statements.insertIdempotency.run(row);
+    },
+  };
+
+  private run<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw translateSqliteError(error, this.file);
+    }
+  }
+
+  private assertIdentity(): void {
+    const state = this.statements.selectState.get() as ShardStateRow | undefined;
+    const { shard, slots } = this.placement;
+    if (!state || state.shard !== shard || state.slot_from !== slots.from || state.slot_to !== slots.to) {
+      throw new DataDirectoryError(
+        `${this.file} does not match the manifest: it holds ${
+          state ? `shard ${state.shard}, slots ${state.slot_from}-${state.slot_to}` : "no shard identity"
+        }, the manifest expects shard ${shard}, slots ${slots.from}-${slots.to}`,
+      );
+    }
+  }
+}
+
+/** What a write transaction may do; only {@link Shard.write} hands one out. */
+export interface ShardTransaction {
+  readEntity(type: string, id: string): EntityRow | undefined;
+  readIdempotency(type: string, id: string, key: string): IdempotencyRow | undefined;
+  /** Advances the shard's change sequence and returns the new value. */
+  nextSequence(now: string): number;
+  saveEntity(row: EntityRow): void;
+  recordIdempotency(row: IdempotencyRow): void;
+}
+
+function openDatabase(file: string, { create }: { create: boolean }): Database.Database {
+  try {
+    return new Database(file, { fileMustExist: !create });
+  } catch (error) {
+    throw new DataDirectoryError(`cannot open shard file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+async function migrate(db: Database.Database, file: string): Promise<void> {
+  const kysely = new Kysely<unknown>({ dialect: new SqliteDialect({ database: db }) });
+  const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
+  const { error } = await migrator.migrateToLatest();
+  if (error) {
+    throw new DataDirectoryError(`cannot migrate shard file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Verifies a shard file without writing to it: SQLite's quick check, read-only. Start-up runs it
+ * before anything opens the file for writing, so a damaged file is reported, never "repaired".
+ */
+export function verifyShardFile(file: string): void {
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw new DataDirectoryError(`cannot open shard file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    const rows = db.pragma("quick_check") as { quick_check: string }[];
+    const messages = rows.map((row) => row.quick_check).filter((message) => message !== "ok");
+    if (messages.length > 0) {
+      throw new DataDirectoryError(`shard file ${file} is corrupt: ${messages.slice(0, 5).join("; ")}`);
+    }
+  } catch (error) {
+    if (error instanceof DataDirectoryError) throw error;
+    throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });
+  } finally {
+    db.close();
+  }
+}

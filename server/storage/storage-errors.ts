@@ -1,0 +1,31 @@
+/** The data directory cannot be served as it is; the message names the file and what is wrong. */
+export class DataDirectoryError extends Error {}
+
+/** A shard stayed locked by another process beyond its wait: the request may be retried. */
+export class ShardBusyError extends Error {}
+
+/** The disk is full: writes fail cleanly until space returns. */
+export class StorageFullError extends Error {}
+
+/**
+ * Turns SQLite's own failures into the storage layer's, naming the shard, so the HTTP layer can
+ * answer 503 for conditions that pass and 500 for the rest.
+ */
+export function translateSqliteError(error: unknown, shardFile: string): unknown {
+  const code = sqliteCode(error);
+  if (code === undefined) return error;
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return new ShardBusyError(`${shardFile} is busy`, { cause: error });
+  }
+  if (code === "SQLITE_FULL") {
+    return new StorageFullError(`${shardFile}: the disk is full`, { cause: error });
+  }
+  return error;
+}
+
+export function sqliteCode(error: unknown): string | undefined {
+  if (error instanceof Error && "code" in error && typeof error.code === "string" && error.code.startsWith("SQLITE_")) {
+    return error.code;
+  }
+  return undefined;
+}

@@ -126,7 +126,8 @@ function failure(index: number, condition: Condition, check: Check): ConditionFa
 }
 
 function increment(location: Location, delta: number): void {
-  const current = readChild(location) ?? 0;
+  const stored = readChild(location);
+  const current = stored === undefined ? 0 : stored;
   if (typeof current !== "number") {
     throw new PatchConflictError(`"${formatPointer(location.path)}" is not a number`);
   }

@@ -1,0 +1,42 @@
+import type { Express } from "express";
+import { pino } from "pino";
+import { createApp } from "../../server/app.js";
+import { EntityStore } from "../../server/entities/entity-store.js";
+import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
+import { tempDir } from "./temp-dir.js";
+
+export interface TestApp {
+  app: Express;
+  shards: ShardSet;
+  dataDir: string;
+  close: () => void;
+}
+
+/** The HTTP app over a new, empty data directory, in-process (for supertest). */
+export async function createTestApp(
+  options: { shardCount?: number; bodyLimit?: number; token?: string; adminToken?: string } = {},
+): Promise<TestApp> {
+  const dir = tempDir();
+  const shards = await openDataDirectory(dir.path, {
+    shardCount: options.shardCount ?? 8,
+    durability: "process",
+    busyTimeoutMs: 5000,
+    verify: true,
+  });
+  const app = createApp({
+    store: new EntityStore(shards),
+    logger: pino({ level: "silent" }),
+    bodyLimit: options.bodyLimit ?? 1_048_576,
+    token: options.token,
+    adminToken: options.adminToken,
+  });
+  return {
+    app,
+    shards,
+    dataDir: dir.path,
+    close: () => {
+      shards.close();
+      dir.remove();
+    },
+  };
+}

@@ -1,0 +1,253 @@
+/**
+ * `npm run bench`: apostate under load next to the limits of its own stack, measured in one run.
+ *
+ * @example
+ * npm run bench -- --entities 100000 --connections 64 --duration 10 --million
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { entityJson } from "../server/entities/entity.js";
+import { BenchServer } from "./bench-server.js";
+import { measure, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
+import { preload, type PreloadResult } from "./preload.js";
+import { formatTable, type Row } from "./report.js";
+import { ENTITY_TYPE, entityData, entityId, uniformIndex, zipfIndex } from "./workload.js";
+
+const { values: args } = parseArgs({
+  options: {
+    entities: { type: "string", default: "100000" },
+    connections: { type: "string", default: "64" },
+    duration: { type: "string", default: "10" },
+    warmup: { type: "string", default: "2" },
+    workers: { type: "string", default: "2" },
+    million: { type: "boolean", default: false },
+    only: { type: "string" },
+  },
+});
+
+const ENTITIES = positive("entities");
+const WORKERS = positive("workers");
+const LOAD: LoadOptions = { connections: positive("connections"), seconds: positive("duration"), warmupSeconds: Number(args.warmup) };
+const SMALL_ENTITIES = 10_000;
+const LARGE_ENTITIES = 1_000_000;
+const REPLAY_KEYS = 1_000;
+const BODY_POOL = 1_024;
+/** `--only get,put` runs just those scenarios (and what they are compared with), for profiling. */
+const ONLY = args.only?.split(",");
+
+function positive(name: "entities" | "workers" | "connections" | "duration"): number {
+  const value = Number(args[name]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`);
+  return value;
+}
+
+function selected(name: string): boolean {
+  return ONLY === undefined || ONLY.includes(name);
+}
+
+const entityPath = (index: number) => `/v1/entities/${ENTITY_TYPE}/${entityId(index)}`;
+const putBodies = Array.from({ length: BODY_POOL }, (_, i) => JSON.stringify(entityData(i, i)));
+const JSON_HEADERS = { "Content-Type": "application/json" };
+
+function getRequests(pick: () => number): () => BenchRequest {
+  return () => ({ method: "GET", path: entityPath(pick()) });
+}
+
+function putRequests(count: number): () => BenchRequest {
+  const pick = uniformIndex(count);
+  return () => {
+    const index = pick();
+    return { method: "PUT", path: entityPath(index), headers: JSON_HEADERS, body: putBodies[index % BODY_POOL] as string };
+  };
+}
+
+function patchRequests(count: number): () => BenchRequest {
+  const pick = uniformIndex(count);
+  const headers = { "Content-Type": "application/merge-patch+json" };
+  return () => ({ method: "PATCH", path: entityPath(pick()), headers, body: `{"balance":${Math.floor(Math.random() * 1e6)}}` });
+}
+
+const INC_BODY = JSON.stringify({ do: [{ op: "inc", path: "/balance", value: 1 }] });
+
+function opsRequests(count: number): () => BenchRequest {
+  const pick = uniformIndex(count);
+  const run = Date.now().toString(36);
+  let sequence = 0;
+  return () => ({
+    method: "POST",
+    path: `${entityPath(pick())}/ops`,
+    headers: { ...JSON_HEADERS, "Idempotency-Key": `${run}-${(sequence += 1)}` },
+    body: INC_BODY,
+  });
+}
+
+/** The same keyed `ops` requests over and over: after the first, every one is a replay. */
+function replayRequests(count: number): () => BenchRequest {
+  const keys = Math.min(REPLAY_KEYS, count);
+  const pick = uniformIndex(keys);
+  return () => {
+    const index = pick();
+    return {
+      method: "POST",
+      path: `${entityPath(index)}/ops`,
+      headers: { ...JSON_HEADERS, "Idempotency-Key": `replay-${index}` },
+      body: INC_BODY,
+    };
+  };
+}
+
+function mixedRequests(count: number): () => BenchRequest {
+  const get = getRequests(uniformIndex(count));
+  const put = putRequests(count);
+  return () => (Math.random() < 0.8 ? get() : put());
+}
+
+async function send(url: string, request: BenchRequest): Promise<void> {
+  const response = await fetch(url + request.path, {
+    method: request.method,
+    ...(request.headers && { headers: request.headers }),
+    ...(request.body !== undefined && { body: request.body }),
+  });
+  if (!response.ok) throw new Error(`${request.method} ${request.path}: ${response.status} ${await response.text()}`);
+  await response.arrayBuffer();
+}
+
+interface Scenario {
+  name: string;
+  label: string;
+  requests: () => BenchRequest;
+  /** Minimum req/s as a share of the express baseline, when the issue sets one. */
+  target?: number;
+}
+
+interface Outcome extends Measurement {
+  name: string;
+  label: string;
+  target?: number;
+}
+
+const outcomes: Outcome[] = [];
+
+async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
+  for (const scenario of scenarios) {
+    if (!selected(scenario.name)) continue;
+    process.stderr.write(`  ${scenario.label} …`);
+    const measurement = await measure(server.url, scenario.requests, LOAD);
+    const statuses = Object.entries(measurement.statuses).map(([status, count]) => `${status}: ${count}`);
+    process.stderr.write(` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")})\n`);
+    outcomes.push({ name: scenario.name, label: scenario.label, ...measurement, ...(scenario.target && { target: scenario.target }) });
+  }
+}
+
+async function withServer<T>(start: Promise<BenchServer>, fn: (server: BenchServer) => Promise<T>): Promise<T> {
+  const server = await start;
+  try {
+    return await fn(server);
+  } catch (error) {
+    process.stderr.write(`\nserver output:\n${server.log}\n`);
+    throw error;
+  } finally {
+    await server.stop();
+  }
+}
+
+async function preloaded(root: string, count: number): Promise<{ dataDir: string; result: PreloadResult }> {
+  const dataDir = join(root, `data-${count}`);
+  process.stderr.write(`preloading ${count.toLocaleString("en")} entities …`);
+  const result = await preload(dataDir, count);
+  process.stderr.write(` ${result.seconds.toFixed(1)} s\n`);
+  return { dataDir, result };
+}
+
+const root = mkdtempSync(join(tmpdir(), "apostate-bench-"));
+const rss: Record<string, number[]> = {};
+const disk: Record<string, PreloadResult> = {};
+try {
+  const main = await preloaded(root, ENTITIES);
+  disk[String(ENTITIES)] = main.result;
+  const now = new Date().toISOString();
+  // The baselines answer with a representation of exactly the size of a preloaded entity's.
+  const representation = entityJson({
+    type: ENTITY_TYPE,
+    id: entityId(0),
+    slot: 0,
+    version: 1,
+    data: JSON.stringify(entityData(0)),
+    created_at: now,
+    updated_at: now,
+    sequence: 1,
+  });
+  const uniformGets = getRequests(uniformIndex(ENTITIES));
+
+  process.stderr.write(`baselines (${WORKERS} workers, ${representation.length}-byte JSON)\n`);
+  await withServer(BenchServer.baseline("http", WORKERS, representation), (server) =>
+    run(server, [{ name: "http", label: "baseline: node:http, fixed JSON", requests: uniformGets }]),
+  );
+  await withServer(BenchServer.baseline("express", WORKERS, representation), (server) =>
+    run(server, [{ name: "express", label: "baseline: express 5, fixed JSON", requests: uniformGets }]),
+  );
+
+  process.stderr.write(`apostate (${WORKERS} workers, ${ENTITIES.toLocaleString("en")} entities)\n`);
+  await withServer(BenchServer.apostate(main.dataDir, WORKERS), async (server) => {
+    if (selected("replay")) {
+      const first = replayRequests(ENTITIES);
+      for (let i = 0; i < REPLAY_KEYS * 4; i += 1) await send(server.url, first()).catch(() => undefined);
+    }
+    await run(server, [
+      { name: "get", label: "GET by key, uniform", requests: uniformGets, target: 0.85 },
+      { name: "get-zipf", label: "GET by key, Zipf s=1.1", requests: getRequests(zipfIndex(ENTITIES)), target: 0.85 },
+      { name: "put", label: "PUT replace", requests: putRequests(ENTITIES), target: 0.7 },
+      { name: "patch", label: "PATCH merge", requests: patchRequests(ENTITIES), target: 0.7 },
+      { name: "ops", label: "POST ops inc + Idempotency-Key", requests: opsRequests(ENTITIES), target: 0.6 },
+      { name: "replay", label: "POST ops, replayed key", requests: replayRequests(ENTITIES), target: 0.8 },
+      { name: "list", label: "GET list, first page (100)", requests: () => ({ method: "GET", path: `/v1/entities/${ENTITY_TYPE}` }) },
+      { name: "mixed", label: "mixed 80% GET / 20% PUT", requests: mixedRequests(ENTITIES) },
+    ]);
+    rss[String(ENTITIES)] = server.workerPeakRss();
+  });
+
+  if (selected("put-power")) {
+    process.stderr.write("apostate --durability=power\n");
+    await withServer(BenchServer.apostate(main.dataDir, WORKERS, ["--durability", "power"]), (server) =>
+      run(server, [{ name: "put-power", label: "PUT replace, --durability=power", requests: putRequests(ENTITIES) }]),
+    );
+  }
+
+  if (WORKERS > 1 && (selected("get-1w") || selected("put-1w"))) {
+    process.stderr.write("apostate (1 worker)\n");
+    await withServer(BenchServer.apostate(main.dataDir, 1), (server) =>
+      run(server, [
+        { name: "get-1w", label: "GET by key, 1 worker", requests: uniformGets },
+        { name: "put-1w", label: "PUT replace, 1 worker", requests: putRequests(ENTITIES) },
+      ]),
+    );
+  }
+
+  for (const count of [SMALL_ENTITIES, ...(args.million ? [LARGE_ENTITIES] : [])]) {
+    const name = `get-${count}`;
+    if (count === ENTITIES || !selected(name)) continue;
+    const scaled = await preloaded(root, count);
+    disk[String(count)] = scaled.result;
+    await withServer(BenchServer.apostate(scaled.dataDir, WORKERS), async (server) => {
+      await run(server, [{ name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) }]);
+      rss[String(count)] = server.workerPeakRss();
+    });
+    rmSync(scaled.dataDir, { recursive: true, force: true });
+  }
+
+  const express = outcomes.find((outcome) => outcome.name === "express");
+  const rows: Row[] = outcomes.map((outcome) => ({ ...outcome, ratio: express ? outcome.requestsPerSecond / express.requestsPerSecond : null }));
+  const machine = `${availableParallelism()} cores (${cpus()[0]?.model ?? "unknown CPU"}), node ${process.version}`;
+  const settings = { entities: ENTITIES, workers: WORKERS, connections: LOAD.connections, seconds: LOAD.seconds, warmupSeconds: LOAD.warmupSeconds };
+  const report = formatTable(rows, { express, rss, disk, settings, machine });
+  process.stdout.write(`${report}\n`);
+  const resultsDir = new URL("results/", import.meta.url);
+  mkdirSync(resultsDir, { recursive: true });
+  const file = new URL(`bench-${new Date().toISOString().replaceAll(":", "-")}.json`, resultsDir);
+  writeFileSync(file, `${JSON.stringify({ machine, settings, rows, rss, disk }, null, 2)}\n`);
+  process.stderr.write(`written to ${file.pathname}\n`);
+} finally {
+  rmSync(root, { recursive: true, force: true });
+}

@@ -1,0 +1,56 @@
+import autocannon from "autocannon";
+
+/** One request of a scenario; a scenario makes a new one for every request it sends. */
+export interface BenchRequest {
+  method: "GET" | "PUT" | "PATCH" | "POST";
+  path: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+export interface LoadOptions {
+  connections: number;
+  seconds: number;
+  /** An unmeasured run before the measured one, so both the server's JIT and its caches are warm. */
+  warmupSeconds: number;
+}
+
+export interface Measurement {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Socket errors, timeouts and non-2xx answers. */
+  errors: number;
+  /** Answers by status code, to tell what the errors were. */
+  statuses: Record<string, number>;
+}
+
+/** Drives `url` with autocannon at a fixed connection count, each request from `next()`. */
+export async function measure(url: string, next: () => BenchRequest, options: LoadOptions): Promise<Measurement> {
+  if (options.warmupSeconds > 0) await drive(url, next, options.connections, options.warmupSeconds);
+  const result = await drive(url, next, options.connections, options.seconds);
+  return {
+    requestsPerSecond: result.requests.total / options.seconds,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors: result.errors + result.timeouts + result.non2xx,
+    statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, stats.count ?? 0])),
+  };
+}
+
+function drive(url: string, next: () => BenchRequest, connections: number, seconds: number): Promise<autocannon.Result> {
+  return autocannon({
+    url,
+    connections,
+    duration: seconds,
+    requests: [
+      {
+        // autocannon builds the raw request from what this returns, once per request sent.
+        setupRequest: (defaults) => {
+          const request = next();
+          return { ...defaults, ...request, headers: { ...defaults.headers, ...request.headers } };
+        },
+      },
+    ],
+  });
+}

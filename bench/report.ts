@@ -1,0 +1,98 @@
+import type { Measurement } from "./load.js";
+import type { PreloadResult } from "./preload.js";
+
+export interface Row extends Measurement {
+  name: string;
+  label: string;
+  /** req/s as a share of the express baseline. */
+  ratio: number | null;
+  /** The issue's minimum for `ratio`, when it sets one. */
+  target?: number;
+}
+
+export interface ReportContext {
+  express: Measurement | undefined;
+  /** Peak RSS of each worker, in bytes, by preloaded entity count. */
+  rss: Record<string, number[]>;
+  disk: Record<string, PreloadResult>;
+  settings: { entities: number; workers: number; connections: number; seconds: number; warmupSeconds: number };
+  machine: string;
+}
+
+/** The issue's p99 bound: at most this many times the express baseline's p99. */
+const P99_FACTOR = 4;
+const POWER_PUT_SHARE = 0.7;
+const LARGE_GET_SHARE = 0.8;
+const RSS_LIMIT = 200 * 1024 * 1024;
+
+const fixed = (value: number, digits: number) => value.toFixed(digits);
+const mb = (bytes: number) => `${fixed(bytes / 1024 / 1024, 0)} MB`;
+
+/** Target checks that compare one scenario with another rather than with the baseline. */
+function relativeTargets(rows: Row[]): Map<string, string> {
+  const byName = new Map(rows.map((row) => [row.name, row]));
+  const checks = new Map<string, string>();
+  const compare = (name: string, base: string, share?: number) => {
+    const row = byName.get(name);
+    const other = byName.get(base);
+    if (!row || !other) return;
+    const ratio = row.requestsPerSecond / other.requestsPerSecond;
+    checks.set(
+      name,
+      share === undefined
+        ? `${fixed(ratio, 2)} × ${base}`
+        : `≥ ${share} × ${base}: ${fixed(ratio, 2)} ${ratio >= share ? "met" : "MISSED"}`,
+    );
+  };
+  compare("put-power", "put", POWER_PUT_SHARE);
+  compare("get-1000000", "get-10000", LARGE_GET_SHARE);
+  compare("get-1w", "get");
+  compare("put-1w", "put");
+  return checks;
+}
+
+function targetText(row: Row, express: Measurement | undefined, relative: Map<string, string>): string {
+  const related = relative.get(row.name);
+  if (related) return related;
+  if (row.target === undefined || row.ratio === null || !express) return "";
+  const throughput = row.ratio >= row.target;
+  const p99 = row.p99Ms <= P99_FACTOR * express.p99Ms;
+  return `≥ ${row.target}, p99 ≤ ${P99_FACTOR}×: ${throughput && p99 ? "met" : `MISSED${throughput ? " (p99)" : p99 ? "" : " (both)"}`}`;
+}
+
+/** The run as a Markdown table plus the scaling figures, ready to paste into the README. */
+export function formatTable(rows: Row[], context: ReportContext): string {
+  const relative = relativeTargets(rows);
+  const header = ["scenario", "req/s", "p50 ms", "p99 ms", "errors", "× express", "target"];
+  const body = rows.map((row) => [
+    row.label,
+    fixed(row.requestsPerSecond, 0),
+    fixed(row.p50Ms, 1),
+    fixed(row.p99Ms, 1),
+    String(row.errors),
+    row.ratio === null ? "" : fixed(row.ratio, 2),
+    targetText(row, context.express, relative),
+  ]);
+  const lines = [header, header.map(() => "---"), ...body].map((cells) => `| ${cells.join(" | ")} |`);
+  const { settings } = context;
+  lines.push(
+    "",
+    `${context.machine}; ${settings.workers} workers, ${settings.connections} connections, ` +
+      `${settings.seconds} s per scenario after ${settings.warmupSeconds} s warm-up, ${settings.entities.toLocaleString("en")} entities.`,
+  );
+  for (const [count, workers] of Object.entries(context.rss)) {
+    if (workers.length === 0) continue;
+    const peak = Math.max(...workers);
+    lines.push(
+      `Peak RSS per worker at ${Number(count).toLocaleString("en")} entities: ${workers.map(mb).join(", ")}` +
+        ` (≤ 200 MB: ${peak <= RSS_LIMIT ? "met" : "MISSED"}).`,
+    );
+  }
+  for (const [count, disk] of Object.entries(context.disk)) {
+    lines.push(
+      `On disk at ${Number(count).toLocaleString("en")} entities: ${fixed(disk.diskBytesPerEntity, 0)} bytes per entity ` +
+        `for ${fixed(disk.jsonBytesPerEntity, 0)} bytes of JSON data (× ${fixed(disk.diskBytesPerEntity / disk.jsonBytesPerEntity, 2)}).`,
+    );
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,158 @@
+/**
+ * `npm run bench:storage`: the storage layer in-process, without HTTP, against raw better-sqlite3
+ * prepared statements running the same SQL on the same files, as a ratio.
+ *
+ * @example
+ * npm run bench:storage -- --entities 100000 --duration 3
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import Database from "better-sqlite3";
+import { slotOf } from "../schema/placement.js";
+import { EntityStore } from "../server/entities/entity-store.js";
+import { openDataDirectory } from "../server/storage/data-directory.js";
+import type { EntityRow } from "../server/storage/tables.js";
+import { preload } from "./preload.js";
+import { ENTITY_TYPE, entityData, entityId } from "./workload.js";
+
+const { values: args } = parseArgs({
+  options: {
+    entities: { type: "string", default: "100000" },
+    duration: { type: "string", default: "3" },
+  },
+});
+const ENTITIES = Number(args.entities);
+const SECONDS = Number(args.duration);
+const KEYS = 65_536;
+
+interface Case {
+  name: string;
+  opsPerSecond: number;
+  /** ops/s as a share of the raw better-sqlite3 case it is compared with. */
+  ratio: number | null;
+}
+
+/** Runs `op(i)` for i = 0, 1, … for the given time (checking the clock every 100 ops). */
+function opsPerSecond(op: (i: number) => void): number {
+  for (let i = 0; i < 10_000; i += 1) op(i);
+  const end = performance.now() + SECONDS * 1000;
+  let count = 0;
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i += 1) op(count + i);
+    count += 100;
+  }
+  return count / SECONDS;
+}
+
+const root = mkdtempSync(join(tmpdir(), "apostate-storage-bench-"));
+try {
+  const dataDir = join(root, "data");
+  await preload(dataDir, ENTITIES);
+  const shards = await openDataDirectory(dataDir, { shardCount: 8, durability: "process", busyTimeoutMs: 5000, verify: false });
+  const store = new EntityStore(shards);
+
+  // The same keys, in the same random order, for every case.
+  const keys = Array.from({ length: KEYS }, () => {
+    const id = entityId(Math.floor(Math.random() * ENTITIES));
+    const slot = slotOf(ENTITY_TYPE, id);
+    return { id, slot, shard: shards.shardAt(slot).placement.shard };
+  });
+  const key = (i: number) => keys[i % KEYS] as (typeof keys)[number];
+  const data = JSON.stringify(entityData(0));
+
+  // Raw: one connection per shard file with the storage layer's pragmas, and hand-written SQL.
+  const raw = shards.shards.map((shard) => {
+    const db = new Database(shard.file);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.pragma("busy_timeout = 5000");
+    return {
+      db,
+      select: db.prepare('select * from "entities" where "type" = @type and "id" = @id'),
+      sequence: db.prepare('update "shard_state" set "sequence" = sequence + 1, "last_write_at" = @now returning "sequence"'),
+      upsert: db.prepare(
+        'insert into "entities" ("type", "id", "slot", "version", "data", "created_at", "updated_at", "sequence") ' +
+          "values (@type, @id, @slot, @version, @data, @created_at, @updated_at, @sequence) " +
+          'on conflict ("type", "id") do update set "version" = "excluded"."version", "data" = "excluded"."data", ' +
+          '"created_at" = "excluded"."created_at", "updated_at" = "excluded"."updated_at", "sequence" = "excluded"."sequence"',
+      ),
+    };
+  });
+  const rawWrite = raw.map(({ db, select, sequence, upsert }) =>
+    db.transaction((id: string, slot: number) => {
+      const row = select.get({ type: ENTITY_TYPE, id }) as EntityRow | undefined;
+      const now = new Date().toISOString();
+      const next = (sequence.get({ now }) as { sequence: number }).sequence;
+      upsert.run({ type: ENTITY_TYPE, id, slot, version: (row?.version ?? 0) + 1, data, created_at: row?.created_at ?? now, updated_at: now, sequence: next });
+    }),
+  );
+
+  const cases: Case[] = [];
+  // Alternated and best of three each, so neither side gains from running second (warm caches)
+  // or loses to another process's burst on a shared machine.
+  const compare = (name: string, rawName: string, op: (i: number) => void, rawOp: (i: number) => void) => {
+    let rawOps = 0;
+    let ops = 0;
+    for (let round = 0; round < 3; round += 1) {
+      rawOps = Math.max(rawOps, opsPerSecond(rawOp));
+      ops = Math.max(ops, opsPerSecond(op));
+    }
+    cases.push({ name: rawName, opsPerSecond: rawOps, ratio: null }, { name, opsPerSecond: ops, ratio: ops / rawOps });
+  };
+
+  compare(
+    "point read: Shard.readEntity",
+    "point read: raw better-sqlite3",
+    (i) => {
+      const { id, shard } = key(i);
+      shards.shards[shard]?.readEntity(ENTITY_TYPE, id);
+    },
+    (i) => {
+      const { id, shard } = key(i);
+      raw[shard]?.select.get({ type: ENTITY_TYPE, id });
+    },
+  );
+  const rawReads = cases[0]?.opsPerSecond ?? 0;
+  const storeReads = opsPerSecond((i) => store.get(ENTITY_TYPE, key(i).id));
+  cases.push({ name: "point read: EntityStore.get (+ placement)", opsPerSecond: storeReads, ratio: storeReads / rawReads });
+
+  compare(
+    "single write: Shard.write",
+    "single write: raw better-sqlite3",
+    (i) => {
+      const { id, slot, shard } = key(i);
+      shards.shards[shard]?.write((tx) => {
+        const row = tx.readEntity(ENTITY_TYPE, id);
+        const now = new Date().toISOString();
+        const sequence = tx.nextSequence(now);
+        tx.saveEntity({ type: ENTITY_TYPE, id, slot, version: (row?.version ?? 0) + 1, data, created_at: row?.created_at ?? now, updated_at: now, sequence });
+      });
+    },
+    (i) => {
+      const { id, slot, shard } = key(i);
+      rawWrite[shard]?.immediate(id, slot);
+    },
+  );
+
+  for (const { db } of raw) db.close();
+  shards.close();
+
+  const width = Math.max(...cases.map((c) => c.name.length));
+  const lines = [
+    `${"case".padEnd(width)}  ${"ops/s".padStart(9)}  × raw`,
+    ...cases.map((c) => `${c.name.padEnd(width)}  ${c.opsPerSecond.toFixed(0).padStart(9)}  ${c.ratio === null ? "" : c.ratio.toFixed(2)}`),
+    "",
+    `${availableParallelism()} cores, node ${process.version}; ${ENTITIES.toLocaleString("en")} entities in 8 shards, ${SECONDS} s per case, synchronous=NORMAL.`,
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+  const resultsDir = new URL("results/", import.meta.url);
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(
+    new URL(`storage-${new Date().toISOString().replaceAll(":", "-")}.json`, resultsDir),
+    `${JSON.stringify({ entities: ENTITIES, seconds: SECONDS, cases }, null, 2)}\n`,
+  );
+} finally {
+  rmSync(root, { recursive: true, force: true });
+}

@@ -1,22 +1,38 @@
-import cluster from "node:cluster";
-import type { AddressInfo } from "node:net";
+import cluster, { type Worker } from "node:cluster";
+import type { Server } from "node:http";
 import type { Logger } from "pino";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { createApp } from "./app.js";
 import type { ServeConfig } from "./config.js";
 import { EntityStore } from "./entities/entity-store.js";
 import { IdempotencyPurger } from "./entities/idempotency-purger.js";
-import { openDataDirectory } from "./storage/data-directory.js";
+import { answerWorkerMetricsRequests, workerMetrics } from "./ops/cluster-metrics.js";
+import { purgeMetrics } from "./ops/purge-metrics.js";
+import { registerShardMetrics } from "./ops/shard-metrics.js";
+import { removeServerLock, writeServerLock } from "./ops/server-lock.js";
+import { openDataDirectory, type ShardSet } from "./storage/data-directory.js";
+
+/** How long a worker lets requests in flight finish after a shutdown signal. */
+const DRAIN_MS = 10_000;
+/** How long the primary waits for its workers before it kills them; past this, exit code 1. */
+const SHUTDOWN_BOUND_MS = DRAIN_MS + 5_000;
+/** How often a draining worker closes keep-alive connections that have gone idle. */
+const IDLE_SWEEP_MS = 50;
+
+/** The primary asks its workers to stop with this message rather than a signal (see runPrimary). */
+const SHUTDOWN_MESSAGE = "apostate:shutdown";
 
 /**
  * `apostate serve`: the primary checks (or creates) the data directory, then forks the workers
- * that serve it. SQLite's file locks keep the shards consistent between the workers.
+ * that serve it. SQLite's file locks keep the shards consistent between the workers. The
+ * primary also runs the idempotency purge and keeps the shard gauges, once for the whole server.
  */
 export async function serve(config: ServeConfig, logger: Logger): Promise<void> {
   if (cluster.isPrimary) await runPrimary(config, logger);
   else await runWorker(config, logger);
 }
 
-async function openShards(config: ServeConfig, verify: boolean) {
+async function openShards(config: ServeConfig, verify: boolean): Promise<ShardSet> {
   return openDataDirectory(config.dataDir, {
     shardCount: config.shards,
     durability: config.durability,
@@ -29,63 +45,150 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   // Verified once, read-only first, before any worker opens a file for writing.
   const shards = await openShards(config, true);
   logger.info({ dataDir: shards.directory, shards: shards.shards.length }, "data directory ready");
-  shards.close();
+
+  const registry = new Registry();
+  registerShardMetrics(registry, shards);
+  answerWorkerMetricsRequests(registry);
+  const purger = new IdempotencyPurger(shards, config.idempotencyRetentionMs, logger, purgeMetrics(registry));
 
   let stopping = false;
+  let failed = false;
   let listening = 0;
-  const fork = () => cluster.fork();
   cluster.on("listening", (_worker, address) => {
     listening += 1;
-    if (listening === config.workers) {
-      logger.info({ url: `http://${config.host}:${address.port}`, workers: config.workers }, "listening");
-    }
+    if (listening !== config.workers) return;
+    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${address.port}`;
+    writeServerLock(shards.directory, url);
+    purger.start();
+    logger.info({ url, workers: config.workers }, "listening");
   });
-  cluster.on("exit", (worker, code, signal) => {
-    if (stopping) return;
-    logger.error({ worker: worker.process.pid, code, signal }, "worker died; starting another");
-    fork();
+
+  const workers = () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
+  const stopped = new Promise<void>((resolve) => {
+    cluster.on("exit", (worker, code, signal) => {
+      if (!stopping && listening < config.workers) {
+        // A worker that cannot even start (port taken, files refused) would fail again.
+        logger.error({ worker: worker.process.pid, code, signal }, "a worker failed to start; stopping");
+        for (const other of workers()) other.process.kill("SIGKILL");
+        process.exit(1);
+      }
+      if (!stopping) {
+        logger.error({ worker: worker.process.pid, code, signal }, "worker died; starting another");
+        cluster.fork();
+        return;
+      }
+      if (code !== 0) failed = true;
+      if (workers().length === 0) resolve();
+    });
   });
+
+  /*
+   * A signal from a terminal or `kill -- -pgid` reaches every worker as well as the primary, so
+   * the primary tells its workers by message: a worker then counts only real signals, and a
+   * second Ctrl-C still stops it at once.
+   */
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting now");
+      for (const worker of workers()) worker.process.kill("SIGKILL");
+      process.exit(1);
+    }
     stopping = true;
-    logger.info({ signal }, "stopping");
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
+    logger.info({ signal }, "stopping: finishing requests in flight");
+    for (const worker of workers()) if (worker.isConnected()) worker.send(SHUTDOWN_MESSAGE);
+    setTimeout(() => {
+      logger.error({ boundMs: SHUTDOWN_BOUND_MS }, "workers did not stop in time; killing them");
+      for (const worker of workers()) worker.process.kill("SIGKILL");
+      process.exit(1);
+    }, SHUTDOWN_BOUND_MS).unref();
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  for (let i = 0; i < config.workers; i += 1) fork();
-  await new Promise<void>((resolve) => {
-    cluster.on("exit", () => {
-      if (stopping && Object.keys(cluster.workers ?? {}).length === 0) resolve();
-    });
-  });
-  logger.info("stopped");
+  for (let i = 0; i < config.workers; i += 1) cluster.fork();
+
+  await stopped;
+  await purger.stop();
+  // The workers are gone: nothing reads the WALs any more, so they can be emptied completely.
+  for (const shard of shards.shards) shard.checkpoint("TRUNCATE");
+  shards.close();
+  removeServerLock(shards.directory);
+  logger.info({ exitCode: failed ? 1 : 0 }, "stopped");
+  process.exit(failed ? 1 : 0);
 }
 
 async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
   const shards = await openShards(config, false);
-  const store = new EntityStore(shards);
-  const purger = new IdempotencyPurger(shards, config.idempotencyRetentionMs, logger);
-  const app = createApp({ store, logger, bodyLimit: config.bodyLimit, token: config.token, adminToken: config.adminToken });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  let stopping = false;
+  const app = createApp({
+    store: new EntityStore(shards),
+    shards,
+    logger,
+    bodyLimit: config.bodyLimit,
+    token: config.token,
+    adminToken: config.adminToken,
+    registry,
+    metricsSource: workerMetrics(registry),
+    isStopping: () => stopping,
+  });
   const server = app.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);
   });
-  logger.debug({ port: (server.address() as AddressInfo).port }, "worker listening");
-  purger.start();
 
-  let stopping = false;
-  const stop = () => {
-    if (stopping) process.exit(1);
+  const shutdown = () => {
+    if (stopping) return;
     stopping = true;
-    purger.stop();
-    server.close(() => {
+    drain(server, logger).then(() => {
+      for (const shard of shards.shards) {
+        try {
+          // PASSIVE: the other workers may still be finishing; the primary empties the WAL last.
+          shard.checkpoint("PASSIVE");
+        } catch (error) {
+          logger.warn({ err: error, shard: shard.placement.shard }, "checkpoint skipped");
+        }
+      }
       shards.close();
       process.exit(0);
     });
-    server.closeIdleConnections();
   };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  let signals = 0;
+  const onSignal = () => {
+    signals += 1;
+    if (signals > 1) process.exit(1);
+    shutdown();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("message", (message: unknown) => {
+    if (message === SHUTDOWN_MESSAGE) shutdown();
+  });
+}
+
+/**
+ * Stops accepting connections and waits for the requests in flight: responses from now on close
+ * their connection, idle keep-alive connections are closed as they appear, and after
+ * {@link DRAIN_MS} whatever is left is cut (a cut request commits nothing: each write is one
+ * transaction that has either committed or not).
+ */
+function drain(server: Server, logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    // Ahead of express, so the flag is set before a synchronous handler answers.
+    server.prependListener("request", (_req, res) => {
+      res.shouldKeepAlive = false;
+    });
+    const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+    const force = setTimeout(() => {
+      logger.warn({ drainMs: DRAIN_MS }, "requests still in flight after the drain period; closing their connections");
+      server.closeAllConnections();
+    }, DRAIN_MS);
+    server.close(() => {
+      clearInterval(sweep);
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
 }

@@ -1,6 +1,15 @@
+import { accessSync, constants } from "node:fs";
 import Database from "better-sqlite3";
 import { Kysely, Migrator, SqliteDialect, sql, type Compilable, type RawBuilder } from "kysely";
 import { migrations } from "../../schema/migrations/index.js";
+import {
+  backupShardFile,
+  checkIntegrity,
+  listShardKeys,
+  readShardStats,
+  type ShardKey,
+  type ShardStats,
+} from "./shard-inspection.js";
 import { DataDirectoryError, translateSqliteError } from "./storage-errors.js";
 import type { EntityRow, IdempotencyRow, ShardDatabase, ShardStateRow } from "./tables.js";
 
@@ -203,6 +212,49 @@ export class Shard {
   /** Deletes at most `limit` idempotency records created before `before` (Unix ms). */
   purgeIdempotency(before: number, limit: number): number {
     return this.run(() => this.statements.purgeIdempotency.run({ before, limit }).changes);
+  }
+
+  /** The shard's figures for operators, read from the file in one snapshot. */
+  stats(): ShardStats {
+    return this.run(() => readShardStats(this.db, this.file));
+  }
+
+  /** Live keys after `after`, ordered by type then id (the admin key listing). */
+  listKeys(after: { type: string; id: string } | undefined, limit: number): ShardKey[] {
+    return this.run(() => listShardKeys(this.db, after, limit));
+  }
+
+  /** SQLite's integrity check: its complaints, none when the file is sound. */
+  checkIntegrity(): string[] {
+    return checkIntegrity(this.db);
+  }
+
+  /** An online backup into `destination`; resolves to the change sequence the copy holds. */
+  async backup(destination: string): Promise<{ sequence: number }> {
+    try {
+      return await backupShardFile(this.db, destination);
+    } catch (error) {
+      throw translateSqliteError(error, this.file);
+    }
+  }
+
+  /** Open, not read-only, and the file still writable (readiness). */
+  isWritable(): boolean {
+    if (!this.db.open || this.db.readonly) return false;
+    try {
+      accessSync(this.file, constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Copies the WAL back into the database file. `PASSIVE` never waits for other connections;
+   * `TRUNCATE` waits for them (busy timeout) and then empties the WAL file.
+   */
+  checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
+    this.run(() => this.db.pragma(`wal_checkpoint(${mode})`));
   }
 
   close(): void {

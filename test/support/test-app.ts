@@ -25,6 +25,7 @@ export async function createTestApp(
   });
   const app = createApp({
     store: new EntityStore(shards),
+    shards,
     logger: pino({ level: "silent" }),
     bodyLimit: options.bodyLimit ?? 1_048_576,
     token: options.token,

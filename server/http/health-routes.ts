@@ -1,0 +1,26 @@
+import { Router } from "express";
+import type { ShardSet } from "../storage/data-directory.js";
+import { ProblemError } from "./problems.js";
+
+const RETRY_AFTER_SECONDS = "5";
+
+/**
+ * `/healthz`: the process answers. `/readyz`: it can serve writes: every shard is open and
+ * writable, and shutdown has not begun (a load balancer should stop sending before it ends).
+ * Both are open, without a token, for probes.
+ */
+export function healthRoutes(shards: ShardSet, isStopping: () => boolean): Router {
+  const router = Router();
+  router.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  router.get("/readyz", (_req, res) => {
+    const unavailable = (detail: string) =>
+      new ProblemError("unavailable", detail, { headers: { "Retry-After": RETRY_AFTER_SECONDS } });
+    if (isStopping()) throw unavailable("the server is shutting down");
+    const closed = shards.shards.filter((shard) => !shard.isWritable()).map((shard) => shard.placement.shard);
+    if (closed.length > 0) throw unavailable(`shards ${closed.join(", ")} are not open for writing`);
+    res.json({ status: "ok", shards: shards.shards.length });
+  });
+  return router;
+}

@@ -1,0 +1,21 @@
+import { Router } from "express";
+import type { MetricsSource } from "../ops/cluster-metrics.js";
+import { ProblemError } from "./problems.js";
+
+/** `GET /metrics`: Prometheus text exposition, for the whole server (every worker). */
+export function metricsRoute(source: MetricsSource): Router {
+  const router = Router();
+  router.get("/metrics", async (_req, res) => {
+    let text: string;
+    try {
+      text = await source.metrics();
+    } catch (error) {
+      throw new ProblemError("unavailable", "the metrics could not be gathered", {
+        headers: { "Retry-After": "1" },
+        cause: error,
+      });
+    }
+    res.type(source.contentType).send(text);
+  });
+  return router;
+}

@@ -1,0 +1,47 @@
+import { randomUUID } from "node:crypto";
+import type { RequestHandler } from "express";
+import type { Logger } from "pino";
+import type { HttpMetrics } from "../ops/http-metrics.js";
+
+/** The response header that carries the request's id (also taken from the request, if sane). */
+export const REQUEST_ID_HEADER = "X-Request-Id";
+
+/** An id a proxy in front may have assigned: short, and nothing that could forge a log line. */
+const FORWARDED_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Gives each request an id (answered in `X-Request-Id`), and when its response is done, logs
+ * one JSON line and records it in the metrics. The log line names the method, route, path,
+ * status and duration only: never a header (tokens) and never a body (entity data).
+ */
+export function observeRequests(options: {
+  logger: Logger;
+  metrics: HttpMetrics;
+  routeOf: (path: string) => string;
+}): RequestHandler {
+  const { logger, metrics, routeOf } = options;
+  return (req, res, next) => {
+    const started = process.hrtime.bigint();
+    const forwarded = req.headers["x-request-id"];
+    const requestId = typeof forwarded === "string" && FORWARDED_ID.test(forwarded) ? forwarded : randomUUID();
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    res.once("close", () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const path = req.originalUrl.split("?", 1)[0] ?? "";
+      const route = routeOf(path);
+      const ms = Math.round(seconds * 1e6) / 1000;
+      const entry = { reqId: requestId, method: req.method, route, path, status: res.statusCode, ms };
+      // A response that was not finished was cut off: the client went away, or shutdown forced it.
+      if (res.writableFinished) logger.info(entry, "request");
+      else logger.warn({ ...entry, aborted: true }, "request aborted");
+      metrics.observe({
+        method: req.method,
+        route,
+        status: res.statusCode,
+        seconds,
+        replayed: res.getHeader("Idempotent-Replayed") === "true",
+      });
+    });
+    next();
+  };
+}

@@ -1,0 +1,106 @@
+import { statSync } from "node:fs";
+import Database from "better-sqlite3";
+import type { ShardStateRow } from "./tables.js";
+
+/*
+ * Operator queries on one shard file. They take the bare connection so that both a served
+ * shard ({@link Shard}) and a read-only connection of the offline CLI can run them.
+ */
+
+/** A shard's figures, each read from the file itself. */
+export interface ShardStats {
+  /** Live entities; tombstones are not counted. */
+  entities: number;
+  /** Size of the database file on disk. */
+  fileBytes: number;
+  /** Size of its write-ahead log on disk (0 when there is none). */
+  walBytes: number;
+  sequence: number;
+  idempotencyRecords: number;
+  lastWriteAt: string | null;
+}
+
+/** One key a shard holds, as the admin API lists it. */
+export interface ShardKey {
+  type: string;
+  id: string;
+  slot: number;
+  version: number;
+}
+
+const MAX_INTEGRITY_MESSAGES = 100;
+
+/** The figures of one shard, all from one read snapshot. */
+export function readShardStats(db: Database.Database, file: string): ShardStats {
+  const read = db.transaction(() => {
+    const state = db.prepare("select sequence, last_write_at from shard_state").get() as Pick<
+      ShardStateRow,
+      "sequence" | "last_write_at"
+    >;
+    const entities = db.prepare("select count(*) from entities where data is not null").pluck().get() as number;
+    const records = db.prepare("select count(*) from idempotency").pluck().get() as number;
+    return { state, entities, records };
+  });
+  const { state, entities, records } = read.deferred();
+  return {
+    entities,
+    fileBytes: sizeOf(file),
+    walBytes: sizeOf(`${file}-wal`),
+    sequence: state.sequence,
+    idempotencyRecords: records,
+    lastWriteAt: state.last_write_at,
+  };
+}
+
+/** Up to `limit` live keys after `after` (exclusive), ordered by type, then id. */
+export function listShardKeys(
+  db: Database.Database,
+  after: { type: string; id: string } | undefined,
+  limit: number,
+): ShardKey[] {
+  return db
+    .prepare(
+      `select type, id, slot, version from entities
+       where data is not null and (type, id) > (@type, @id)
+       order by type, id limit @limit`,
+    )
+    .all({ type: after?.type ?? "", id: after?.id ?? "", limit }) as ShardKey[];
+}
+
+/**
+ * SQLite's full integrity check; returns its complaints, none when the file is sound. A file
+ * too damaged to be read at all is reported the same way rather than thrown.
+ */
+export function checkIntegrity(db: Database.Database): string[] {
+  try {
+    const rows = db.pragma(`integrity_check(${MAX_INTEGRITY_MESSAGES})`) as { integrity_check: string }[];
+    return rows.map((row) => row.integrity_check).filter((message) => message !== "ok");
+  } catch (error) {
+    return [(error as Error).message];
+  }
+}
+
+/**
+ * Copies the shard into `destination` with SQLite's online backup API and returns the change
+ * sequence the copy holds, read from the copy itself, so the two can never disagree.
+ *
+ * After the first step, the rest is copied in one step: a step holds a read snapshot, so a
+ * write by another process cannot restart the copy (SQLite restarts a stepwise backup whenever
+ * another connection changes the source between steps, which under load could go on forever).
+ * The copy is switched out of WAL mode so that it is one self-contained file.
+ */
+export async function backupShardFile(db: Database.Database, destination: string): Promise<{ sequence: number }> {
+  await db.backup(destination, { progress: ({ remainingPages }) => Math.max(remainingPages, 1) });
+  const copy = new Database(destination);
+  try {
+    copy.pragma("journal_mode = DELETE");
+    return { sequence: copy.prepare("select sequence from shard_state").pluck().get() as number };
+  } finally {
+    copy.close();
+  }
+}
+
+function sizeOf(file: string): number {
+  // The WAL comes and goes with checkpoints and closes; absent means empty.
+  return statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+}

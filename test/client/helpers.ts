@@ -1,0 +1,133 @@
+import { ServerProcess } from "../support/server-process.js";
+import { tempDir } from "../support/temp-dir.js";
+import type { WorkflowStep } from "../../client/index.js";
+
+/** A real server over a fresh data directory; `stop()` ends it and removes the directory. */
+export async function startServer(workers = 1): Promise<{ server: ServerProcess; dataDir: string; stop: () => Promise<void> }> {
+  const dir = tempDir("apostate-client-");
+  const server = await ServerProcess.start({ dataDir: dir.path, workers });
+  return {
+    server,
+    dataDir: dir.path,
+    stop: async () => {
+      await server.stop();
+      dir.remove();
+    },
+  };
+}
+
+/** One request as the client sent it. */
+export interface SentRequest {
+  method: string;
+  path: string;
+  idempotencyKey: string | null;
+  headers: Headers;
+}
+
+/**
+ * A `fetch` that records every request and lets a test decide, per request, to answer it
+ * itself (`intercept` returns a Response or throws) instead of passing it on.
+ */
+export function recordingFetch(
+  intercept: (request: Request, index: number) => Promise<Response | undefined> | Response | undefined = () => undefined,
+): { fetch: (request: Request) => Promise<Response>; sent: SentRequest[] } {
+  const sent: SentRequest[] = [];
+  return {
+    sent,
+    fetch: async (request) => {
+      const index = sent.length;
+      sent.push({
+        method: request.method,
+        path: new URL(request.url).pathname,
+        idempotencyKey: request.headers.get("Idempotency-Key"),
+        headers: request.headers,
+      });
+      return (await intercept(request, index)) ?? fetch(request);
+    },
+  };
+}
+
+/** A problem response as apostate would send it. */
+export function problemResponse(status: number, code: string, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify({ type: `urn:apostate:problem:${code}`, title: code, status, code, detail: code }), {
+    status,
+    headers: { "Content-Type": "application/problem+json", ...headers },
+  });
+}
+
+/** The transfer example: debit `from` if the balance suffices, credit `to` unless it is frozen, refund on failure. */
+export function transferSteps(transfer: string, from: string, to: string, amount: number): WorkflowStep[] {
+  return [
+    {
+      name: "debit",
+      type: "account",
+      id: from,
+      ops: {
+        if: [{ path: "/balance", op: "gte", value: amount }],
+        do: [
+          { op: "inc", path: "/balance", value: -amount },
+          { op: "append", path: "/log", value: { transfer, amount: -amount } },
+        ],
+      },
+      compensate: {
+        do: [
+          { op: "inc", path: "/balance", value: amount },
+          { op: "append", path: "/log", value: { transfer, amount, refund: true } },
+        ],
+      },
+    },
+    {
+      name: "credit",
+      type: "account",
+      id: to,
+      ops: {
+        if: [{ path: "/frozen", op: "ne", value: true }],
+        do: [
+          { op: "inc", path: "/balance", value: amount },
+          { op: "append", path: "/log", value: { transfer, amount } },
+        ],
+      },
+    },
+  ];
+}
+
+/** A log entry of an account, as {@link transferSteps} appends them. */
+export interface LogEntry {
+  transfer: string;
+  amount: number;
+  refund?: boolean;
+}
+
+export function logOf(data: Record<string, unknown>): LogEntry[] {
+  return (Array.isArray(data.log) ? data.log : []) as LogEntry[];
+}
+
+/** A small seeded PRNG (mulberry32), so a failing run can be repeated with its seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** Runs `tasks` with at most `limit` in flight; resolves to their settled results in order. */
+export async function settleAll<T>(tasks: (() => Promise<T>)[], limit: number): Promise<PromiseSettledResult<T>[]> {
+  const results: PromiseSettledResult<T>[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const index = next++;
+      const task = tasks[index] as () => Promise<T>;
+      results[index] = await task().then(
+        (value) => ({ status: "fulfilled", value }) as const,
+        (reason: unknown) => ({ status: "rejected", reason }) as const,
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  return results;
+}

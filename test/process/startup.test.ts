@@ -41,7 +41,7 @@ describe("start-up refuses a data directory it cannot trust, and touches nothing
   it("serves the template (sanity)", async () => {
     const server = await ServerProcess.start({ dataDir: copyOf(template) });
     const res = await fetch(`${server.url}/v1/entities/doc/d7`);
-    expect((await res.json()).data.i).toBe(7);
+    expect(((await res.json()) as { data: { i: number } }).data.i).toBe(7);
     await server.stop();
   });
 

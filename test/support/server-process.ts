@@ -14,6 +14,18 @@ export interface ServerOptions {
   compiled?: boolean;
 }
 
+/** `apostate serve` on a free port, in a process group of its own. */
+function spawnServer(options: ServerOptions): ChildProcess {
+  const entry = options.compiled ? ["dist/server/cli.js"] : ["--import", "tsx", "server/cli.ts"];
+  const flags = ["--data-dir", options.dataDir, "--port", "0", "--workers", String(options.workers ?? 1)];
+  return spawn(process.execPath, [...entry, "serve", ...flags, ...(options.args ?? [])], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, APOSTATE_LOG_LEVEL: "info", ...options.env },
+  });
+}
+
 /**
  * A real `apostate serve` in a child process of its own process group, so that `kill("SIGKILL")`
  * takes the primary and every worker down at once, like a crash of the machine's server.
@@ -28,25 +40,14 @@ export class ServerProcess {
   }
 
   static async start(options: ServerOptions): Promise<ServerProcess> {
-    const entry = options.compiled ? ["dist/server/cli.js"] : ["--import", "tsx", "server/cli.ts"];
-    const child = spawn(
-      process.execPath,
-      [...entry, "serve", "--data-dir", options.dataDir, "--port", "0", "--workers", String(options.workers ?? 1), ...(options.args ?? [])],
-      { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, APOSTATE_LOG_LEVEL: "info", ...options.env } },
-    );
-    const server = new ServerProcess(child);
+    const server = new ServerProcess(spawnServer(options));
     await server.waitForListening();
     return server;
   }
 
   /** Starts a server that is expected to refuse to start; resolves to its exit code and output. */
   static async startFailing(options: ServerOptions): Promise<{ code: number | null; output: string }> {
-    const entry = options.compiled ? ["dist/server/cli.js"] : ["--import", "tsx", "server/cli.ts"];
-    const child = spawn(
-      process.execPath,
-      [...entry, "serve", "--data-dir", options.dataDir, "--port", "0", "--workers", String(options.workers ?? 1), ...(options.args ?? [])],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...options.env } },
-    );
+    const child = spawnServer(options);
     let output = "";
     child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));

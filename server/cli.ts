@@ -2,6 +2,9 @@
 import { Command } from "commander";
 import { addServeOptions, configProblem, toServeConfig } from "./config.js";
 import { createLogger } from "./logger.js";
+import { OperatorError, type OperatorAdmin } from "./ops/operator-admin.js";
+import { backupCommand, checkCommand, shardsCommand, type CommandResult } from "./ops/operator-commands.js";
+import { addOperatorOptions, openOperatorAdmin, toOperatorConfig, type OperatorConfig } from "./ops/operator-options.js";
 import { serve } from "./serve.js";
 import { DataDirectoryError } from "./storage/storage-errors.js";
 
@@ -21,5 +24,32 @@ addServeOptions(program.command("serve").description("serve the REST API from a 
     }
   },
 );
+
+type OperatorCommand = (admin: OperatorAdmin, config: OperatorConfig) => Promise<CommandResult>;
+
+/** Adds a command that works on a running server's admin API, or on a data directory no server holds. */
+function operatorCommand(name: string, description: string, withShard: boolean, run: OperatorCommand): void {
+  addOperatorOptions(program.command(name).description(description), withShard).action(
+    async (options: Record<string, unknown>, command: Command) => {
+      const config = toOperatorConfig(options);
+      let admin: OperatorAdmin | undefined;
+      try {
+        admin = openOperatorAdmin(config);
+        const { output, exitCode } = await run(admin, config);
+        process.stdout.write(`${output}\n`);
+        process.exitCode = exitCode;
+      } catch (error) {
+        if (error instanceof OperatorError) command.error(`error: ${error.message}`);
+        throw error;
+      } finally {
+        admin?.close();
+      }
+    },
+  );
+}
+
+operatorCommand("shards", "list the shards with their figures (of a running server, or of a data directory)", false, shardsCommand);
+operatorCommand("check", "run SQLite's integrity check on the shards; exit code 1 if any is damaged", true, checkCommand);
+operatorCommand("backup", "back up the shards online into the data directory's backups/ folder", true, backupCommand);
 
 await program.parseAsync();

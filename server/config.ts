@@ -18,7 +18,8 @@ export interface ServeConfig {
   busyTimeoutMs: number;
 }
 
-function integer(min: number, max: number) {
+/** A commander parser for an integer from `min` to `max`. */
+export function integer(min: number, max: number) {
   return (value: string): number => {
     const number = Number(value);
     if (!/^\d+$/.test(value) || number < min || number > max) {
@@ -43,6 +44,9 @@ function duration(value: string): number {
   if (ms < 1_000) throw new InvalidArgumentError("expected at least 1s");
   return ms;
 }
+
+/** A token that can be sent in an `Authorization: Bearer` header as it is. */
+const TOKEN = /^[\x21-\x7e]{1,512}$/;
 
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/;
 
@@ -84,6 +88,14 @@ export function serveOptions(): Option[] {
 
 /** Checks that span options; returns the problem, or undefined when the configuration holds. */
 export function configProblem(config: ServeConfig): string | undefined {
+  for (const [flag, token] of [["--token", config.token], ["--admin-token", config.adminToken]] as const) {
+    if (token !== undefined && !TOKEN.test(token)) {
+      return `${flag} must be 1 to 512 visible ASCII characters, no spaces (it is sent as a bearer token)`;
+    }
+  }
+  if (config.token !== undefined && config.token === config.adminToken) {
+    return "--token and --admin-token must differ: the data token must never open /admin";
+  }
   if (!isLoopback(config.host) && (!config.token || !config.adminToken)) {
     return `--host ${config.host} is not a loopback address: set --token and --admin-token (or APOSTATE_TOKEN and APOSTATE_ADMIN_TOKEN)`;
   }

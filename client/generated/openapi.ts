@@ -107,6 +107,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -125,6 +126,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -164,6 +166,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -183,6 +186,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -236,6 +240,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * @description Prometheus text exposition, for the whole server: the request figures of every worker are
+         *     summed. `apostate_http_requests_total` and `apostate_http_request_duration_seconds` (by
+         *     `method`, `route` template and `status`), `apostate_idempotent_replays_total`,
+         *     `apostate_shard_entities`, `apostate_shard_file_bytes`, `apostate_shard_wal_bytes`,
+         *     `apostate_shard_sequence`, `apostate_shard_idempotency_records` (by `shard`),
+         *     `apostate_idempotency_purged_total` and `apostate_idempotency_purge_batches_total` (by
+         *     `shard`), and Node.js process metrics.
+         */
         get: operations["metrics"];
         put?: never;
         post?: never;
@@ -374,11 +387,18 @@ export interface components {
             };
             /** @description Live entities (tombstones not counted). */
             entities: number;
+            /** @description Size of the database file on disk. */
             fileBytes: number;
+            /** @description Size of its write-ahead log on disk (0 when absent). */
             walBytes: number;
+            /** @description The change sequence; every committed write adds 1. */
             sequence: number;
+            /** @description Idempotency records not yet purged. */
             idempotencyRecords: number;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description Time of the last write; null before the first.
+             */
             lastWriteAt: string | null;
         };
         ShardKey: {
@@ -431,6 +451,7 @@ export interface components {
         EntityType: string;
         /** @description Percent-decoded before it is checked. */
         EntityId: string;
+        /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
         ShardId: number;
         /** @description The strong `ETag` (`"<version>"`) the change is conditional on, or `*` (the entity exists). */
         IfMatch: string;
@@ -705,6 +726,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -733,6 +755,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -793,6 +816,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -822,6 +846,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -836,10 +861,14 @@ export interface operations {
                 content: {
                     "application/json": {
                         shard: number;
-                        /** @description The file's name inside `backups/`. */
+                        /**
+                         * @description The file's name inside the data directory's `backups/` folder, chosen by the
+                         *     server: `shard-<shard>-seq<sequence>-<UTC time>.sqlite`. It is a complete
+                         *     SQLite file (not in WAL mode) that can replace the shard's file to restore it.
+                         */
                         file: string;
                         bytes: number;
-                        /** @description The shard's change sequence the backup holds. */
+                        /** @description The shard's change sequence the backup holds */
                         sequence: number;
                     };
                 };
@@ -878,7 +907,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every shard is open and writable. */
+            /** @description Every shard is open and writable, and the server is not shutting down (then 503). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -909,6 +938,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
         };
     };
 }

@@ -10,13 +10,15 @@ function digest(value: string): Buffer {
   return createHash("sha256").update(value).digest();
 }
 
+const BEARER = /^bearer +(\S+) *$/i;
+
 /** Requires `Authorization: Bearer <token>` when a token is configured; open otherwise. */
 export function bearerAuth(token: string | undefined): RequestHandler {
   if (token === undefined) return (_req, _res, next) => next();
   const expected = digest(token);
   return (req, res, next) => {
-    const header = req.headers.authorization;
-    const given = header?.startsWith("Bearer ") ? header.slice("Bearer ".length) : undefined;
+    // The scheme is case-insensitive (RFC 9110, section 11.1).
+    const given = BEARER.exec(req.headers.authorization ?? "")?.[1];
     if (given === undefined || !timingSafeEqual(digest(given), expected)) {
       res.setHeader("WWW-Authenticate", 'Bearer realm="apostate"');
       throw new ProblemError("unauthorized", "a valid bearer token is required");

@@ -868,7 +868,7 @@ export interface operations {
                          */
                         file: string;
                         bytes: number;
-                        /** @description The shard's change sequence the backup holds */
+                        /** @description The shard's change sequence the backup holds (read from the backup itself). */
                         sequence: number;
                     };
                 };

@@ -1,6 +1,7 @@
+import { expect } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import type { WorkflowStep } from "../../client/index.js";
+import { WorkflowError, type ApostateClient, type Entity, type WorkflowResult, type WorkflowStep } from "../../client/index.js";
 
 /** A real server over a fresh data directory; `stop()` ends it and removes the directory. */
 export async function startServer(workers = 1): Promise<{ server: ServerProcess; dataDir: string; stop: () => Promise<void> }> {
@@ -130,4 +131,79 @@ export async function settleAll<T>(tasks: (() => Promise<T>)[], limit: number): 
   };
   await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
   return results;
+}
+
+/** One money transfer between two accounts. */
+export interface Transfer {
+  id: string;
+  from: string;
+  to: string;
+  amount: number;
+}
+
+/** `count` transfers between distinct random accounts of 1–400 each, ids `<prefix><n>`. */
+export function randomTransfers(prefix: string, count: number, accounts: readonly string[], random: () => number): Transfer[] {
+  const pick = () => accounts[Math.floor(random() * accounts.length)] as string;
+  return Array.from({ length: count }, (_, n) => {
+    const from = pick();
+    let to = pick();
+    while (to === from) to = pick();
+    return { id: `${prefix}${n}`, from, to, amount: 1 + Math.floor(random() * 400) };
+  });
+}
+
+/**
+ * Checks the accounts' entities, not any client-side count: money is conserved, no balance is
+ * negative, every balance equals its log, and each transfer left exactly the log entries its
+ * outcome implies (completed: one debit and one credit; failed at the debit: nothing; failed
+ * at the credit: one debit and one refund).
+ */
+export async function expectExactlyOnce(
+  db: ApostateClient,
+  transfers: readonly Transfer[],
+  outcomes: readonly PromiseSettledResult<WorkflowResult>[],
+  ledger: { accounts: number; initialBalance: number; frozen: ReadonlySet<string> },
+): Promise<{ completed: number; compensated: number }> {
+  const unexpected = outcomes.filter((o) => o.status === "rejected" && !(o.reason instanceof WorkflowError));
+  expect(unexpected).toEqual([]);
+
+  const accounts = new Map<string, Entity>();
+  for await (const account of db.list("account", { pageSize: 100 })) accounts.set(account.id, account);
+  expect(accounts.size).toBe(ledger.accounts);
+  let total = 0;
+  for (const account of accounts.values()) {
+    const balance = account.data.balance as number;
+    expect(balance, `${account.id} went negative`).toBeGreaterThanOrEqual(0);
+    const logged = logOf(account.data).reduce((sum, entry) => sum + entry.amount, 0);
+    expect(balance, `${account.id}'s balance disagrees with its log`).toBe(ledger.initialBalance + logged);
+    total += balance;
+  }
+  expect(total).toBe(ledger.accounts * ledger.initialBalance);
+
+  const entriesOf = (account: string, transfer: string) =>
+    logOf((accounts.get(account) as Entity).data).filter((entry) => entry.transfer === transfer);
+  let completed = 0;
+  let compensated = 0;
+  outcomes.forEach((outcome, n) => {
+    const t = transfers[n] as Transfer;
+    const from = entriesOf(t.from, t.id);
+    const to = entriesOf(t.to, t.id);
+    if (outcome.status === "fulfilled") {
+      completed += 1;
+      expect({ from, to }, t.id).toEqual({ from: [{ transfer: t.id, amount: -t.amount }], to: [{ transfer: t.id, amount: t.amount }] });
+    } else if ((outcome.reason as WorkflowError).failedStep === "debit") {
+      expect({ from, to }, t.id).toEqual({ from: [], to: [] });
+    } else {
+      compensated += 1;
+      expect(ledger.frozen.has(t.to), t.id).toBe(true);
+      expect({ from, to }, t.id).toEqual({
+        from: [
+          { transfer: t.id, amount: -t.amount },
+          { transfer: t.id, amount: t.amount, refund: true },
+        ],
+        to: [],
+      });
+    }
+  });
+  return { completed, compensated };
 }

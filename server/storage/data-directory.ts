@@ -4,6 +4,7 @@ import { SLOT_COUNT, slotOf } from "../../schema/placement.js";
 import { MANIFEST_FILE, newManifest, parseManifest, type Manifest } from "./manifest.js";
 import { Shard, verifyShardFile, type ShardOptions } from "./shard.js";
 import { DataDirectoryError } from "./storage-errors.js";
+import { assertWalComplete } from "./wal-index.js";
 
 export interface OpenOptions extends ShardOptions {
   /** Shard count for a new data directory; an existing one keeps its manifest's. */
@@ -54,7 +55,10 @@ export async function openDataDirectory(directory: string, options: OpenOptions)
   const manifest = parseManifest(readFileSync(manifestPath, "utf8"), manifestPath);
   assertFilesMatch(root, manifest);
   if (options.verify) {
-    for (const { file } of manifest.shards) verifyShardFile(join(root, file));
+    for (const { file } of manifest.shards) {
+      assertWalComplete(join(root, file));
+      verifyShardFile(join(root, file));
+    }
   }
   const shards: Shard[] = [];
   try {

@@ -339,6 +339,11 @@ export function verifyShardFile(file: string): void {
     if (messages.length > 0) {
       throw new DataDirectoryError(`shard file ${file} is corrupt: ${messages.slice(0, 5).join("; ")}`);
     }
+    // An empty file (e.g. truncated to nothing) passes the quick check; opening it for writing
+    // would run the migrations into it, so it is refused here, before anything writes.
+    if (db.prepare("select 1 from sqlite_master where type = 'table' and name = 'shard_state'").get() === undefined) {
+      throw new DataDirectoryError(`shard file ${file} is empty or not an apostate shard: it has no shard_state table`);
+    }
   } catch (error) {
     if (error instanceof DataDirectoryError) throw error;
     throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });

@@ -1,0 +1,33 @@
+import { createHash } from "node:crypto";
+import { cpSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ServerProcess } from "../../support/server-process.js";
+
+/** Every file of a directory with the SHA-256 of its bytes, to prove that nothing was touched. */
+export function snapshot(dir: string): Record<string, string> {
+  return Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((file) => [file, createHash("sha256").update(readFileSync(join(dir, file))).digest("hex")]),
+  );
+}
+
+/** A copy of a data directory, so that each case damages its own. */
+export function copyDirectory(from: string, to: string): string {
+  cpSync(from, to, { recursive: true });
+  return to;
+}
+
+/**
+ * Starts a server that should refuse the data directory. A server that starts anyway is
+ * stopped at once, so a missed detection fails fast instead of waiting for a timeout.
+ */
+export async function startupRefusal(dataDir: string): Promise<{ refused: boolean; output: string }> {
+  try {
+    const server = await ServerProcess.start({ dataDir, workers: 1 });
+    await server.crash();
+    return { refused: false, output: server.output.join("\n") };
+  } catch (error) {
+    return { refused: true, output: (error as Error).message };
+  }
+}

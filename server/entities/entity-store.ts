@@ -80,26 +80,26 @@ export class EntityStore {
     return row;
   }
 
-  put(mutation: Mutation, data: JsonObject): WriteOutcome {
+  put(mutation: Mutation, data: JsonObject): Promise<WriteOutcome> {
     return this.mutate(mutation, () => ({ data }));
   }
 
-  mergePatch(mutation: Mutation, patch: JsonObject): WriteOutcome {
+  mergePatch(mutation: Mutation, patch: JsonObject): Promise<WriteOutcome> {
     return this.mutate(mutation, (row) => ({ data: applyMergePatch(parseData(requireLive(mutation, row)), patch) }));
   }
 
-  jsonPatch(mutation: Mutation, patch: JsonPatchOperation[]): WriteOutcome {
+  jsonPatch(mutation: Mutation, patch: JsonPatchOperation[]): Promise<WriteOutcome> {
     return this.mutate(mutation, (row) => ({ data: applyJsonPatch(parseData(requireLive(mutation, row)), patch) }));
   }
 
-  ops(mutation: Mutation, request: OpsRequest): WriteOutcome {
+  ops(mutation: Mutation, request: OpsRequest): Promise<WriteOutcome> {
     return this.mutate(mutation, (row) => {
       const data = isLive(row) || !request.upsert ? parseData(requireLive(mutation, row)) : {};
       return { data: applyOps(data, request) };
     });
   }
 
-  delete(mutation: Mutation): WriteOutcome {
+  delete(mutation: Mutation): Promise<WriteOutcome> {
     return this.mutate(mutation, (row) => {
       requireLive(mutation, row);
       return { delete: true };
@@ -127,10 +127,14 @@ export class EntityStore {
     };
   }
 
-  private mutate(mutation: Mutation, change: (row: EntityRow | undefined) => Change): WriteOutcome {
+  /**
+   * Resolves once the change (and its idempotency record) has committed; the shard may commit it
+   * together with other writes (group commit), each in a savepoint of its own.
+   */
+  private mutate(mutation: Mutation, change: (row: EntityRow | undefined) => Change): Promise<WriteOutcome> {
     const { type, id, idempotency } = mutation;
     const slot = slotOf(type, id);
-    return this.shards.shardAt(slot).write((tx) => {
+    return this.shards.shardAt(slot).commitWrite((tx) => {
       if (idempotency) {
         const recorded = tx.readIdempotency(type, id, idempotency.key);
         if (recorded) {

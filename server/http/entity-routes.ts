@@ -32,24 +32,24 @@ export function entityRoutes(store: EntityStore): Router {
     res.type("application/json").send(entityJson(row));
   });
 
-  router.put("/v1/entities/:type/:id", (req: Request<EntityParams>, res) => {
-    send(res, store.put(mutationOf(req), safeBody<JsonObject>(req)));
+  router.put("/v1/entities/:type/:id", async (req: Request<EntityParams>, res) => {
+    send(res, await store.put(mutationOf(req), safeBody<JsonObject>(req)));
   });
 
-  router.patch("/v1/entities/:type/:id", (req: Request<EntityParams>, res) => {
+  router.patch("/v1/entities/:type/:id", async (req: Request<EntityParams>, res) => {
     const mutation = mutationOf(req);
     const outcome = req.is(JSON_PATCH_TYPE)
       ? store.jsonPatch(mutation, safeBody<JsonPatchOperation[]>(req))
       : store.mergePatch(mutation, safeBody<JsonObject>(req));
-    send(res, outcome);
+    send(res, await outcome);
   });
 
-  router.post("/v1/entities/:type/:id/ops", (req: Request<EntityParams>, res) => {
-    send(res, store.ops(mutationOf(req, "/ops"), safeBody<OpsRequest>(req)));
+  router.post("/v1/entities/:type/:id/ops", async (req: Request<EntityParams>, res) => {
+    send(res, await store.ops(mutationOf(req, "/ops"), safeBody<OpsRequest>(req)));
   });
 
-  router.delete("/v1/entities/:type/:id", (req: Request<EntityParams>, res) => {
-    send(res, store.delete(mutationOf(req)));
+  router.delete("/v1/entities/:type/:id", async (req: Request<EntityParams>, res) => {
+    send(res, await store.delete(mutationOf(req)));
   });
 
   router.get("/v1/entities/:type", (req: Request<{ type: string }>, res) => {

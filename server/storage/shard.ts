@@ -12,6 +12,7 @@ import {
 } from "./shard-inspection.js";
 import { DataDirectoryError, translateSqliteError } from "./storage-errors.js";
 import type { EntityRow, IdempotencyRow, ShardDatabase, ShardStateRow } from "./tables.js";
+import { WriteQueue } from "./write-queue.js";
 
 export type Durability = "process" | "power";
 
@@ -50,17 +51,21 @@ function param<T>(name: string): RawBuilder<T> {
  * One SQLite file holding a contiguous slot range. Every statement on the request path is built
  * by kysely once, when the shard opens, and prepared once; a request only binds values.
  *
- * Writes go through {@link Shard.write}: a `BEGIN IMMEDIATE` transaction that takes the file's
- * write lock up front, so two processes never both read-then-write the same row.
+ * Writes go through {@link Shard.commitWrite} (or the synchronous {@link Shard.write}): a
+ * `BEGIN IMMEDIATE` transaction that takes the file's write lock up front, so two processes
+ * never both read-then-write the same row.
  */
 export class Shard {
   private readonly statements;
   private readonly writeTransaction;
+  private readonly writes: WriteQueue<ShardTransaction>;
 
   private constructor(
     readonly placement: ShardPlacement,
     readonly file: string,
     private readonly db: Database.Database,
+    private readonly writer: Database.Database,
+    options: ShardOptions,
   ) {
     const q = new Kysely<ShardDatabase>({ dialect: new SqliteDialect({ database: db }) });
     const prepare = (query: Compilable) => {
@@ -149,6 +154,23 @@ export class Shard {
       selectState: prepare(q.selectFrom("shard_state").selectAll()),
     };
     this.writeTransaction = db.transaction((fn: () => unknown) => fn());
+    this.transaction = transactionOn(this.statements);
+    const onWriter = (statement: Database.Statement) => writer.prepare(statement.source);
+    this.writes = new WriteQueue(
+      writer,
+      transactionOn({
+        selectEntity: onWriter(this.statements.selectEntity),
+        selectIdempotency: onWriter(this.statements.selectIdempotency),
+        nextSequence: onWriter(this.statements.nextSequence),
+        upsertEntity: onWriter(this.statements.upsertEntity),
+        insertIdempotency: onWriter(this.statements.insertIdempotency),
+      }),
+      {
+      group: options.durability === "power",
+      busyTimeoutMs: options.busyTimeoutMs,
+        translate: (error) => translateSqliteError(error, this.file),
+      },
+    );
   }
 
   /**
@@ -161,6 +183,7 @@ export class Shard {
     options: ShardOptions & { create: boolean },
   ): Promise<Shard> {
     const db = openDatabase(file, { create: options.create });
+    let writer: Database.Database | undefined;
     try {
       db.pragma("journal_mode = WAL");
       db.pragma(`synchronous = ${options.durability === "power" ? "FULL" : "NORMAL"}`);
@@ -171,10 +194,12 @@ export class Shard {
           "insert into shard_state (singleton, shard, slot_from, slot_to, sequence) values (1, ?, ?, ?, 0)",
         ).run(placement.shard, placement.slots.from, placement.slots.to);
       }
-      const shard = new Shard(placement, file, db);
+      writer = openWriter(file, options);
+      const shard = new Shard(placement, file, db, writer, options);
       shard.assertIdentity();
       return shard;
     } catch (error) {
+      writer?.close();
       db.close();
       throw error;
     }
@@ -203,6 +228,15 @@ export class Shard {
    */
   write<T>(fn: (tx: ShardTransaction) => T): T {
     return this.run(() => this.writeTransaction.immediate(() => fn(this.transaction)) as T);
+  }
+
+  /**
+   * Runs `fn` in a write transaction and resolves once that transaction has committed. Under
+   * `power` durability the writes that arrive in one event-loop turn share one transaction and
+   * one fsync (group commit), each in a savepoint of its own; see {@link WriteQueue}.
+   */
+  commitWrite<T>(fn: (tx: ShardTransaction) => T): Promise<T> {
+    return this.writes.enqueue(fn);
   }
 
   state(): ShardStateRow {
@@ -258,21 +292,11 @@ export class Shard {
   }
 
   close(): void {
+    this.writer.close();
     this.db.close();
   }
 
-  private readonly transaction: ShardTransaction = {
-    readEntity: (type, id) => this.statements.selectEntity.get({ type, id }) as EntityRow | undefined,
-    readIdempotency: (type, id, key) =>
-      this.statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined,
-    nextSequence: (now) => (this.statements.nextSequence.get({ now }) as { sequence: number }).sequence,
-    saveEntity: (row) => {
-      this.statements.upsertEntity.run(row);
-    },
-    recordIdempotency: (row) => {
-      this.statements.insertIdempotency.run(row);
-    },
-  };
+  private readonly transaction: ShardTransaction;
 
   private run<T>(fn: () => T): T {
     try {
@@ -295,7 +319,7 @@ export class Shard {
   }
 }
 
-/** What a write transaction may do; only {@link Shard.write} hands one out. */
+/** What a write transaction may do; only {@link Shard.write} and {@link Shard.commitWrite} hand one out. */
 export interface ShardTransaction {
   readEntity(type: string, id: string): EntityRow | undefined;
   readIdempotency(type: string, id: string, key: string): IdempotencyRow | undefined;
@@ -303,6 +327,38 @@ export interface ShardTransaction {
   nextSequence(now: string): number;
   saveEntity(row: EntityRow): void;
   recordIdempotency(row: IdempotencyRow): void;
+}
+
+type TransactionStatements = Record<
+  "selectEntity" | "selectIdempotency" | "nextSequence" | "upsertEntity" | "insertIdempotency",
+  Database.Statement
+>;
+
+function transactionOn(statements: TransactionStatements): ShardTransaction {
+  return {
+    readEntity: (type, id) => statements.selectEntity.get({ type, id }) as EntityRow | undefined,
+    readIdempotency: (type, id, key) => statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined,
+    nextSequence: (now) => (statements.nextSequence.get({ now }) as { sequence: number }).sequence,
+    saveEntity: (row) => {
+      statements.upsertEntity.run(row);
+    },
+    recordIdempotency: (row) => {
+      statements.insertIdempotency.run(row);
+    },
+  };
+}
+
+/*
+ * The connection that commits the request path's writes (see WriteQueue). Its busy timeout is
+ * zero: SQLite's busy handler sleeps with the whole event loop stopped, so a write that finds
+ * the shard locked by another worker is retried on a timer instead. The main connection keeps
+ * the configured wait for reads, purges, checkpoints and backups.
+ */
+function openWriter(file: string, options: ShardOptions): Database.Database {
+  const writer = new Database(file, { fileMustExist: true });
+  writer.pragma(`synchronous = ${options.durability === "power" ? "FULL" : "NORMAL"}`);
+  writer.pragma("busy_timeout = 0");
+  return writer;
 }
 
 function openDatabase(file: string, { create }: { create: boolean }): Database.Database {

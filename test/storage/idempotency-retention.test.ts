@@ -24,9 +24,9 @@ const keyed = (id: string, key: string): Mutation => ({
 const inc = { do: [{ op: "inc" as const, path: "/n", value: 1 }], upsert: true };
 
 describe("idempotency retention", () => {
-  it("purges records older than the window in bounded batches, after which the key is new again", () => {
-    for (let i = 0; i < 30; i += 1) store.ops(keyed(`c${i % 3}`, `k${i}`), inc);
-    expect(store.ops(keyed("c0", "k0"), inc).replayed).toBe(true);
+  it("purges records older than the window in bounded batches, after which the key is new again", async () => {
+    for (let i = 0; i < 30; i += 1) await store.ops(keyed(`c${i % 3}`, `k${i}`), inc);
+    expect((await store.ops(keyed("c0", "k0"), inc)).replayed).toBe(true);
 
     const future = Date.now() + 60_000;
     const purgedPerShard = shards.shards.map((shard) => shard.purgeIdempotency(future, 5));
@@ -37,15 +37,15 @@ describe("idempotency retention", () => {
     }
     expect(purged).toBe(30);
 
-    const again = store.ops(keyed("c0", "k0"), inc);
+    const again = await store.ops(keyed("c0", "k0"), inc);
     expect(again.replayed).toBe(false);
     expect(JSON.parse(again.body ?? "{}")).toMatchObject({ version: 11, data: { n: 11 } });
   });
 
-  it("keeps records inside the window", () => {
-    store.ops(keyed("fresh", "k"), inc);
+  it("keeps records inside the window", async () => {
+    await store.ops(keyed("fresh", "k"), inc);
     const past = Date.now() - 60_000;
     expect(shards.shards.reduce((sum, shard) => sum + shard.purgeIdempotency(past, 1000), 0)).toBe(0);
-    expect(store.ops(keyed("fresh", "k"), inc).replayed).toBe(true);
+    expect((await store.ops(keyed("fresh", "k"), inc)).replayed).toBe(true);
   });
 });

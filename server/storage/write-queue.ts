@@ -1,0 +1,156 @@
+import type Database from "better-sqlite3";
+import { sqliteCode } from "./storage-errors.js";
+
+export interface WriteQueueOptions {
+  /**
+   * Group commit: every write waits for the end of the event-loop turn, and all the writes that
+   * arrived in that turn commit in one transaction. Worth it when a commit costs an fsync
+   * (`synchronous=FULL`); otherwise a write runs at once when the shard's lock is free.
+   */
+  group: boolean;
+  /** How long a write may wait for another process's lock before it fails as busy. */
+  busyTimeoutMs: number;
+  /** Turns SQLite's failures into the storage layer's (naming the shard). */
+  translate: (error: unknown) => unknown;
+}
+
+interface PendingWrite<Tx> {
+  fn: (tx: Tx) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+  queuedAt: number;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** A bound on one transaction's length, so one turn's flood of writes cannot stall the shard. */
+const MAX_BATCH = 256;
+/** How soon a write retries a shard that another process holds. */
+const BUSY_RETRY_MS = 1;
+
+/**
+ * The writes of one shard, committed in order. Each runs in `BEGIN IMMEDIATE … COMMIT`; when
+ * several are pending they share that transaction, each inside a savepoint of its own, so one
+ * that fails rolls back alone and its neighbours commit. A write's promise settles only after
+ * the COMMIT, so nothing is acknowledged before it is durable.
+ *
+ * The lock is taken without SQLite's busy handler, which sleeps while holding up the whole
+ * event loop; a write that finds the shard locked by another process waits on a timer instead,
+ * and the process keeps serving reads and queueing writes meanwhile.
+ *
+ * @example
+ * const queue = new WriteQueue(db, tx, { group: true, busyTimeoutMs: 5000, translate: (e) => e });
+ * const version = await queue.enqueue((tx) => tx.save(row));
+ */
+export class WriteQueue<Tx> {
+  private pending: PendingWrite<Tx>[] = [];
+  private scheduled = false;
+  private readonly statements;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly tx: Tx,
+    private readonly options: WriteQueueOptions,
+  ) {
+    this.statements = {
+      begin: db.prepare("begin immediate"),
+      commit: db.prepare("commit"),
+      rollback: db.prepare("rollback"),
+      savepoint: db.prepare("savepoint write"),
+      release: db.prepare("release write"),
+      rollbackTo: db.prepare("rollback to write"),
+    };
+  }
+
+  /** Runs `fn` in a write transaction; resolves to its result once that transaction commits. */
+  enqueue<T>(fn: (tx: Tx) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject, queuedAt: performance.now() });
+      if (this.scheduled) return;
+      if (this.options.group || this.pending.length > 1) this.schedule(false);
+      else this.flush();
+    });
+  }
+
+  private schedule(busy: boolean): void {
+    this.scheduled = true;
+    if (busy) setTimeout(() => this.flush(), BUSY_RETRY_MS);
+    else setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    if (!this.db.open) {
+      this.fail(this.pending.splice(0), new Error("the shard is closed"));
+      return;
+    }
+    const busy = this.begin();
+    if (busy) {
+      const expired = performance.now() - this.options.busyTimeoutMs;
+      this.fail(
+        this.pending.filter((write) => write.queuedAt <= expired),
+        busy,
+      );
+      this.pending = this.pending.filter((write) => write.queuedAt > expired);
+      if (this.pending.length > 0) this.schedule(true);
+      return;
+    }
+    const batch = this.pending.splice(0, MAX_BATCH);
+    this.commit(batch);
+    if (this.pending.length > 0) this.schedule(false);
+  }
+
+  /**
+   * Takes the shard's write lock; returns the (translated) error when another process holds it.
+   * `db` must have no busy timeout, or SQLite would sleep here with the event loop stopped.
+   */
+  private begin(): unknown {
+    try {
+      this.statements.begin.run();
+      return undefined;
+    } catch (error) {
+      if (sqliteCode(error)?.startsWith("SQLITE_BUSY")) return this.options.translate(error);
+      throw error;
+    }
+  }
+
+  private commit(batch: PendingWrite<Tx>[]): void {
+    const outcomes: Outcome[] = [];
+    try {
+      if (batch.length === 1) outcomes.push({ ok: true, value: (batch[0] as PendingWrite<Tx>).fn(this.tx) });
+      else for (const write of batch) outcomes.push(this.runInSavepoint(write));
+      this.statements.commit.run();
+    } catch (error) {
+      // A lone write's own failure, or one that ended the transaction (I/O, disk full, COMMIT
+      // refused): nothing in the transaction was written.
+      if (this.db.inTransaction) this.statements.rollback.run();
+      this.fail(batch, this.options.translate(error));
+      return;
+    }
+    batch.forEach((write, i) => {
+      const outcome = outcomes[i] as Outcome;
+      if (outcome.ok) write.resolve(outcome.value);
+      else write.reject(outcome.error);
+    });
+  }
+
+  /** A failure that leaves the transaction usable is this write's alone; any other is rethrown. */
+  private runInSavepoint(write: PendingWrite<Tx>): Outcome {
+    this.statements.savepoint.run();
+    try {
+      const value = write.fn(this.tx);
+      this.statements.release.run();
+      return { ok: true, value };
+    } catch (error) {
+      if (!this.db.inTransaction) throw error;
+      this.statements.rollbackTo.run();
+      this.statements.release.run();
+      return { ok: false, error: this.options.translate(error) };
+    }
+  }
+
+  private fail(writes: PendingWrite<Tx>[], error: unknown): void {
+    for (const write of writes) write.reject(error);
+  }
+}

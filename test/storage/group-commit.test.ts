@@ -1,0 +1,124 @@
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { EntityStore, type Mutation } from "../../server/entities/entity-store.js";
+import { EntityConflictError, IdempotencyKeyReusedError, VersionMismatchError } from "../../server/entities/errors.js";
+import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
+import { ShardBusyError } from "../../server/storage/storage-errors.js";
+import { tempDir } from "../support/temp-dir.js";
+
+/*
+ * Group commit under --durability=power: writes that arrive together on one shard share one
+ * transaction, each in a savepoint. One shard, so every write in a test lands on it.
+ */
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+});
+
+async function powerStore(dir = tempDir()): Promise<{ store: EntityStore; shards: ShardSet; path: string }> {
+  const shards = await openDataDirectory(dir.path, { shardCount: 1, durability: "power", busyTimeoutMs: 5000, verify: false });
+  cleanups.push(() => dir.remove(), () => shards.close());
+  return { store: new EntityStore(shards), shards, path: dir.path };
+}
+
+const mutation = (id: string, extra: Partial<Mutation> = {}): Mutation => ({ type: "acct", id, preconditions: {}, ...extra });
+const keyed = (id: string, key: string, fingerprint = "request-1"): Mutation => mutation(id, { idempotency: { key, fingerprint } });
+const inc = (value: number) => ({ do: [{ op: "inc" as const, path: "/n", value }], upsert: true });
+
+describe("group commit (--durability=power)", () => {
+  it("commits concurrent writes in one transaction and acknowledges each after the commit", async () => {
+    const { store, shards } = await powerStore();
+    const shard = shards.shards[0]!;
+    // A second connection sees only what has committed.
+    const observer = new Database(shard.file, { readonly: true });
+    cleanups.push(() => observer.close());
+    const committedRows = () => (observer.prepare("select count(*) as n from entities").get() as { n: number }).n;
+
+    const writes = Array.from({ length: 100 }, (_, i) => store.put(mutation(`e${i}`), { i }));
+    let seenInside = -1;
+    const probe = shard.commitWrite(() => {
+      seenInside = committedRows();
+    });
+    const outcomes = await Promise.all(writes);
+    await probe;
+
+    expect(seenInside).toBe(0);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(Array(100).fill(201));
+    expect(committedRows()).toBe(100);
+    for (let i = 0; i < 100; i += 1) expect(JSON.parse(store.get("acct", `e${i}`).data)).toEqual({ i });
+  });
+
+  it("rolls back a failing write alone; its neighbours in the batch commit", async () => {
+    const { store, shards } = await powerStore();
+    await store.put(mutation("existing"), { n: 1 });
+
+    const results = await Promise.allSettled([
+      store.put(mutation("before"), { ok: true }),
+      store.put(mutation("absent", { preconditions: { ifMatch: [7] } }), { never: true }),
+      store.ops(mutation("existing"), { if: [{ path: "/n", op: "gt", value: 5 }], do: [{ op: "set", path: "/n", value: 99 }] }),
+      // Writes a row, then fails: the savepoint takes the row back with it.
+      shards.shards[0]!.commitWrite((tx) => {
+        tx.saveEntity({ type: "acct", id: "half", slot: 0, version: 1, data: "{}", created_at: "x", updated_at: "x", sequence: tx.nextSequence("x") });
+        throw new Error("failed after writing");
+      }),
+      store.put(mutation("after"), { ok: true }),
+    ]);
+
+    expect(results.map((result) => result.status)).toEqual(["fulfilled", "rejected", "rejected", "rejected", "fulfilled"]);
+    const reasons = results.map((result) => (result.status === "rejected" ? result.reason : undefined));
+    expect(reasons[1]).toBeInstanceOf(VersionMismatchError);
+    expect(reasons[2]).toBeInstanceOf(EntityConflictError);
+    expect((reasons[3] as Error).message).toBe("failed after writing");
+    expect(store.get("acct", "before").version).toBe(1);
+    expect(store.get("acct", "after").version).toBe(1);
+    expect(JSON.parse(store.get("acct", "existing").data)).toEqual({ n: 1 });
+    expect(shards.shards[0]!.readEntity("acct", "half")).toBeUndefined();
+    expect(shards.shards[0]!.readEntity("acct", "absent")).toBeUndefined();
+  });
+
+  it("applies a keyed request once when its duplicates arrive in the same batch or later", async () => {
+    const { store } = await powerStore();
+    const [first, duplicate, reused, other] = await Promise.allSettled([
+      store.ops(keyed("counter", "k1"), inc(1)),
+      store.ops(keyed("counter", "k1"), inc(1)),
+      store.ops(keyed("counter", "k1", "another-request"), inc(1)),
+      store.ops(keyed("counter", "k2"), inc(10)),
+    ]);
+
+    expect(first).toMatchObject({ status: "fulfilled", value: { status: 201, replayed: false } });
+    expect(duplicate).toMatchObject({ status: "fulfilled", value: { status: 201, replayed: true } });
+    expect(reused).toMatchObject({ status: "rejected", reason: expect.any(IdempotencyKeyReusedError) });
+    expect(other).toMatchObject({ status: "fulfilled", value: { status: 200, replayed: false } });
+    const recorded = first.status === "fulfilled" ? first.value.body : null;
+    expect(duplicate.status === "fulfilled" && duplicate.value.body).toBe(recorded);
+
+    const later = await store.ops(keyed("counter", "k1"), inc(1));
+    expect(later).toMatchObject({ replayed: true, body: recorded });
+    expect(JSON.parse(store.get("acct", "counter").data)).toEqual({ n: 11 });
+  });
+
+  it("waits for a lock another process holds without blocking, then commits, or fails as busy", async () => {
+    const dir = tempDir();
+    const shards = await openDataDirectory(dir.path, { shardCount: 1, durability: "power", busyTimeoutMs: 300, verify: false });
+    cleanups.push(() => dir.remove(), () => shards.close());
+    const store = new EntityStore(shards);
+    // Another process's writer, holding the shard's write lock.
+    const other = new Database(shards.shards[0]!.file);
+    cleanups.push(() => other.close());
+
+    other.exec("begin immediate");
+    const waiting = Promise.all(Array.from({ length: 20 }, (_, i) => store.ops(keyed("shared", `k${i}`), inc(1))));
+    let timerRan = false;
+    await new Promise((resolve) => setTimeout(resolve, 50)).then(() => (timerRan = true));
+    other.exec("commit");
+    await waiting;
+    expect(timerRan).toBe(true);
+    expect(store.get("acct", "shared")).toMatchObject({ version: 20, data: '{"n":20}' });
+
+    other.exec("begin immediate");
+    const refused = store.put(mutation("late"), {});
+    await expect(refused).rejects.toBeInstanceOf(ShardBusyError);
+    other.exec("rollback");
+    expect(shards.shards[0]!.readEntity("acct", "late")).toBeUndefined();
+  });
+});

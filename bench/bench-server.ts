@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -10,58 +10,50 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
  */
 export class BenchServer {
   private readonly exited: Promise<void>;
-  private readonly output: string[] = [];
 
   private constructor(
     private readonly child: ChildProcess,
     readonly url: string,
+    private readonly logFile: string,
   ) {
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
   }
 
   /** `apostate serve` from dist/ (the build `npm run bench` runs first), with default settings. */
-  static apostate(dataDir: string, workers: number, args: string[] = []): Promise<BenchServer> {
+  static apostate(logFile: string, dataDir: string, workers: number, args: string[] = []): Promise<BenchServer> {
     const argv = ["dist/server/cli.js", "serve", "--data-dir", dataDir, "--port", "0", "--workers", String(workers), ...args];
-    return BenchServer.start(argv);
+    return BenchServer.start(logFile, argv);
   }
 
-  static baseline(kind: "express" | "http", workers: number, body: string): Promise<BenchServer> {
-    return BenchServer.start(["--import", "tsx", "bench/baseline-server.ts", kind, String(workers), body]);
+  static baseline(logFile: string, kind: "express" | "http", workers: number, body: string): Promise<BenchServer> {
+    return BenchServer.start(logFile, ["--import", "tsx", "bench/baseline-server.ts", kind, String(workers), body]);
   }
 
-  private static async start(argv: string[]): Promise<BenchServer> {
-    const child = spawn(process.execPath, argv, {
-      cwd: ROOT,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const output: string[] = [];
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.join("\n")}`)), 120_000);
-      const onData = (chunk: Buffer) => {
-        for (const line of chunk.toString().split("\n").filter(Boolean)) {
-          output.push(line);
-          const url = listeningUrl(line);
-          if (url) {
-            clearTimeout(timer);
-            resolve(url);
-          }
-        }
-      };
-      child.stdout?.on("data", onData);
-      child.stderr?.on("data", onData);
-      child.once("exit", (code) => reject(new Error(`server exited with ${code}:\n${output.join("\n")}`)));
-    });
-    const server = new BenchServer(child, url);
-    server.output.push(...output);
-    child.stdout?.on("data", (chunk: Buffer) => server.output.push(chunk.toString()));
-    child.stderr?.on("data", (chunk: Buffer) => server.output.push(chunk.toString()));
-    return server;
+  /*
+   * The output goes to a file, as in a deployment: apostate logs a line per request, and reading
+   * that through a pipe would cost the load generator's process CPU.
+   */
+  private static async start(logFile: string, argv: string[]): Promise<BenchServer> {
+    const fd = openSync(logFile, "w");
+    const child = spawn(process.execPath, argv, { cwd: ROOT, detached: true, stdio: ["ignore", fd, fd] });
+    closeSync(fd);
+    let exitCode: number | null | undefined;
+    child.once("exit", (code) => (exitCode = code));
+    const deadline = performance.now() + 120_000;
+    for (;;) {
+      const url = readFileSync(logFile, "utf8").split("\n").map(listeningUrl).find(Boolean);
+      if (url) return new BenchServer(child, url, logFile);
+      if (exitCode !== undefined || performance.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new Error(`server did not start (exit ${exitCode}):\n${readFileSync(logFile, "utf8")}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
-  /** Everything the server printed, for a report of what went wrong. */
+  /** The last lines the server printed, for a report of what went wrong. */
   get log(): string {
-    return this.output.join("\n");
+    return readFileSync(this.logFile, "utf8").split("\n").slice(-50).join("\n");
   }
 
   /** The peak resident set (VmHWM) of each worker process so far, in bytes; Linux only. */

@@ -162,6 +162,7 @@ async function preloaded(root: string, count: number): Promise<{ dataDir: string
 }
 
 const root = mkdtempSync(join(tmpdir(), "apostate-bench-"));
+const logFile = join(root, "server.log");
 const rss: Record<string, number[]> = {};
 const disk: Record<string, PreloadResult> = {};
 try {
@@ -182,15 +183,15 @@ try {
   const uniformGets = getRequests(uniformIndex(ENTITIES));
 
   process.stderr.write(`baselines (${WORKERS} workers, ${representation.length}-byte JSON)\n`);
-  await withServer(BenchServer.baseline("http", WORKERS, representation), (server) =>
+  await withServer(BenchServer.baseline(logFile, "http", WORKERS, representation), (server) =>
     run(server, [{ name: "http", label: "baseline: node:http, fixed JSON", requests: uniformGets }]),
   );
-  await withServer(BenchServer.baseline("express", WORKERS, representation), (server) =>
+  await withServer(BenchServer.baseline(logFile, "express", WORKERS, representation), (server) =>
     run(server, [{ name: "express", label: "baseline: express 5, fixed JSON", requests: uniformGets }]),
   );
 
   process.stderr.write(`apostate (${WORKERS} workers, ${ENTITIES.toLocaleString("en")} entities)\n`);
-  await withServer(BenchServer.apostate(main.dataDir, WORKERS), async (server) => {
+  await withServer(BenchServer.apostate(logFile, main.dataDir, WORKERS), async (server) => {
     if (selected("replay")) {
       const first = replayRequests(ENTITIES);
       for (let i = 0; i < REPLAY_KEYS * 4; i += 1) await send(server.url, first()).catch(() => undefined);
@@ -210,14 +211,14 @@ try {
 
   if (selected("put-power")) {
     process.stderr.write("apostate --durability=power\n");
-    await withServer(BenchServer.apostate(main.dataDir, WORKERS, ["--durability", "power"]), (server) =>
+    await withServer(BenchServer.apostate(logFile, main.dataDir, WORKERS, ["--durability", "power"]), (server) =>
       run(server, [{ name: "put-power", label: "PUT replace, --durability=power", requests: putRequests(ENTITIES) }]),
     );
   }
 
   if (WORKERS > 1 && (selected("get-1w") || selected("put-1w"))) {
     process.stderr.write("apostate (1 worker)\n");
-    await withServer(BenchServer.apostate(main.dataDir, 1), (server) =>
+    await withServer(BenchServer.apostate(logFile, main.dataDir, 1), (server) =>
       run(server, [
         { name: "get-1w", label: "GET by key, 1 worker", requests: uniformGets },
         { name: "put-1w", label: "PUT replace, 1 worker", requests: putRequests(ENTITIES) },
@@ -230,7 +231,7 @@ try {
     if (count === ENTITIES || !selected(name)) continue;
     const scaled = await preloaded(root, count);
     disk[String(count)] = scaled.result;
-    await withServer(BenchServer.apostate(scaled.dataDir, WORKERS), async (server) => {
+    await withServer(BenchServer.apostate(logFile, scaled.dataDir, WORKERS), async (server) => {
       await run(server, [{ name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) }]);
       rss[String(count)] = server.workerPeakRss();
     });

@@ -48,7 +48,16 @@ export function adminRoutes(admin: ShardAdmin): Router {
   return router;
 }
 
+/*
+ * The validator coerces the parameter with Number(), which also takes "0x1", "0b1", "+1" and
+ * " 1"; a shard is named by its decimal number only.
+ */
+const SHARD_NUMBER = /^[0-9]{1,9}$/;
+
 function shardOf(req: Request<ShardParams>): number {
+  if (!SHARD_NUMBER.test(req.params.shard)) {
+    throw new ProblemError("invalid-key", `/params/shard: "${req.params.shard}" is not a decimal shard number`);
+  }
   return Number(req.params.shard);
 }
 

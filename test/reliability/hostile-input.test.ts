@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../support/test-app.js";
 import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "./support/http.js";
 import { listAll } from "./support/list.js";
+import { RawConnection, sleep, statusOf } from "./support/raw-socket.js";
 
 /*
  * Hostile requests, each answered with its problem and followed by a read-back showing that
@@ -370,5 +371,96 @@ describe("header and body limits", () => {
     expectProblem(await send(url, "PATCH", "/v1/entities/limits/big", raw(big, "application/merge-patch+json")), 413, "payload-too-large");
     expectProblem(await send(url, "POST", "/v1/entities/limits/big/ops", raw(big)), 413, "payload-too-large");
     expectProblem(await send(url, "GET", "/v1/entities/limits/big"), 404, "entity-not-found");
+  });
+});
+
+describe("slow, truncated and lying request bodies", () => {
+  const head = (path: string, headers: string) => `PUT ${path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n${headers}\r\n`;
+
+  async function expectAbsent(id: string): Promise<void> {
+    expectProblem(await send(url, "GET", `/v1/entities/slow/${id}`), 404, "entity-not-found");
+  }
+
+  it("a body cut off by the client's close writes nothing", async () => {
+    const connection = await RawConnection.open(url);
+    connection.write(head("/v1/entities/slow/cut", "Content-Length: 100\r\n") + '{"a":');
+    await sleep(100);
+    connection.end();
+    const response = await connection.response();
+    if (response !== "") expect(statusOf(response)).toBe(400);
+    await expectAbsent("cut");
+  });
+
+  it("a body abandoned by a reset connection writes nothing", async () => {
+    const connection = await RawConnection.open(url);
+    connection.write(head("/v1/entities/slow/reset", "Content-Length: 100\r\n") + '{"a":1,');
+    await sleep(100);
+    connection.destroy();
+    await sleep(100);
+    await expectAbsent("reset");
+    expect((await send(url, "GET", "/healthz")).status).toBe(200);
+  });
+
+  it("trickling bodies hold only their own connections; other requests are served meanwhile", async () => {
+    const body = JSON.stringify({ slow: true });
+    const slow = await Promise.all(Array.from({ length: 8 }, () => RawConnection.open(url)));
+    slow.forEach((connection, i) => connection.write(head(`/v1/entities/slow/trickle${i}`, `Content-Length: ${body.length}\r\n`)));
+    for (const char of body.slice(0, -1)) {
+      slow.forEach((connection) => connection.write(char));
+      const started = Date.now();
+      expect((await send(url, "GET", "/healthz")).status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(1000);
+      await sleep(20);
+    }
+    await expectAbsent("trickle0");
+    slow.forEach((connection) => connection.write(body.slice(-1)));
+    for (const connection of slow) {
+      await expect.poll(() => statusOf(connection.text)).toBe(201);
+      connection.destroy();
+    }
+  });
+
+  it("a Content-Length shorter than the body: the extra bytes are not a second request", async () => {
+    const connection = await RawConnection.open(url);
+    connection.write(head("/v1/entities/slow/short", "Content-Length: 5\r\n") + '{"a":1}');
+    const response = await connection.response(2000);
+    expect(statusOf(response)).toBe(400);
+    connection.destroy();
+    await expectAbsent("short");
+  });
+
+  /*
+   * body-parser reads an oversized body to its end (discarding it) before it answers, so that
+   * the connection stays usable; Node's requestTimeout bounds how long that can take.
+   */
+  it("a declared length over the limit is 413, and the body is never parsed", async () => {
+    const connection = await RawConnection.open(url);
+    const body = `{"a":"${"x".repeat(2_000_000)}"}`;
+    connection.write(head("/v1/entities/slow/huge", `Content-Length: ${body.length}\r\n`) + body);
+    await expect.poll(() => statusOf(connection.text), { timeout: 5000 }).toBe(413);
+    expect(connection.text).toContain("payload-too-large");
+    connection.destroy();
+    await expectAbsent("huge");
+  });
+
+  it("a chunked body with a broken chunk writes nothing", async () => {
+    const connection = await RawConnection.open(url);
+    connection.write(head("/v1/entities/slow/chunked", "Transfer-Encoding: chunked\r\n") + '5\r\n{"a":\r\nZZ\r\n1}\r\n0\r\n\r\n');
+    const response = await connection.response(2000);
+    expect(statusOf(response)).toBe(400);
+    connection.destroy();
+    await expectAbsent("chunked");
+  });
+
+  it("a chunked body over the limit is 413", async () => {
+    const connection = await RawConnection.open(url);
+    connection.write(head("/v1/entities/slow/chunkedbig", "Transfer-Encoding: chunked\r\n"));
+    const chunk = "x".repeat(65_536);
+    connection.write(`1\r\n[\r\n`);
+    for (let i = 0; i < 20; i++) connection.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+    connection.write("1\r\n]\r\n0\r\n\r\n");
+    await expect.poll(() => statusOf(connection.text), { timeout: 5000 }).toBe(413);
+    connection.destroy();
+    await expectAbsent("chunkedbig");
   });
 });

@@ -6,19 +6,54 @@ import { HttpError, NetworkError } from "./request-errors.js";
 import { DEFAULT_RETRY, retryDelay, type AttemptOutcome, type RetryOptions } from "./retry.js";
 import { runWorkflow, type WorkflowOptions, type WorkflowResult, type WorkflowStep } from "./workflow.js";
 
-/** An entity: `{type, id, version, data, createdAt, updatedAt}`. */
+/**
+ * An entity: `{type, id, version, data, createdAt, updatedAt}`.
+ *
+ * @example
+ * const alice: Entity = await db.get("account", "alice");
+ */
 export type Entity = components["schemas"]["Entity"];
-/** An entity's data: any JSON object. */
+/**
+ * An entity's data: any JSON object.
+ *
+ * @example
+ * const data: EntityData = { balance: 100, tags: ["vip"] };
+ */
 export type EntityData = components["schemas"]["EntityData"];
-/** An RFC 7396 merge patch. */
+/**
+ * An RFC 7396 merge patch.
+ *
+ * @example
+ * const patch: MergePatch = { email: null, nickname: "al" }; // remove email, set nickname
+ */
 export type MergePatch = components["schemas"]["MergePatch"];
-/** An RFC 6902 JSON Patch. */
+/**
+ * An RFC 6902 JSON Patch.
+ *
+ * @example
+ * const patch: JsonPatch = [{ op: "test", path: "/balance", value: 100 }, { op: "replace", path: "/balance", value: 90 }];
+ */
 export type JsonPatch = components["schemas"]["JsonPatch"];
-/** The body of an atomic conditional update: `{if, do, upsert}`. */
+/**
+ * The body of an atomic conditional update: `{if, do, upsert}`.
+ *
+ * @example
+ * const debit: OpsRequest = { if: [{ path: "/balance", op: "gte", value: 10 }], do: [{ op: "inc", path: "/balance", value: -10 }] };
+ */
 export type OpsRequest = components["schemas"]["OpsRequest"];
-/** One `ops` condition, e.g. `{path: "/balance", op: "gte", value: 10}`. */
+/**
+ * One `ops` condition.
+ *
+ * @example
+ * const enough: Condition = { path: "/balance", op: "gte", value: 10 };
+ */
 export type Condition = components["schemas"]["Condition"];
-/** One `ops` operation, e.g. `{op: "inc", path: "/balance", value: -10}`. */
+/**
+ * One `ops` operation.
+ *
+ * @example
+ * const debit: Operation = { op: "inc", path: "/balance", value: -10 };
+ */
 export type Operation = components["schemas"]["Operation"];
 
 type PutHeaders = NonNullable<operations["putEntity"]["parameters"]["header"]>;
@@ -28,7 +63,12 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 /** How many `If-Match` conflicts {@link ApostateClient.modify} sits out before giving up. */
 const DEFAULT_MODIFY_ATTEMPTS = 10;
 
-/** What {@link createClient} takes. */
+/**
+ * What {@link createClient} takes.
+ *
+ * @example
+ * const options: ClientOptions = { baseUrl: "http://127.0.0.1:8080", token: "s3cret", timeoutMs: 2_000, retry: { maxAttempts: 8 } };
+ */
 export interface ClientOptions {
   /** The server's origin, e.g. `http://127.0.0.1:8080` (no `/v1`). */
   baseUrl: string;
@@ -42,13 +82,23 @@ export interface ClientOptions {
   fetch?: (request: Request) => Promise<Response>;
 }
 
-/** Options every call takes. */
+/**
+ * Options every call takes.
+ *
+ * @example
+ * await db.get("account", "alice", { signal: AbortSignal.timeout(1_000) });
+ */
 export interface CallOptions {
   /** Aborts the call, its retries and its waits; the call rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
-/** Options every mutation takes. */
+/**
+ * Options every mutation takes.
+ *
+ * @example
+ * await db.ops("account", "alice", body, { idempotencyKey: `order-${orderId}-debit` });
+ */
 export interface MutationOptions extends CallOptions {
   /**
    * Sent as `Idempotency-Key` on every attempt of this call. Default: a new random UUID per
@@ -57,19 +107,34 @@ export interface MutationOptions extends CallOptions {
   idempotencyKey?: string;
 }
 
-/** Options of {@link ApostateClient.patch}, {@link ApostateClient.jsonPatch} and {@link ApostateClient.delete}. */
+/**
+ * Options of {@link ApostateClient.patch}, {@link ApostateClient.jsonPatch} and {@link ApostateClient.delete}.
+ *
+ * @example
+ * await db.delete("account", "alice", { ifMatch: 3 });
+ */
 export interface ConditionalOptions extends MutationOptions {
   /** Only if the entity is at this version (`If-Match: "<version>"`); else 412 `version-mismatch`. */
   ifMatch?: number;
 }
 
-/** Options of {@link ApostateClient.put}. */
+/**
+ * Options of {@link ApostateClient.put}.
+ *
+ * @example
+ * await db.put("account", "alice", { balance: 0 }, { ifNoneMatch: "*", idempotencyKey: "open-alice" });
+ */
 export interface PutOptions extends ConditionalOptions {
   /** `"*"`: create only; 412 `version-mismatch` when the entity exists. */
   ifNoneMatch?: PutHeaders["If-None-Match"];
 }
 
-/** Options of {@link ApostateClient.list}. */
+/**
+ * Options of {@link ApostateClient.list}.
+ *
+ * @example
+ * for await (const account of db.list("account", { prefix: "eu-", pageSize: 1000 })) console.log(account.id);
+ */
 export interface ListOptions extends CallOptions {
   /** Only ids that start with this. */
   prefix?: string;
@@ -77,7 +142,12 @@ export interface ListOptions extends CallOptions {
   pageSize?: number;
 }
 
-/** Options of {@link ApostateClient.modify}. */
+/**
+ * Options of {@link ApostateClient.modify}.
+ *
+ * @example
+ * await db.modify("counter", "hits", (data) => ({ n: Number(data.n) + 1 }), { maxAttempts: 50 });
+ */
 export interface ModifyOptions extends CallOptions {
   /** Writes tried before the last `version-mismatch` is thrown. Default 10. */
   maxAttempts?: number;
@@ -254,7 +324,7 @@ export class ApostateClient {
     for (let attempt = 1; ; attempt += 1) {
       const next = await fn(structuredClone(entity.data), entity);
       try {
-        return await this.put(type, id, next, { ifMatch: entity.version, ...(options.signal && { signal: options.signal }) });
+        return await this.put(type, id, next, { ifMatch: entity.version, signal: options.signal });
       } catch (error) {
         if (!(error instanceof VersionMismatchError) || attempt >= maxAttempts) throw error;
         // The 412 carries the winner, so no extra read; `null` means it was deleted meanwhile.

@@ -1,8 +1,18 @@
 import type { components } from "./generated/openapi.js";
 
-/** An RFC 9457 problem body as the server sends it. */
+/**
+ * An RFC 9457 problem body as the server sends it.
+ *
+ * @example
+ * const problem: Problem = error.problem; // { type, title, status, detail, code, current?, failed? }
+ */
 export type Problem = components["schemas"]["Problem"];
-/** Every stable problem `code` the server uses. */
+/**
+ * Every stable problem `code` the server uses.
+ *
+ * @example
+ * const final: ProblemCode[] = ["condition-failed", "entity-not-found"];
+ */
 export type ProblemCode = components["schemas"]["ProblemCode"];
 type Entity = components["schemas"]["Entity"];
 type ConditionFailure = components["schemas"]["ConditionFailure"];
@@ -38,7 +48,7 @@ export class ProblemError extends Error {
    *
    * @example
    * const error = ProblemError.from(recordedProblem);
-   * if (error instanceof ConditionFailedError) console.log(error.failed.path);
+   * if (error instanceof ConditionFailedError) console.log(error.failed?.path);
    */
   static from(problem: Problem): ProblemError {
     switch (problem.code) {
@@ -96,7 +106,7 @@ export class VersionMismatchError extends ProblemError {
  * try {
  *   await db.ops("account", "alice", { if: [{ path: "/balance", op: "gte", value: 10 }], do: [] });
  * } catch (error) {
- *   if (error instanceof ConditionFailedError) console.log(error.failed.path, error.current?.data);
+ *   if (error instanceof ConditionFailedError) console.log(error.failed?.path, error.current?.data);
  * }
  */
 export class ConditionFailedError extends ProblemError {
@@ -106,9 +116,8 @@ export class ConditionFailedError extends ProblemError {
     return this.problem.current ?? null;
   }
 
-  get failed(): ConditionFailure {
-    // The server always names the failed condition; the fallback only guards a foreign body.
-    return this.problem.failed ?? { index: -1, path: "", op: "" };
+  get failed(): ConditionFailure | undefined {
+    return this.problem.failed;
   }
 }
 
@@ -138,6 +147,9 @@ export function isProblem<C extends ProblemCode>(error: unknown, code: C): error
 /**
  * Whether a parsed response body has the shape of a problem. Bodies that come from something
  * other than apostate (a proxy's HTML error page) do not, and become an `HttpError`.
+ *
+ * @example
+ * isProblemBody({ type: "urn:apostate:problem:internal", title: "Internal error", status: 500, code: "internal" }); // true
  */
 export function isProblemBody(body: unknown): body is Problem {
   if (typeof body !== "object" || body === null) return false;

@@ -3,7 +3,12 @@
  * come in as arguments, so every rule can be tested on its own.
  */
 
-/** How a call retries. Every field has a default ({@link DEFAULT_RETRY}). */
+/**
+ * How a call retries. Every field has a default ({@link DEFAULT_RETRY}).
+ *
+ * @example
+ * const patient: RetryOptions = { maxAttempts: 10, baseDelayMs: 50, maxDelayMs: 2_000, deadlineMs: 60_000 };
+ */
 export interface RetryOptions {
   /** Attempts in all, the first one included. */
   maxAttempts: number;
@@ -28,7 +33,12 @@ export const DEFAULT_RETRY: Readonly<RetryOptions> = Object.freeze({
   deadlineMs: 30_000,
 });
 
-/** What one attempt came to, as far as retrying is concerned. */
+/**
+ * What one attempt came to, as far as retrying is concerned.
+ *
+ * @example
+ * const outcome: AttemptOutcome = { kind: "response", status: 503, retryAfter: "1" };
+ */
 export type AttemptOutcome =
   | { kind: "response"; status: number; retryAfter?: string | null }
   | { kind: "network-error" }
@@ -38,6 +48,9 @@ export type AttemptOutcome =
  * Statuses that say "try again later" without anything having been applied: 408 and 429 by
  * definition, 502/503/504 because apostate commits nothing on a failed request (and a gateway
  * that loses the answer is covered by the idempotency key).
+ *
+ * @example
+ * RETRYABLE_STATUSES.has(429); // true
  */
 export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 429, 502, 503, 504]);
 
@@ -70,7 +83,12 @@ export function parseRetryAfter(value: string | null | undefined, nowMs: number)
   return Number.isNaN(at) ? null : Math.max(0, at - nowMs);
 }
 
-/** Where a call stands after an attempt. */
+/**
+ * Where a call stands after an attempt.
+ *
+ * @example
+ * const state: RetryState = { attempts: 2, elapsedMs: 340, nowMs: Date.now() };
+ */
 export interface RetryState {
   /** Attempts made so far, the one that just ended included (≥ 1). */
   attempts: number;

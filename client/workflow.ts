@@ -10,6 +10,9 @@ type Operation = components["schemas"]["Operation"];
 /**
  * The entity type that holds each workflow's progress, under the workflow's id. It is an
  * ordinary entity, so any process that can reach the store can resume a workflow.
+ *
+ * @example
+ * const progress = await db.get(WORKFLOW_TYPE, "transfer-42"); // progress.data.status === "completed"
  */
 export const WORKFLOW_TYPE = "apostate-workflow";
 
@@ -17,7 +20,16 @@ export const WORKFLOW_TYPE = "apostate-workflow";
 const STEP_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const MAX_KEY_LENGTH = 255;
 
-/** One step: a single-entity `ops` request, and optionally the `ops` request that undoes it. */
+/**
+ * One step: a single-entity `ops` request, and optionally the `ops` request that undoes it.
+ *
+ * @example
+ * const debit: WorkflowStep = {
+ *   name: "debit", type: "account", id: "alice",
+ *   ops: { if: [{ path: "/balance", op: "gte", value: 10 }], do: [{ op: "inc", path: "/balance", value: -10 }] },
+ *   compensate: { do: [{ op: "inc", path: "/balance", value: 10 }] },
+ * };
+ */
 export interface WorkflowStep {
   /** Unique within the workflow: 1–64 of `A-Z a-z 0-9 . _ -`. */
   name: string;
@@ -28,7 +40,12 @@ export interface WorkflowStep {
   compensate?: OpsRequest;
 }
 
-/** A completed step: the entity it changed and the version its change produced. */
+/**
+ * A completed step: the entity it changed and the version its change produced.
+ *
+ * @example
+ * const { version } = (await db.workflow("transfer-42", steps)).steps[0];
+ */
 export interface WorkflowStepResult {
   name: string;
   type: string;
@@ -36,14 +53,24 @@ export interface WorkflowStepResult {
   version: number;
 }
 
-/** What a completed workflow resolves to, the first time and every time after. */
+/**
+ * What a completed workflow resolves to, the first time and every time after.
+ *
+ * @example
+ * const result = await db.workflow("transfer-42", steps); // { id: "transfer-42", status: "completed", steps: [...] }
+ */
 export interface WorkflowResult {
   id: string;
   status: "completed";
   steps: WorkflowStepResult[];
 }
 
-/** Options of a workflow run. */
+/**
+ * Options of a workflow run.
+ *
+ * @example
+ * await db.workflow("transfer-42", steps, { signal: AbortSignal.timeout(10_000) });
+ */
 export interface WorkflowOptions {
   /** Aborts the run between or during requests; running the id again resumes it. */
   signal?: AbortSignal;
@@ -94,7 +121,12 @@ export class WorkflowDefinitionError extends Error {
   }
 }
 
-/** The part of the client a workflow needs. */
+/**
+ * The part of the client a workflow needs.
+ *
+ * @example
+ * await runWorkflow(createClient({ baseUrl }), "transfer-42", steps, {});
+ */
 export interface WorkflowStore {
   ops(type: string, id: string, body: OpsRequest, options: { idempotencyKey?: string; signal?: AbortSignal }): Promise<Entity>;
 }
@@ -124,6 +156,9 @@ interface Progress {
  * The idempotency key of a step (`wf/<workflow id>/<step name>`) or of its compensation
  * (`…/compensate`). Neither ids nor step names may contain `/`, so two different steps can never
  * share a key. A key that would pass the server's 255-character limit is replaced by its hash.
+ *
+ * @example
+ * stepKey("transfer-42", "debit", "compensate"); // "wf/transfer-42/debit/compensate"
  */
 export function stepKey(workflowId: string, stepName: string, role: "step" | "compensate"): string {
   const key = ["wf", workflowId, stepName, ...(role === "compensate" ? ["compensate"] : [])].join("/");
@@ -145,6 +180,9 @@ export function stepKey(workflowId: string, stepName: string, role: "step" | "co
  * - a compensation applied but not recorded: sent again with its own key, replayed.
  * A step's key protects it for the server's idempotency retention (24 h by default), so a
  * workflow must be resumed within that window.
+ *
+ * @example
+ * const result = await runWorkflow(db, "transfer-42", steps, {}); // what db.workflow() does
  */
 export async function runWorkflow(
   store: WorkflowStore,

@@ -1,5 +1,6 @@
 import { slotOf } from "../../schema/placement.js";
 import type { ShardSet } from "../storage/data-directory.js";
+import { inspectOffThread } from "../storage/off-thread-inspection.js";
 import type { Shard, ShardPlacement } from "../storage/shard.js";
 import type { ShardKey, ShardStats } from "../storage/shard-inspection.js";
 import { writeBackup, type BackupInfo } from "./backups.js";
@@ -67,14 +68,16 @@ export class ShardAdmin {
     return { type, id, slot, shard: shard.placement.shard, exists: row !== undefined && row.data !== null };
   }
 
-  check(shard: number): CheckResult {
-    const messages = this.shard(shard).checkIntegrity();
+  /** SQLite's integrity check, in a thread of its own so requests go on meanwhile. */
+  async check(shard: number): Promise<CheckResult> {
+    const messages = await inspectOffThread({ kind: "check", file: this.shard(shard).file });
     return { shard, ok: messages.length === 0, messages };
   }
 
+  /** An online backup into the data directory's `backups/`, in a thread of its own. */
   backup(shard: number): Promise<BackupInfo> {
-    const found = this.shard(shard);
-    return writeBackup(this.shards.directory, shard, (destination) => found.backup(destination));
+    const { file } = this.shard(shard);
+    return writeBackup(this.shards.directory, shard, (destination) => inspectOffThread({ kind: "backup", file, destination }));
   }
 
   private shard(shard: number): Shard {

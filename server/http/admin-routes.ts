@@ -36,8 +36,8 @@ export function adminRoutes(admin: ShardAdmin): Router {
     res.json(admin.locate(req.params.type, req.params.id));
   });
 
-  router.post("/admin/shards/:shard/check", (req: Request<ShardParams>, res) => {
-    res.json(admin.check(shardOf(req)));
+  router.post("/admin/shards/:shard/check", async (req: Request<ShardParams>, res) => {
+    res.json(await admin.check(shardOf(req)));
   });
 
   router.post("/admin/shards/:shard/backup", async (req: Request<ShardParams>, res) => {

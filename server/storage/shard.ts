@@ -2,14 +2,7 @@ import { accessSync, constants } from "node:fs";
 import Database from "better-sqlite3";
 import { Kysely, Migrator, SqliteDialect, sql, type Compilable, type RawBuilder } from "kysely";
 import { migrations } from "../../schema/migrations/index.js";
-import {
-  backupShardFile,
-  checkIntegrity,
-  listShardKeys,
-  readShardStats,
-  type ShardKey,
-  type ShardStats,
-} from "./shard-inspection.js";
+import { listShardKeys, readShardStats, type ShardKey, type ShardStats } from "./shard-inspection.js";
 import { DataDirectoryError, translateSqliteError } from "./storage-errors.js";
 import type { EntityRow, IdempotencyRow, ShardDatabase, ShardStateRow } from "./tables.js";
 import { WriteQueue } from "./write-queue.js";
@@ -256,20 +249,6 @@ export class Shard {
   /** Live keys after `after`, ordered by type then id (the admin key listing). */
   listKeys(after: { type: string; id: string } | undefined, limit: number): ShardKey[] {
     return this.run(() => listShardKeys(this.db, after, limit));
-  }
-
-  /** SQLite's integrity check: its complaints, none when the file is sound. */
-  checkIntegrity(): string[] {
-    return checkIntegrity(this.db);
-  }
-
-  /** An online backup into `destination`; resolves to the change sequence the copy holds. */
-  async backup(destination: string): Promise<{ sequence: number }> {
-    try {
-      return await backupShardFile(this.db, destination);
-    } catch (error) {
-      throw translateSqliteError(error, this.file);
-    }
   }
 
   /** Open, not read-only, and the file still writable (readiness). */

@@ -19,7 +19,7 @@ export function healthRoutes(shards: ShardSet, isStopping: () => boolean): Route
       new ProblemError("unavailable", detail, { headers: { "Retry-After": RETRY_AFTER_SECONDS } });
     if (isStopping()) throw unavailable("the server is shutting down");
     const closed = shards.shards.filter((shard) => !shard.isWritable()).map((shard) => shard.placement.shard);
-    if (closed.length > 0) throw unavailable(`shards ${closed.join(", ")} are not open for writing`);
+    if (closed.length > 0) throw unavailable(`not open for writing: shard ${closed.join(", ")}`);
     res.json({ status: "ok", shards: shards.shards.length });
   });
   return router;

@@ -219,16 +219,12 @@ export async function runWorkflow(
           progress = await record(transition("running", "completed"));
           break;
         }
+        let entity: Entity;
         try {
-          const entity = await store.ops(step.type, step.id, step.ops, {
-            idempotencyKey: stepKey(workflowId, step.name, "step"),
-            ...signal,
-          });
-          progress = await record({
-            if: [{ path: `/steps/${index}/state`, op: "eq", value: "pending" }],
-            do: [set(`/steps/${index}/state`, "done"), set(`/steps/${index}/version`, entity.version)],
-          });
+          entity = await store.ops(step.type, step.id, step.ops, { idempotencyKey: stepKey(workflowId, step.name, "step"), ...signal });
         } catch (error) {
+          // Only the step's own answer decides its fate; a failed progress write below must never
+          // be mistaken for a failed step, or an applied step would be left out of compensation.
           if (!failedForGood(error)) throw error;
           progress = await record({
             if: [
@@ -237,12 +233,17 @@ export async function runWorkflow(
             ],
             do: [set("/status", "compensating"), set("/failedStep", step.name), set("/failure", error.problem)],
           });
+          break;
         }
+        progress = await record({
+          if: [{ path: `/steps/${index}/state`, op: "eq", value: "pending" }],
+          do: [set(`/steps/${index}/state`, "done"), set(`/steps/${index}/version`, entity.version)],
+        });
         break;
       }
       case "compensating": {
         // The latest completed step that has something to undo; steps without a compensation stay `done`.
-        const index = progress.steps.findLastIndex((state, i) => state.state === "done" && steps[i]?.compensate);
+        const index = progress.steps.findLastIndex((recorded, i) => recorded.state === "done" && steps[i]?.compensate);
         const step = steps[index];
         if (step?.compensate === undefined) {
           progress = await record(transition("compensating", "compensated"));

@@ -8,7 +8,7 @@ import {
   WorkflowError,
   type ApostateClient,
 } from "../../client/index.js";
-import { logOf, recordingFetch, startServer, transferSteps } from "./helpers.js";
+import { logOf, problemResponse, recordingFetch, startServer, transferSteps } from "./helpers.js";
 
 let baseUrl = "";
 let db: ApostateClient;
@@ -158,6 +158,20 @@ describe("workflow", () => {
       { transfer: "t-6", amount: -10 },
       { transfer: "t-6", amount: 10, refund: true },
     ]);
+  });
+
+  it("never takes a refused progress write for a failed step", async () => {
+    await openAccounts({ "a-9": { balance: 100 }, "b-9": { balance: 0 } });
+    const steps = transferSteps("t-9", "a-9", "b-9", 15);
+    // Requests: 0 begins, 1 is the debit, 2 records it; that record is refused.
+    const { fetch } = recordingFetch((_request, index) => (index === 2 ? problemResponse(400, "invalid-body") : undefined));
+    const error = await rejectionOf(createClient({ baseUrl, fetch }).workflow("t-9", steps));
+    expect(error).not.toBeInstanceOf(WorkflowError);
+    expect(error).toMatchObject({ status: 400, code: "invalid-body" });
+    expect(await db.get(WORKFLOW_TYPE, "t-9")).toMatchObject({ data: { status: "running" } });
+
+    expect(await db.workflow("t-9", steps)).toMatchObject({ status: "completed" });
+    expect(logOf((await db.get("account", "a-9")).data)).toEqual([{ transfer: "t-9", amount: -15 }]);
   });
 
   it("refuses to run an id again with other steps, sending nothing but the progress check", async () => {

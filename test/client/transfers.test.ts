@@ -54,6 +54,7 @@ describe(`transfers through a faulty network (APOSTATE_FAULT_SEED=${SEED})`, () 
     });
     expect(completed).toBeGreaterThan(TRANSFERS / 2);
     expect(compensated).toBeGreaterThan(0);
+    console.info(`transfers: ${completed} completed, ${compensated} compensated, faults ${JSON.stringify(proxy.counts)}`);
 
     let recorded = 0;
     for await (const progress of direct.list(WORKFLOW_TYPE, { prefix: `tr-${SEED}-`, pageSize: 1000 })) {

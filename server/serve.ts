@@ -77,7 +77,10 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
         cluster.fork();
         return;
       }
-      if (code !== 0) failed = true;
+      // A worker still loading when the signal reached its process group dies of it before it
+      // can handle it; it had served nothing, so that is a clean stop too.
+      const diedOfStopSignal = signal === "SIGTERM" || signal === "SIGINT";
+      if (code !== 0 && !diedOfStopSignal) failed = true;
       if (workers().length === 0) resolve();
     });
   });
@@ -109,7 +112,14 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   await stopped;
   await purger.stop();
   // The workers are gone: nothing reads the WALs any more, so they can be emptied completely.
-  for (const shard of shards.shards) shard.checkpoint("TRUNCATE");
+  for (const shard of shards.shards) {
+    try {
+      shard.checkpoint("TRUNCATE");
+    } catch (error) {
+      // Another process (an operator's CLI) still reads it; SQLite finishes the job later.
+      logger.warn({ err: error, shard: shard.placement.shard }, "final checkpoint skipped");
+    }
+  }
   shards.close();
   removeServerLock(shards.directory);
   logger.info({ exitCode: failed ? 1 : 0 }, "stopped");
@@ -117,10 +127,29 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
 }
 
 async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
+  // Listen for the stop request before anything else: it may come while the shards still open.
+  let stopping = false;
+  let finishStop: (() => void) | undefined;
+  const requestStop = () => {
+    if (stopping) return;
+    stopping = true;
+    finishStop?.();
+  };
+  let signals = 0;
+  const onSignal = () => {
+    signals += 1;
+    if (signals > 1) process.exit(1);
+    requestStop();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("message", (message: unknown) => {
+    if (message === SHUTDOWN_MESSAGE) requestStop();
+  });
+
   const shards = await openShards(config, false);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  let stopping = false;
   const app = createApp({
     store: new EntityStore(shards),
     shards,
@@ -138,10 +167,8 @@ async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
     server.once("error", reject);
   });
 
-  const shutdown = () => {
-    if (stopping) return;
-    stopping = true;
-    drain(server, logger).then(() => {
+  finishStop = () => {
+    void drain(server, logger).then(() => {
       for (const shard of shards.shards) {
         try {
           // PASSIVE: the other workers may still be finishing; the primary empties the WAL last.
@@ -154,17 +181,7 @@ async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
       process.exit(0);
     });
   };
-  let signals = 0;
-  const onSignal = () => {
-    signals += 1;
-    if (signals > 1) process.exit(1);
-    shutdown();
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
-  process.on("message", (message: unknown) => {
-    if (message === SHUTDOWN_MESSAGE) shutdown();
-  });
+  if (stopping) finishStop();
 }
 
 /**

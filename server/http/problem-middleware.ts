@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
 import { toProblem } from "./problem-mapper.js";
 import { ProblemError } from "./problems.js";
+import { REQUEST_ID_HEADER } from "./request-observer.js";
 
 /** Registered last: answers every error as a problem; details of unknown errors stay in the log. */
 export function problemMiddleware(logger: Logger): ErrorRequestHandler {
@@ -9,7 +10,10 @@ export function problemMiddleware(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
     const mapped = toProblem(error);
     const problem = mapped instanceof ProblemError ? mapped : new ProblemError("internal", "internal error", { cause: error });
-    if (problem.status >= 500) logger.error({ err: problem.options.cause ?? error, url: req.originalUrl }, "request failed");
+    if (problem.status >= 500) {
+      const reqId = res.getHeader(REQUEST_ID_HEADER);
+      logger.error({ err: problem.options.cause ?? error, reqId, url: req.originalUrl }, "request failed");
+    }
     if (res.headersSent) return;
     res.status(problem.status);
     for (const [name, value] of Object.entries(problem.options.headers ?? {})) res.setHeader(name, value);

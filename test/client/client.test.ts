@@ -12,7 +12,7 @@ import {
   type ApostateClient,
   type Entity,
 } from "../../client/index.js";
-import { problemResponse, recordingFetch, startServer } from "./helpers.js";
+import { problemResponse, recordingFetch, rejectionOf, startServer } from "./helpers.js";
 
 let baseUrl = "";
 let db: ApostateClient;
@@ -25,16 +25,6 @@ beforeAll(async () => {
   db = createClient({ baseUrl, retry: { baseDelayMs: 5, maxDelayMs: 50 } });
 });
 afterAll(() => stop());
-
-/** Resolves to the error a promise rejects with; fails the test when it resolves. */
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value) => {
-      throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
-    },
-    (error: unknown) => error,
-  );
-}
 
 describe("get", () => {
   it("reads an entity", async () => {

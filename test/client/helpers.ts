@@ -48,6 +48,16 @@ export function recordingFetch(
   };
 }
 
+/** Resolves to the error a promise rejects with; fails the test when it resolves. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    (value) => {
+      throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
+    },
+    (error: unknown) => error,
+  );
+}
+
 /** A problem response as apostate would send it. */
 export function problemResponse(status: number, code: string, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify({ type: `urn:apostate:problem:${code}`, title: code, status, code, detail: code }), {

@@ -8,7 +8,7 @@ import {
   WorkflowError,
   type ApostateClient,
 } from "../../client/index.js";
-import { logOf, problemResponse, recordingFetch, startServer, transferSteps } from "./helpers.js";
+import { logOf, problemResponse, recordingFetch, rejectionOf, startServer, transferSteps } from "./helpers.js";
 
 let baseUrl = "";
 let db: ApostateClient;
@@ -21,15 +21,6 @@ beforeAll(async () => {
   db = createClient({ baseUrl, retry: { baseDelayMs: 5 } });
 });
 afterAll(() => stop());
-
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value) => {
-      throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
-    },
-    (error: unknown) => error,
-  );
-}
 
 async function openAccounts(accounts: Record<string, Record<string, unknown>>): Promise<void> {
   await Promise.all(Object.entries(accounts).map(([id, data]) => db.put("account", id, data)));

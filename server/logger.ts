@@ -1,10 +1,26 @@
 import { pino, type Logger } from "pino";
 
-/** JSON logs on stdout. Tokens and entity bodies are never logged. */
-export function createLogger(): Logger {
+/** The levels `APOSTATE_LOG_LEVEL` may name. */
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** `APOSTATE_LOG_LEVEL` is not one of {@link LOG_LEVELS}. */
+export class LogLevelError extends Error {}
+
+/**
+ * JSON logs on stdout, one line per event. Request lines name the request, never its headers or
+ * body (see request-observer.ts); the redaction is a second guard should a header object ever
+ * be logged.
+ *
+ * @example
+ * const logger = createLogger("warn"); // APOSTATE_LOG_LEVEL=warn: no request lines
+ */
+export function createLogger(level = process.env.APOSTATE_LOG_LEVEL ?? "info"): Logger {
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new LogLevelError(`APOSTATE_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, not ${JSON.stringify(level)}`);
+  }
   return pino({
-    level: process.env.APOSTATE_LOG_LEVEL ?? "info",
+    level,
     base: { pid: process.pid },
-    redact: ["req.headers.authorization", "headers.authorization"],
+    redact: ["req.headers.authorization", "headers.authorization", "authorization"],
   });
 }

@@ -11,10 +11,13 @@ export class InvalidKeyCursorError extends Error {}
  * The admin key listing runs over one shard's primary key; a cursor only says where to resume.
  * It needs no signature: a made-up cursor can only skip keys the admin token may see anyway.
  */
+
+/** The cursor of the page that starts after `position`. */
 export function encodeKeyCursor(position: KeyPosition): string {
   return Buffer.from(JSON.stringify([position.type, position.id])).toString("base64url");
 }
 
+/** Where a cursor says to resume; {@link InvalidKeyCursorError} when it is not one of ours. */
 export function decodeKeyCursor(cursor: string): KeyPosition {
   let value: unknown;
   try {

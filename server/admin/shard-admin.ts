@@ -9,11 +9,13 @@ import { decodeKeyCursor, encodeKeyCursor } from "./key-cursor.js";
 /** One shard as `GET /admin/shards` lists it. */
 export type ShardInfo = { shard: number; slots: ShardPlacement["slots"] } & ShardStats;
 
+/** One page of a shard's keys; `nextCursor` is null on the last page. */
 export interface KeyPage {
   items: ShardKey[];
   nextCursor: string | null;
 }
 
+/** Where a key lives, and whether an entity is there now. */
 export interface Location {
   type: string;
   id: string;
@@ -22,6 +24,7 @@ export interface Location {
   exists: boolean;
 }
 
+/** SQLite's integrity check of one shard: `ok` when it has no complaint. */
 export interface CheckResult {
   shard: number;
   ok: boolean;

@@ -50,6 +50,7 @@ export function addOperatorOptions(command: Command, withShard: boolean): Comman
   return command;
 }
 
+/** The parsed options (commander has already validated each) as an {@link OperatorConfig}. */
 export function toOperatorConfig(options: Record<string, unknown>): OperatorConfig {
   return {
     url: options.url as string | undefined,

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { addServeOptions, configProblem, toServeConfig } from "../config.js";
-import { createLogger } from "../logger.js";
+import { createLogger, LogLevelError } from "../logger.js";
 import { serve } from "../serve.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
 import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
@@ -27,7 +27,7 @@ export function buildProgram(): Command {
       try {
         await serve(config, createLogger());
       } catch (error) {
-        if (error instanceof DataDirectoryError) command.error(`error: ${error.message}`);
+        if (error instanceof DataDirectoryError || error instanceof LogLevelError) command.error(`error: ${error.message}`);
         throw error;
       }
     },

@@ -59,6 +59,7 @@ describe("bad values", () => {
     [["serve", "--idempotency-retention", "5"], {}, "expected a duration such as 90s"],
     [["serve"], { APOSTATE_PORT: "http" }, "option '--port <port>' value 'http' from env 'APOSTATE_PORT' is invalid"],
     [["serve", "--host", "10.0.0.1"], {}, "--host 10.0.0.1 is not a loopback address"],
+    [["serve", "--port", "0"], { APOSTATE_LOG_LEVEL: "loud" }, 'APOSTATE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "loud"'],
     [["check", "--shard", "-1"], {}, "option '--shard <n>' argument '-1' is invalid"],
     [["backup"], { APOSTATE_SHARD: "one" }, "value 'one' from env 'APOSTATE_SHARD' is invalid"],
     [["shards", "--url", "ftp://example.com"], {}, "expected an http or https URL"],

@@ -1,7 +1,7 @@
 import { slotOf } from "../../schema/placement.js";
 import type { ShardSet } from "../storage/data-directory.js";
 import type { ShardTransaction } from "../storage/shard.js";
-import type { EntityRow } from "../storage/tables.js";
+import type { EntityRow, IdempotencyRow } from "../storage/tables.js";
 import { entityJson, isLive, parseData, rowToEntity, type LiveEntityRow } from "./entity.js";
 import {
   ConditionFailedError,
@@ -131,24 +131,19 @@ export class EntityStore {
    * Resolves once the change (and its idempotency record) has committed; the shard may commit it
    * together with other writes (group commit), each in a savepoint of its own.
    */
-  private mutate(mutation: Mutation, change: (row: EntityRow | undefined) => Change): Promise<WriteOutcome> {
+  private async mutate(mutation: Mutation, change: (row: EntityRow | undefined) => Change): Promise<WriteOutcome> {
     const { type, id, idempotency } = mutation;
     const slot = slotOf(type, id);
-    return this.shards.shardAt(slot).commitWrite((tx) => {
+    const shard = this.shards.shardAt(slot);
+    // A committed record never changes, so a retry that finds one is answered without taking
+    // the shard's write lock. Finding none proves nothing (the first request may be committing
+    // right now): the transaction below looks again, under the lock.
+    const committed = idempotency && shard.readIdempotency(type, id, idempotency.key);
+    if (committed) return replay(mutation, committed);
+    return shard.commitWrite((tx) => {
       if (idempotency) {
         const recorded = tx.readIdempotency(type, id, idempotency.key);
-        if (recorded) {
-          if (recorded.fingerprint !== idempotency.fingerprint) {
-            throw new IdempotencyKeyReusedError(`the key was used on ${type}/${id} for another request`);
-          }
-          return {
-            status: recorded.status as WriteOutcome["status"],
-            etag: recorded.etag,
-            location: recorded.location,
-            body: recorded.body,
-            replayed: true,
-          };
-        }
+        if (recorded) return replay(mutation, recorded);
       }
       const row = tx.readEntity(type, id);
       if (!preconditionsHold(mutation.preconditions, row)) {
@@ -203,6 +198,20 @@ function apply(
       body: entityJson(next),
       replayed: false,
     };
+}
+
+/** The recorded outcome of the request `mutation` repeats, or 422 when the key named another request. */
+function replay({ type, id, idempotency }: Mutation, recorded: IdempotencyRow): WriteOutcome {
+  if (recorded.fingerprint !== idempotency?.fingerprint) {
+    throw new IdempotencyKeyReusedError(`the key was used on ${type}/${id} for another request`);
+  }
+  return {
+    status: recorded.status as WriteOutcome["status"],
+    etag: recorded.etag,
+    location: recorded.location,
+    body: recorded.body,
+    replayed: true,
+  };
 }
 
 function requireLive(mutation: Mutation, row: EntityRow | undefined): LiveEntityRow {

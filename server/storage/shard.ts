@@ -202,6 +202,11 @@ export class Shard {
     return this.run(() => this.statements.selectEntity.get({ type, id }) as EntityRow | undefined);
   }
 
+  /** A committed idempotency record, read outside any write transaction. */
+  readIdempotency(type: string, id: string, key: string): IdempotencyRow | undefined {
+    return this.run(() => this.statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined);
+  }
+
   listEntities(range: ListRange): EntityRow[] {
     return this.run(
       () =>

@@ -62,7 +62,9 @@ describe("SIGTERM", () => {
         }
       };
       const loops = Array.from({ length: 12 }, (_, i) => loop(`acct-${i}`));
-      await sleep(1_500);
+      // Signal once the load is in full swing (the machine may be slow to get there).
+      const acks = () => [...acked.values()].reduce((sum, steps) => sum + steps.length, 0);
+      for (const started = Date.now(); acks() < 100 && Date.now() - started < 30_000; ) await sleep(50);
       signalledAt = Date.now();
       const exitCode = await server.stop();
       const stoppedIn = Date.now() - signalledAt;
@@ -89,7 +91,7 @@ describe("SIGTERM", () => {
           expect(new Set(data.history).size).toBe(data.history.length);
           for (const step of steps) expect(data.history).toContain(step);
         }
-        expect(total).toBeGreaterThan(50);
+        expect(total).toBeGreaterThanOrEqual(100);
       } finally {
         shards.close();
       }
@@ -136,7 +138,7 @@ describe("SIGTERM", () => {
       const second = Date.now();
       server.kill("SIGTERM");
       const code = await server.exitCode;
-      expect(Date.now() - second).toBeLessThan(2_000);
+      expect(Date.now() - second).toBeLessThan(3_000);
       expect(code).not.toBe(0);
       req.destroy();
     } finally {

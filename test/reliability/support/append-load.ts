@@ -13,7 +13,7 @@ import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "./http.
  * answered nor closed (Node's round-robin handoff keeps the socket; nodejs/node#21746 is the same
  * family). Clients must time out and retry, as the typed client does; so does this load.
  */
-const REQUEST_TIMEOUT_MS = 3000;
+const REQUEST_TIMEOUT_MS = 10_000;
 
 export interface AppendOp {
   type: string;

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { addServeOptions, configProblem, toServeConfig } from "../config.js";
-import { createLogger, LogLevelError } from "../logger.js";
+import { createLogger, LOG_LEVELS, LogLevelError } from "../logger.js";
 import { serve } from "../serve.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
 import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
@@ -19,7 +19,9 @@ type OperatorCommand = (admin: OperatorAdmin, config: OperatorConfig) => Promise
 export function buildProgram(): Command {
   const program = new Command("apostate").description("A sharded SQLite entity store with a REST API.");
 
-  addServeOptions(program.command("serve").description("serve the REST API from a data directory")).action(
+  addServeOptions(program.command("serve").description("serve the REST API from a data directory"))
+    .addHelpText("after", `\nEnvironment:\n  APOSTATE_LOG_LEVEL  one of ${LOG_LEVELS.join(", ")} (default: info; warn drops request lines)`)
+    .action(
     async (options: Record<string, unknown>, command: Command) => {
       const config = toServeConfig(options);
       const problem = configProblem(config);

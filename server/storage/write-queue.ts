@@ -85,7 +85,14 @@ export class WriteQueue<Tx> {
       this.fail(this.pending.splice(0), new Error("the shard is closed"));
       return;
     }
-    const busy = this.begin();
+    let busy: unknown;
+    try {
+      busy = this.begin();
+    } catch (error) {
+      // The file cannot be written at all (I/O error, read-only): every waiting write fails now.
+      this.fail(this.pending.splice(0), this.options.translate(error));
+      return;
+    }
     if (busy) {
       const expired = performance.now() - this.options.busyTimeoutMs;
       this.fail(

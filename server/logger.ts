@@ -12,7 +12,7 @@ export class LogLevelError extends Error {}
  * be logged.
  *
  * @example
- * const logger = createLogger("warn"); // APOSTATE_LOG_LEVEL=warn: no request lines
+ * const logger = createLogger("warn"); // only warnings and errors: no request lines
  */
 export function createLogger(level = process.env.APOSTATE_LOG_LEVEL ?? "info"): Logger {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {

@@ -20,7 +20,7 @@ export function buildProgram(): Command {
   const program = new Command("apostate").description("A sharded SQLite entity store with a REST API.");
 
   addServeOptions(program.command("serve").description("serve the REST API from a data directory"))
-    .addHelpText("after", `\nEnvironment:\n  APOSTATE_LOG_LEVEL  one of ${LOG_LEVELS.join(", ")} (default: info; warn drops request lines)`)
+    .addHelpText("after", `\nEnvironment:\n  APOSTATE_LOG_LEVEL  one of ${LOG_LEVELS.join(", ")} (default: info; warn keeps only warnings and errors)`)
     .action(
     async (options: Record<string, unknown>, command: Command) => {
       const config = toServeConfig(options);

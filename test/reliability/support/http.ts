@@ -1,4 +1,4 @@
-import { request, type IncomingHttpHeaders } from "node:http";
+import { request, type Agent, type IncomingHttpHeaders } from "node:http";
 
 export interface Reply {
   status: number;
@@ -11,11 +11,14 @@ export interface SendOptions {
   body?: string;
   /** Abort (and reject) after this long; a hung request must fail the test, not stall it. */
   timeoutMs?: number;
+  /** A keep-alive agent for throughput; by default every request has a connection of its own. */
+  agent?: Agent;
 }
 
 /**
- * One HTTP request on a new connection. The cluster hands out connections round-robin, so a
- * sequence of these is spread over every worker instead of sticking to one keep-alive socket.
+ * One HTTP request, by default on a new connection. The cluster hands out connections
+ * round-robin, so a sequence of these is spread over every worker instead of sticking to one
+ * keep-alive socket.
  * Headers are sent exactly as given (fetch would refuse or rewrite some of the hostile ones).
  */
 export function send(baseUrl: string, method: string, path: string, options: SendOptions = {}): Promise<Reply> {
@@ -27,7 +30,7 @@ export function send(baseUrl: string, method: string, path: string, options: Sen
         port: url.port,
         method,
         path: path,
-        agent: false,
+        agent: options.agent ?? false,
         headers: {
           ...(options.body !== undefined && { "content-length": String(Buffer.byteLength(options.body)) }),
           ...options.headers,

@@ -87,7 +87,7 @@ it(
       let stopped = false;
       const ops: AppendOp[] = [];
       const load = runAppendLoad(server.url, ops, { type: "worker", ids: IDS, clients: 8, prefix: "w", stop: () => stopped, retry: true });
-      for (let kill = 0; kill < setting(2, 20); kill++) {
+      for (let kill = 0; kill < setting(1, 20); kill++) {
         await sleep(200 + next() * 300);
         const before = workerPids(server);
         const victim = before[0];

@@ -28,7 +28,7 @@ describe("lock contention between workers", () => {
       const server = await ServerProcess.start({ dataDir: dir.path, workers: 2, args: ["--busy-timeout", "1"] });
       try {
         const ops: AppendOp[] = [];
-        const total = setting(400, 4000);
+        const total = setting(200, 4000);
         const reads: Reply[] = [];
         let stopped = false;
         const reader = (async () => {

@@ -107,17 +107,20 @@ export class EntityStore {
   }
 
   /**
-   * One page of a type's entities in id order, merged across every shard. Each shard returns at
-   * most `limit + 1` rows after the cursor; the extra row only says whether another page exists.
+   * One page of a type's entities in id order, merged across every shard. The merge pulls rows
+   * from the shards lazily, so a page reads about `limit + shards` rows, not `limit` from each;
+   * row `limit + 1` only says whether another page exists.
    */
   list(type: string, options: { prefix: string; limit: number; cursor?: string }): ListPage {
     const after = options.cursor === undefined ? "" : this.cursors.decode(options.cursor, { type, prefix: options.prefix });
     const range = { type, after, prefix: options.prefix, limit: options.limit + 1 };
-    // Ids are ASCII, so JS string order is SQLite's byte order; the runs arrive sorted, which
-    // the engine's merge sort takes in linear passes.
-    const rows = this.shards.shards
-      .flatMap((shard) => shard.listEntities(range))
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)) as LiveEntityRow[];
+    const runs = this.shards.shards.map((shard) => shard.iterateEntities(range));
+    let rows: LiveEntityRow[];
+    try {
+      rows = mergeById(runs, range.limit) as LiveEntityRow[];
+    } finally {
+      for (const run of runs) run.return();
+    }
     const page = rows.slice(0, options.limit);
     const last = page.at(-1);
     return {
@@ -198,6 +201,25 @@ function apply(
       body: entityJson(next),
       replayed: false,
     };
+}
+
+/**
+ * The first `count` rows of sorted runs, in id order. Ids are ASCII, so JS string order is
+ * SQLite's byte order; with a handful of shards, scanning the heads beats a heap.
+ */
+function mergeById(runs: Iterator<EntityRow>[], count: number): EntityRow[] {
+  const heads = runs.map((run) => run.next());
+  const merged: EntityRow[] = [];
+  while (merged.length < count) {
+    let smallest = -1;
+    heads.forEach((head, i) => {
+      if (!head.done && (smallest < 0 || head.value.id < (heads[smallest]!.value as EntityRow).id)) smallest = i;
+    });
+    if (smallest < 0) break;
+    merged.push(heads[smallest]!.value as EntityRow);
+    heads[smallest] = runs[smallest]!.next();
+  }
+  return merged;
 }
 
 /** The recorded outcome of the request `mutation` repeats, or 422 when the key named another request. */

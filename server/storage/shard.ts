@@ -207,17 +207,22 @@ export class Shard {
     return this.run(() => this.statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined);
   }
 
-  listEntities(range: ListRange): EntityRow[] {
-    return this.run(
-      () =>
-        this.statements.listEntities.all({
-          type: range.type,
-          after: range.after,
-          prefix: range.prefix,
-          upper: range.prefix + PREFIX_UPPER_BOUND,
-          limit: range.limit,
-        }) as EntityRow[],
-    );
+  /**
+   * The range's rows one at a time, so a caller that merges shards reads only the rows it uses.
+   * The connection is busy until the iterator is finished or `return()`ed.
+   */
+  *iterateEntities(range: ListRange): Generator<EntityRow, void, undefined> {
+    try {
+      yield* this.statements.listEntities.iterate({
+        type: range.type,
+        after: range.after,
+        prefix: range.prefix,
+        upper: range.prefix + PREFIX_UPPER_BOUND,
+        limit: range.limit,
+      }) as IterableIterator<EntityRow>;
+    } catch (error) {
+      throw translateSqliteError(error, this.file);
+    }
   }
 
   /**

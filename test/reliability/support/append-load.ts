@@ -23,18 +23,18 @@ export interface AppendOp {
   reply?: Reply;
 }
 
-export interface EntityHistory {
+interface EntityHistory {
   version: number;
   log: string[];
   n: number;
 }
 
-export function appendRequest(opId: string): SendOptions {
+function appendRequest(opId: string): SendOptions {
   const request = jsonRequest({ do: [{ op: "append", path: "/log", value: opId }, { op: "inc", path: "/n", value: 1 }], upsert: true });
   return { ...request, headers: { ...request.headers, "idempotency-key": opId } };
 }
 
-export function sendAppend(baseUrl: string, op: AppendOp, timeoutMs?: number): Promise<Reply> {
+function sendAppend(baseUrl: string, op: AppendOp, timeoutMs?: number): Promise<Reply> {
   return send(baseUrl, "POST", `/v1/entities/${op.type}/${op.id}/ops`, { ...appendRequest(op.opId), ...(timeoutMs !== undefined && { timeoutMs }) });
 }
 
@@ -69,7 +69,7 @@ export async function runAppendLoad(
   );
 }
 
-export async function readHistory(baseUrl: string, type: string, id: string): Promise<EntityHistory | undefined> {
+async function readHistory(baseUrl: string, type: string, id: string): Promise<EntityHistory | undefined> {
   const reply = await send(baseUrl, "GET", `/v1/entities/${type}/${id}`);
   if (reply.status === 404) return undefined;
   expect(reply.status, reply.text).toBe(200);

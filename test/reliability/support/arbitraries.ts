@@ -9,7 +9,7 @@ import type { Command } from "./store-model.js";
  * ("B" < "a" < "a.b" < "a_" < "b~"), and `constructor` and escaped names are ordinary members.
  */
 export const IDS = ["a", "a.b", "a_", "B", "b~"] as const;
-export const PREFIXES = ["", "a", "a_", "a.", "B", "b~", "z"] as const;
+const PREFIXES = ["", "a", "a_", "a.", "B", "b~", "z"] as const;
 const MEMBERS = ["a", "b", "n", "list", "constructor", "x/y", "m~n"] as const;
 const PATHS = ["/a", "/b", "/n", "/list", "/list/0", "/list/1", "/list/-", "/a/b", "/n/x", "/constructor", "/x~1y", "/m~0n"] as const;
 const KEYS = ["k1", "k2", "k3"] as const;
@@ -100,7 +100,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 ) as fc.Arbitrary<Command>;
 
 /** A step of a run: a new command, a list, or an exact repeat of an earlier step (a retry). */
-export type Step = { kind: "command"; command: Command } | { kind: "list"; prefix: string; limit: number } | { kind: "repeat"; back: number };
+type Step = { kind: "command"; command: Command } | { kind: "list"; prefix: string; limit: number } | { kind: "repeat"; back: number };
 
 export const steps: fc.Arbitrary<Step[]> = fc.array(
   fc.oneof(

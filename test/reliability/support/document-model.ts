@@ -10,7 +10,7 @@ import type { JsonObject, JsonValue } from "../../../server/entities/json-value.
 export type DocumentFailure = "test-failed" | "patch-conflict" | { conditionIndex: number };
 
 /** The outcome of applying a change to a document: the new document or why it failed. */
-export type DocumentResult = { ok: true; doc: JsonObject } | { ok: false; failure: DocumentFailure };
+type DocumentResult = { ok: true; doc: JsonObject } | { ok: false; failure: DocumentFailure };
 
 export type PatchOperation =
   | { op: "add" | "replace" | "test"; path: string; value: JsonValue }
@@ -43,11 +43,11 @@ const conflict = (): never => {
   throw new Failure("patch-conflict");
 };
 
-export function isObject(value: JsonValue | undefined): value is JsonObject {
+function isObject(value: JsonValue | undefined): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-export function deepEqual(a: JsonValue, b: JsonValue): boolean {
+function deepEqual(a: JsonValue, b: JsonValue): boolean {
   return canonical(a) === canonical(b);
 }
 
@@ -82,7 +82,7 @@ function member(object: JsonObject, key: string): JsonValue | undefined {
 }
 
 /** RFC 6901 tokens; the paths the tests generate are all well-formed. */
-export function tokens(pointer: string): string[] {
+function tokens(pointer: string): string[] {
   if (pointer === "") return [];
   return pointer
     .slice(1)
@@ -96,7 +96,7 @@ function index(token: string): number | undefined {
 }
 
 /** The value a path names, or undefined for anything that names nothing. */
-export function valueAt(doc: JsonValue, path: string[]): JsonValue | undefined {
+function valueAt(doc: JsonValue, path: string[]): JsonValue | undefined {
   let node: JsonValue | undefined = doc;
   for (const token of path) {
     if (Array.isArray(node)) {

@@ -3,7 +3,7 @@ import type { JsonValue } from "../../../server/entities/json-value.js";
 import { canonical } from "./document-model.js";
 import { bodyOf, send } from "./http.js";
 
-export interface ListedEntity {
+interface ListedEntity {
   id: string;
   version: number;
   data: string;

@@ -1,7 +1,7 @@
 import type { Parameters } from "fast-check";
 
 /** `APOSTATE_LONG=1` switches every reliability test from its short setting to its long one. */
-export const LONG = process.env.APOSTATE_LONG === "1";
+const LONG = process.env.APOSTATE_LONG === "1";
 
 /** Picks the short or the long setting. */
 export function setting<T>(short: T, long: T): T {

@@ -19,7 +19,7 @@ export type Command =
   | { kind: "ops"; id: string; body: OpsBody; key?: string }
   | { kind: "delete"; id: string; ifMatch?: string; key?: string };
 
-export interface PreparedRequest {
+interface PreparedRequest {
   method: string;
   path: string;
   options: SendOptions;
@@ -45,7 +45,7 @@ type Expected =
   | { kind: "not-modified"; version: number }
   | { kind: "problem"; status: number; code: string; current?: EntityView | null; failed?: Record<string, JsonValue> };
 
-export function entityPath(type: string, id: string): string {
+function entityPath(type: string, id: string): string {
   return `/v1/entities/${type}/${encodeURIComponent(id)}`;
 }
 
@@ -173,10 +173,6 @@ export class StoreModel {
       .filter(([id, state]) => state.data !== null && id.startsWith(prefix))
       .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
       .map(([id, state]) => ({ id, version: state.version, data: state.data! }));
-  }
-
-  ids(): string[] {
-    return [...this.entities.keys()];
   }
 
   private state(id: string): EntityState {

@@ -121,18 +121,37 @@ interface Outcome extends Measurement {
   name: string;
   label: string;
   target?: number;
+  /** The express baseline, measured again just before this scenario. */
+  paired?: Measurement;
 }
 
 const outcomes: Outcome[] = [];
+
+/*
+ * On a shared machine the load of other processes drifts within a run, so each scenario is
+ * compared with the express baseline measured right before it (it keeps running, idle, on a
+ * port of its own), not with a figure taken minutes earlier.
+ */
+let pairedBaseline: { server: BenchServer; requests: () => BenchRequest } | undefined;
+const PAIR: LoadOptions = { connections: LOAD.connections, seconds: Math.max(2, Math.ceil(LOAD.seconds / 3)), warmupSeconds: 0 };
 
 async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
   for (const scenario of scenarios) {
     if (!selected(scenario.name)) continue;
     process.stderr.write(`  ${scenario.label} …`);
+    const baseline = pairedBaseline;
+    const paired = baseline && (await measure(baseline.server.url, baseline.requests, PAIR, () => baseline.server.workerCpuSeconds()));
     const measurement = await measure(server.url, scenario.requests, LOAD, () => server.workerCpuSeconds());
     const statuses = Object.entries(measurement.statuses).map(([status, count]) => `${status}: ${count}`);
-    process.stderr.write(` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")})\n`);
-    outcomes.push({ name: scenario.name, label: scenario.label, ...measurement, ...(scenario.target && { target: scenario.target }) });
+    const pairedText = paired ? `; express just before: ${Math.round(paired.requestsPerSecond)} req/s` : "";
+    process.stderr.write(` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")}${pairedText})\n`);
+    outcomes.push({
+      name: scenario.name,
+      label: scenario.label,
+      ...measurement,
+      ...(scenario.target && { target: scenario.target }),
+      ...(paired && { paired }),
+    });
   }
 }
 
@@ -160,6 +179,7 @@ const root = mkdtempSync(join(tmpdir(), "apostate-bench-"));
 const logFile = join(root, "server.log");
 const rss: Record<string, number[]> = {};
 const disk: Record<string, PreloadResult> = {};
+const stopAtEnd: BenchServer[] = [];
 try {
   const main = await preloaded(root, ENTITIES);
   disk[String(ENTITIES)] = main.result;
@@ -181,9 +201,10 @@ try {
   await withServer(BenchServer.baseline(logFile, "http", WORKERS, representation), (server) =>
     run(server, [{ name: "http", label: "baseline: node:http, fixed JSON", requests: uniformGets }]),
   );
-  await withServer(BenchServer.baseline(logFile, "express", WORKERS, representation), (server) =>
-    run(server, [{ name: "express", label: "baseline: express 5, fixed JSON", requests: uniformGets }]),
-  );
+  const expressServer = await BenchServer.baseline(join(root, "express.log"), "express", WORKERS, representation);
+  stopAtEnd.push(expressServer);
+  await run(expressServer, [{ name: "express", label: "baseline: express 5, fixed JSON", requests: uniformGets }]);
+  pairedBaseline = { server: expressServer, requests: uniformGets };
 
   process.stderr.write(`apostate (${WORKERS} workers, ${ENTITIES.toLocaleString("en")} entities)\n`);
   await withServer(BenchServer.apostate(logFile, main.dataDir, WORKERS), async (server) => {
@@ -234,7 +255,10 @@ try {
   }
 
   const express = outcomes.find((outcome) => outcome.name === "express");
-  const rows: Row[] = outcomes.map((outcome) => ({ ...outcome, ratio: express ? outcome.requestsPerSecond / express.requestsPerSecond : null }));
+  const rows: Row[] = outcomes.map((outcome) => {
+    const baseline = outcome.paired ?? express;
+    return { ...outcome, ratio: baseline ? outcome.requestsPerSecond / baseline.requestsPerSecond : null };
+  });
   const machine = `${availableParallelism()} cores (${cpus()[0]?.model ?? "unknown CPU"}), node ${process.version}`;
   const settings = { entities: ENTITIES, workers: WORKERS, connections: LOAD.connections, seconds: LOAD.seconds, warmupSeconds: LOAD.warmupSeconds };
   const report = formatTable(rows, { express, rss, disk, settings, machine });
@@ -245,5 +269,6 @@ try {
   writeFileSync(file, `${JSON.stringify({ machine, settings, rows, rss, disk }, null, 2)}\n`);
   process.stderr.write(`written to ${file.pathname}\n`);
 } finally {
+  for (const server of stopAtEnd) await server.stop();
   rmSync(root, { recursive: true, force: true });
 }

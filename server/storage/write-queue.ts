@@ -131,7 +131,7 @@ export class WriteQueue<Tx> {
     } catch (error) {
       // A lone write's own failure, or one that ended the transaction (I/O, disk full, COMMIT
       // refused): nothing in the transaction was written.
-      if (this.db.inTransaction) this.statements.rollback.run();
+      this.rollback();
       this.fail(batch, this.options.translate(error));
       return;
     }
@@ -154,6 +154,18 @@ export class WriteQueue<Tx> {
       this.statements.rollbackTo.run();
       this.statements.release.run();
       return { ok: false, error: this.options.translate(error) };
+    }
+  }
+
+  /*
+   * After a failed I/O, SQLite may have rolled back already, or refuse the ROLLBACK; either way
+   * the transaction is gone, and throwing here (outside any request) would end the worker.
+   */
+  private rollback(): void {
+    try {
+      if (this.db.inTransaction) this.statements.rollback.run();
+    } catch {
+      // nothing left to undo
     }
   }
 

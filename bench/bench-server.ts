@@ -4,6 +4,27 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
+/*
+ * Servers run in process groups of their own (so a stop reaches every worker), which also
+ * means an interrupted benchmark would leave them running: stop them on the way out.
+ */
+const running = new Set<ChildProcess>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const child of running) killGroup(child, "SIGTERM");
+    process.exit(130);
+  });
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-(child.pid as number), signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A server under load in a child process group of its own: apostate's compiled CLI or a
  * baseline. Both print a JSON line `{"msg":"listening","url":…}` once every worker listens.
@@ -37,6 +58,8 @@ export class BenchServer {
     const fd = openSync(logFile, "w");
     const child = spawn(process.execPath, argv, { cwd: ROOT, detached: true, stdio: ["ignore", fd, fd] });
     closeSync(fd);
+    running.add(child);
+    child.once("exit", () => running.delete(child));
     let exitCode: number | null | undefined;
     child.once("exit", (code) => (exitCode = code));
     const deadline = performance.now() + 120_000;
@@ -44,7 +67,7 @@ export class BenchServer {
       const url = readFileSync(logFile, "utf8").split("\n").map(listeningUrl).find(Boolean);
       if (url) return new BenchServer(child, url, logFile);
       if (exitCode !== undefined || performance.now() > deadline) {
-        child.kill("SIGKILL");
+        killGroup(child, "SIGKILL");
         throw new Error(`server did not start (exit ${exitCode}):\n${readFileSync(logFile, "utf8")}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -58,22 +81,28 @@ export class BenchServer {
 
   /** The peak resident set (VmHWM) of each worker process so far, in bytes; Linux only. */
   workerPeakRss(): number[] {
-    const primary = this.child.pid;
-    if (primary === undefined || process.platform !== "linux") return [];
-    return readdirSync("/proc")
-      .filter((entry) => /^\d+$/.test(entry))
-      .filter((pid) => parentOf(pid) === primary)
+    return this.workers()
       .map((pid) => peakRss(pid))
       .filter((bytes) => bytes > 0);
   }
 
+  /** User and system CPU time of all workers so far, in seconds; null where /proc is missing. */
+  workerCpuSeconds(): number | null {
+    const workers = this.workers();
+    if (workers.length === 0) return null;
+    return workers.reduce((total, pid) => total + cpuSeconds(pid), 0);
+  }
+
+  private workers(): string[] {
+    const primary = this.child.pid;
+    if (primary === undefined || process.platform !== "linux") return [];
+    return readdirSync("/proc")
+      .filter((entry) => /^\d+$/.test(entry))
+      .filter((pid) => Number(statFields(pid)[1]) === primary);
+  }
+
   async stop(): Promise<void> {
-    try {
-      process.kill(-(this.child.pid as number), "SIGTERM");
-    } catch {
-      return;
-    }
-    await this.exited;
+    if (killGroup(this.child, "SIGTERM")) await this.exited;
   }
 }
 
@@ -95,11 +124,19 @@ function readProc(pid: string, file: string): string {
   }
 }
 
-function parentOf(pid: string): number | undefined {
-  // /proc/<pid>/stat: "pid (comm) state ppid …"; comm may hold spaces, so split after ")".
+/** /proc/<pid>/stat from the state on: "pid (comm) state ppid …"; comm may hold spaces. */
+function statFields(pid: string): string[] {
   const stat = readProc(pid, "stat");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return fields[1] === undefined ? undefined : Number(fields[1]);
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** Linux reports CPU times in clock ticks of 1/100 s (USER_HZ) on every mainstream platform. */
+const TICKS_PER_SECOND = 100;
+
+function cpuSeconds(pid: string): number {
+  // utime and stime are fields 14 and 15 of stat, 12 and 13 after the state.
+  const fields = statFields(pid);
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / TICKS_PER_SECOND;
 }
 
 function peakRss(pid: string): number {

@@ -176,6 +176,8 @@ async function preloaded(root: string, count: number): Promise<{ dataDir: string
 }
 
 const root = mkdtempSync(join(tmpdir(), "apostate-bench-"));
+// On "exit", so that an interrupted run (see bench-server.ts) removes its data directories too.
+process.once("exit", () => rmSync(root, { recursive: true, force: true }));
 const logFile = join(root, "server.log");
 const rss: Record<string, number[]> = {};
 const disk: Record<string, PreloadResult> = {};
@@ -270,5 +272,4 @@ try {
   process.stderr.write(`written to ${file.pathname}\n`);
 } finally {
   for (const server of stopAtEnd) await server.stop();
-  rmSync(root, { recursive: true, force: true });
 }

@@ -1,10 +1,8 @@
-import { readFileSync } from "node:fs";
 import { afterAll, expect, it } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 import { acknowledged, expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "./support/append-load.js";
 import { setting } from "./support/settings.js";
-import { send } from "./support/http.js";
 import { sleep } from "./support/raw-socket.js";
 
 /*
@@ -16,7 +14,7 @@ import { sleep } from "./support/raw-socket.js";
 const dir = tempDir();
 afterAll(() => dir.remove());
 
-const ROUNDS = setting(5, 30);
+const ROUNDS = setting(3, 30);
 const IDS = ["a", "b", "c", "d", "e", "f"] as const;
 
 /** Deterministic pseudo-random delays, reproducible from APOSTATE_SEED. */
@@ -62,51 +60,6 @@ it(
       await server.stop();
     }
     console.log(`${ROUNDS} SIGKILL rounds: ${all.length} writes sent, ${acknowledgedCount} acknowledged before a kill, all exactly once`);
-  },
-  setting(120_000, 1_200_000),
-);
-/** True once a request has been logged by worker `pid` (each request log line names its pid). */
-async function servedBy(server: ServerProcess, pid: number): Promise<boolean> {
-  await send(server.url, "GET", "/healthz").catch(() => undefined);
-  return server.output.some((line) => line.includes(`"pid":${pid},`) && line.includes('"msg":"request"'));
-}
-
-/** The pids of the primary's children: its workers. */
-function workerPids(server: ServerProcess): number[] {
-  const pid = server.child.pid!;
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-}
-
-it(
-  "a worker killed under load is replaced; clients that retry lose nothing and duplicate nothing",
-  async () => {
-    const next = random(SEED);
-    const workerDir = tempDir();
-    const server = await ServerProcess.start({ dataDir: workerDir.path, workers: 2 });
-    try {
-      let stopped = false;
-      const ops: AppendOp[] = [];
-      const load = runAppendLoad(server.url, ops, { type: "worker", ids: IDS, clients: 8, prefix: "w", stop: () => stopped, retry: true });
-      for (let kill = 0; kill < setting(1, 20); kill++) {
-        await sleep(200 + next() * 300);
-        const before = workerPids(server);
-        const victim = before[0];
-        process.kill(victim!, "SIGKILL");
-        await expect.poll(() => workerPids(server).filter((pid) => pid !== victim), { timeout: 20_000 }).toHaveLength(2);
-        // Only once the replacement serves may the next kill come: with both workers gone at once
-        // the cluster would close its listening socket, and `--port 0` would pick a new port.
-        const replacement = workerPids(server).find((pid) => !before.includes(pid))!;
-        await expect.poll(async () => servedBy(server, replacement), { timeout: 20_000 }).toBe(true);
-      }
-      await sleep(300);
-      stopped = true;
-      await load;
-      await settle(server.url, ops);
-      await expectExactlyOnce(server.url, "worker", IDS, ops);
-    } finally {
-      await server.stop();
-      workerDir.remove();
-    }
   },
   setting(120_000, 1_200_000),
 );

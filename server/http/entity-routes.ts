@@ -29,7 +29,7 @@ export function entityRoutes(store: EntityStore): Router {
         return;
       }
     }
-    res.type("application/json").send(entityJson(row));
+    sendJson(res, 200, entityJson(row));
   });
 
   router.put("/v1/entities/:type/:id", async (req: Request<EntityParams>, res) => {
@@ -59,9 +59,7 @@ export function entityRoutes(store: EntityStore): Router {
       limit: limit === undefined ? DEFAULT_PAGE_SIZE : Number(limit),
       ...(cursor !== undefined && { cursor }),
     });
-    res
-      .type("application/json")
-      .send(`{"items":[${page.items.join(",")}],"nextCursor":${JSON.stringify(page.nextCursor)}}`);
+    sendJson(res, 200, `{"items":[${page.items.join(",")}],"nextCursor":${JSON.stringify(page.nextCursor)}}`);
   });
 
   return router;
@@ -79,11 +77,24 @@ function safeBody<T>(req: Request): T {
   return req.body as T;
 }
 
+const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
+
+/*
+ * The bodies here are JSON text already, and the routes answer conditional requests themselves,
+ * so express's res.send (media-type lookup, charset rewriting, freshness check) adds nothing
+ * but cost to every response.
+ */
+function sendJson(res: Response, status: number, body: string): void {
+  res.statusCode = status;
+  res.setHeader("Content-Type", JSON_CONTENT_TYPE);
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.end(body);
+}
+
 function send(res: Response, outcome: WriteOutcome): void {
   if (outcome.replayed) res.setHeader("Idempotent-Replayed", "true");
   if (outcome.etag !== null) res.setHeader("ETag", outcome.etag);
   if (outcome.location !== null) res.setHeader("Location", outcome.location);
-  res.status(outcome.status);
-  if (outcome.body === null) res.end();
-  else res.type("application/json").send(outcome.body);
+  if (outcome.body === null) res.status(outcome.status).end();
+  else sendJson(res, outcome.status, outcome.body);
 }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "./support/http.js";
+import { listAll } from "./support/list.js";
 import { propertyParameters, setting } from "./support/settings.js";
 
 /*
@@ -144,4 +145,36 @@ it(
     );
   },
   setting(100_000, 1_200_000),
+);
+
+it(
+  "paging while other clients create, update and delete lists every lasting entity once, in order",
+  async () => {
+    const type = "paging";
+    const stable = Array.from({ length: 40 }, (_, i) => `s${String(i).padStart(3, "0")}`);
+    const churn = Array.from({ length: 40 }, (_, i) => `c${String(i).padStart(3, "0")}`);
+    for (const id of stable) expect((await send(server.url, "PUT", `/v1/entities/${type}/${id}`, jsonRequest({ n: 0 }))).status).toBe(201);
+    let stopped = false;
+    const writers = Array.from({ length: 3 }, async (_, writer) => {
+      for (let i = writer; !stopped; i += 3) {
+        const churned = `/v1/entities/${type}/${churn[i % churn.length]}`;
+        await send(server.url, i % 2 === 0 ? "PUT" : "DELETE", churned, i % 2 === 0 ? jsonRequest({ i }) : {});
+        await send(server.url, "PUT", `/v1/entities/${type}/${stable[i % stable.length]}`, jsonRequest({ n: i }));
+      }
+    });
+    try {
+      for (let listing = 0; listing < setting(6, 60); listing++) {
+        const limit = 1 + (listing % 5);
+        const ids = (await listAll(server.url, type, "", limit)).map((item) => item.id);
+        const ordered = ids.every((id, i) => i === 0 || Buffer.compare(Buffer.from(ids[i - 1]!), Buffer.from(id)) < 0);
+        expect(ordered, `listing with limit ${limit} is strictly ordered (no repeats): ${ids.join(" ")}`).toBe(true);
+        expect(ids.filter((id) => id.startsWith("s"))).toEqual(stable);
+        expect(ids.every((id) => stable.includes(id) || churn.includes(id))).toBe(true);
+      }
+    } finally {
+      stopped = true;
+      await Promise.all(writers);
+    }
+  },
+  setting(60_000, 600_000),
 );

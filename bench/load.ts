@@ -23,17 +23,36 @@ export interface Measurement {
   errors: number;
   /** Answers by status code, to tell what the errors were. */
   statuses: Record<string, number>;
+  /**
+   * CPU time the server's workers spent per request, in microseconds. It depends less than
+   * req/s on what else the machine runs, so it helps compare scenarios on a busy machine.
+   */
+  cpuMicrosPerRequest: number | null;
 }
 
-/** Drives `url` with autocannon at a fixed connection count, each request from `next()`. */
-export async function measure(url: string, next: () => BenchRequest, options: LoadOptions): Promise<Measurement> {
+/**
+ * Drives `url` with autocannon at a fixed connection count, each request from `next()`.
+ * `cpuSeconds` reads the server's CPU time so far, when it can be read.
+ */
+export async function measure(
+  url: string,
+  next: () => BenchRequest,
+  options: LoadOptions,
+  cpuSeconds: () => number | null,
+): Promise<Measurement> {
   if (options.warmupSeconds > 0) await drive(url, next, options.connections, options.warmupSeconds);
+  const cpuBefore = cpuSeconds();
   const result = await drive(url, next, options.connections, options.seconds);
+  const cpuAfter = cpuSeconds();
   return {
     requestsPerSecond: result.requests.total / options.seconds,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
     errors: result.errors + result.timeouts + result.non2xx,
+    cpuMicrosPerRequest:
+      cpuBefore === null || cpuAfter === null || result.requests.total === 0
+        ? null
+        : ((cpuAfter - cpuBefore) * 1e6) / result.requests.total,
     statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, stats.count ?? 0])),
   };
 }

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 import { acknowledged, expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "./support/append-load.js";
@@ -19,12 +19,10 @@ function expectUnavailable(reply: Reply): void {
 }
 
 describe("lock contention between workers", () => {
-  const dir = tempDir();
-  afterAll(() => dir.remove());
-
   it(
     "one hot entity hammered through two workers with --busy-timeout 1: waiting or 503 + Retry-After, never 500, nothing lost",
     async () => {
+      const dir = tempDir();
       const server = await ServerProcess.start({ dataDir: dir.path, workers: 2, args: ["--busy-timeout", "1"] });
       try {
         const ops: AppendOp[] = [];
@@ -50,6 +48,7 @@ describe("lock contention between workers", () => {
         expect(ops.filter(acknowledged).length).toBeGreaterThan(0);
       } finally {
         await server.stop();
+        dir.remove();
       }
     },
     setting(90_000, 600_000),
@@ -75,12 +74,17 @@ function mountTmpfs(sizeBytes: number): { path: string; unmount: () => void } | 
 }
 
 describe("a full disk", () => {
-  const disk = mountTmpfs(4 * 1024 * 1024);
+  // Mounted in a hook, not while collecting, so a filtered run never leaves a mount behind.
+  let disk: ReturnType<typeof mountTmpfs>;
+  beforeAll(() => {
+    disk = mountTmpfs(4 * 1024 * 1024);
+  });
   afterAll(() => disk?.unmount());
 
-  it.skipIf(disk === undefined)(
+  it(
     "fails writes with a 5xx problem and no partial write, and the store works again once space returns",
-    async () => {
+    async (context) => {
+      if (disk === undefined) context.skip("mount -t tmpfs is not allowed on this machine");
       const dataDir = join(disk!.path, "data");
       const ballast = join(disk!.path, "ballast");
       const server = await ServerProcess.start({ dataDir, workers: 1, args: ["--shards", "2"] });

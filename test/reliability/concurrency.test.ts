@@ -14,16 +14,17 @@ import { propertyParameters, setting } from "./support/settings.js";
  * the log and saw exactly the log's first v entries: no lost update, nothing applied twice.
  */
 
-const dir = tempDir();
+let dir: ReturnType<typeof tempDir>;
 let server: ServerProcess;
 
 beforeAll(async () => {
+  dir = tempDir();
   server = await ServerProcess.start({ dataDir: dir.path, workers: 2 });
 });
 
 afterAll(async () => {
   await server?.stop();
-  dir.remove();
+  dir?.remove();
 });
 
 interface History {

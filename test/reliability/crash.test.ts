@@ -1,4 +1,4 @@
-import { afterAll, expect, it } from "vitest";
+import { expect, it, onTestFinished } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 import { acknowledged, expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "./support/append-load.js";
@@ -11,8 +11,6 @@ import { sleep } from "./support/raw-socket.js";
  * write that was in flight must end up applied exactly once when it is retried.
  */
 
-const dir = tempDir();
-afterAll(() => dir.remove());
 
 const ROUNDS = setting(3, 30);
 const IDS = ["a", "b", "c", "d", "e", "f"] as const;
@@ -33,6 +31,8 @@ it(
   `acknowledged writes survive ${ROUNDS} rounds of SIGKILL under load, and nothing applies twice (seed ${SEED})`,
   async () => {
     const next = random(SEED);
+    const dir = tempDir();
+    onTestFinished(() => dir.remove());
     const everything: AppendOp[] = [];
     let acknowledgedCount = 0;
     for (let round = 0; round < ROUNDS; round++) {

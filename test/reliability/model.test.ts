@@ -16,16 +16,17 @@ import { prepare, StoreModel, type Command } from "./support/store-model.js";
  * problem code, `current`, `failed`, and byte-identical replays.
  */
 
-const dir = tempDir();
+let dir: ReturnType<typeof tempDir>;
 let server: ServerProcess;
 
 beforeAll(async () => {
+  dir = tempDir();
   server = await ServerProcess.start({ dataDir: dir.path, workers: 2 });
 });
 
 afterAll(async () => {
   await server?.stop();
-  dir.remove();
+  dir?.remove();
 });
 
 async function run(model: StoreModel, command: Command): Promise<void> {

@@ -17,15 +17,18 @@ import { jsonRequest, send } from "./support/http.js";
  * a real `apostate serve`.
  */
 
-const root = tempDir();
+let root: ReturnType<typeof tempDir>;
 /** Stopped cleanly: everything checkpointed into the shard files, no WAL left. */
-const stopped = join(root.path, "stopped");
+let stopped: string;
 /** As kill -9 leaves it: the latest commits live only in the WALs, beside their -shm index. */
-const crashed = join(root.path, "crashed");
+let crashed: string;
 const SHARD = "shard-000.sqlite";
 const ENTITIES = 60;
 
 beforeAll(async () => {
+  root = tempDir();
+  stopped = join(root.path, "stopped");
+  crashed = join(root.path, "crashed");
   const live = join(root.path, "live");
   const server = await ServerProcess.start({ dataDir: live, workers: 1, args: ["--shards", "2"] });
   for (let i = 0; i < ENTITIES; i++) {
@@ -39,7 +42,7 @@ beforeAll(async () => {
   expect(statSync(join(crashed, `${SHARD}-wal`)).size).toBeGreaterThan(0);
 }, 60_000);
 
-afterAll(() => root.remove());
+afterAll(() => root?.remove());
 
 const open = (dir: string) => openDataDirectory(dir, { shardCount: 2, durability: "process", busyTimeoutMs: 5000, verify: true });
 

@@ -123,9 +123,15 @@ try {
       raw[shard]?.select.get({ type: ENTITY_TYPE, id });
     },
   );
-  const rawReads = cases[0]?.opsPerSecond ?? 0;
-  const storeReads = await opsPerSecond((i) => store.get(ENTITY_TYPE, key(i).id));
-  cases.push({ name: "point read: EntityStore.get (+ placement)", opsPerSecond: storeReads, ratio: storeReads / rawReads });
+  await compare(
+    "point read: EntityStore.get (+ placement)",
+    "point read: raw better-sqlite3",
+    (i) => store.get(ENTITY_TYPE, key(i).id),
+    (i) => {
+      const { id, shard } = key(i);
+      raw[shard]?.select.get({ type: ENTITY_TYPE, id });
+    },
+  );
 
   const rawWrite1 = (i: number) => {
     const { id, slot, shard } = key(i);

@@ -126,7 +126,9 @@ try {
   await compare(
     "point read: EntityStore.get (+ placement)",
     "point read: raw better-sqlite3",
-    (i) => store.get(ENTITY_TYPE, key(i).id),
+    (i) => {
+      store.get(ENTITY_TYPE, key(i).id);
+    },
     (i) => {
       const { id, shard } = key(i);
       raw[shard]?.select.get({ type: ENTITY_TYPE, id });

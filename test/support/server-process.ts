@@ -82,10 +82,11 @@ export class ServerProcess {
     return this.exited;
   }
 
+  /** Generous: on a shared 2-core machine, tsx workers under a full test run can take long to load. */
   private async waitForListening(): Promise<void> {
     const lines = (chunk: Buffer) => chunk.toString().split("\n").filter(Boolean);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.output.join("\n")}`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.output.join("\n")}`)), 90_000);
       const onLine = (line: string) => {
         this.output.push(line);
         if (this.url) return;

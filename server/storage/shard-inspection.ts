@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import Database from "better-sqlite3";
+import type { components } from "../../client/generated/openapi.js";
 import type { ShardStateRow } from "./tables.js";
 
 /*
@@ -7,26 +8,11 @@ import type { ShardStateRow } from "./tables.js";
  * shard ({@link Shard}) and a read-only connection of the offline CLI can run them.
  */
 
-/** A shard's figures, each read from the file itself. */
-export interface ShardStats {
-  /** Live entities; tombstones are not counted. */
-  entities: number;
-  /** Size of the database file on disk. */
-  fileBytes: number;
-  /** Size of its write-ahead log on disk (0 when there is none). */
-  walBytes: number;
-  sequence: number;
-  idempotencyRecords: number;
-  lastWriteAt: string | null;
-}
+/** A shard's figures, each read from the file itself (the admin API's ShardInfo, less placement). */
+export type ShardStats = Omit<components["schemas"]["ShardInfo"], "shard" | "slots">;
 
 /** One key a shard holds, as the admin API lists it. */
-export interface ShardKey {
-  type: string;
-  id: string;
-  slot: number;
-  version: number;
-}
+export type ShardKey = components["schemas"]["ShardKey"];
 
 const MAX_INTEGRITY_MESSAGES = 100;
 

@@ -1,20 +1,12 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { components } from "../../client/generated/openapi.js";
 import { slotOf } from "../../schema/placement.js";
 import { expectProblem } from "../support/problem.js";
 import { createTestApp, type TestApp } from "../support/test-app.js";
 
-type ShardInfo = {
-  shard: number;
-  slots: { from: number; to: number };
-  entities: number;
-  fileBytes: number;
-  walBytes: number;
-  sequence: number;
-  idempotencyRecords: number;
-  lastWriteAt: string | null;
-};
-type ShardKey = { type: string; id: string; slot: number; version: number };
+type ShardInfo = components["schemas"]["ShardInfo"];
+type ShardKey = components["schemas"]["ShardKey"];
 
 let t: TestApp;
 const live = new Map<string, number>(); // "type/id" → version

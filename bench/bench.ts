@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { entityJson } from "../server/entities/entity.js";
 import { BenchServer } from "./bench-server.js";
-import { measure, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
+import { measure, warmUp, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
 import { preload, type PreloadResult } from "./preload.js";
 import { formatTable, type Row } from "./report.js";
 import { ENTITY_TYPE, entityData, entityId, uniformIndex, zipfIndex } from "./workload.js";
@@ -140,8 +140,11 @@ async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
     if (!selected(scenario.name)) continue;
     process.stderr.write(`  ${scenario.label} …`);
     const baseline = pairedBaseline;
+    // Warmed first, so that a server that has just started (its workers still compiling and
+    // warming up) does not slow the baseline measured next to it.
+    await warmUp(server.url, scenario.requests, LOAD);
     const paired = baseline && (await measure(baseline.server.url, baseline.requests, PAIR, () => baseline.server.workerCpuSeconds()));
-    const measurement = await measure(server.url, scenario.requests, LOAD, () => server.workerCpuSeconds());
+    const measurement = await measure(server.url, scenario.requests, { ...LOAD, warmupSeconds: 0 }, () => server.workerCpuSeconds());
     const statuses = Object.entries(measurement.statuses).map(([status, count]) => `${status}: ${count}`);
     const pairedText = paired ? `; express just before: ${Math.round(paired.requestsPerSecond)} req/s` : "";
     process.stderr.write(` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")}${pairedText})\n`);

@@ -30,8 +30,14 @@ export interface Measurement {
   cpuMicrosPerRequest: number | null;
 }
 
+/** The unmeasured run that precedes a measured one. */
+export async function warmUp(url: string, next: () => BenchRequest, options: LoadOptions): Promise<void> {
+  if (options.warmupSeconds > 0) await drive(url, next, options.connections, options.warmupSeconds);
+}
+
 /**
- * Drives `url` with autocannon at a fixed connection count, each request from `next()`.
+ * Drives `url` with autocannon at a fixed connection count, each request from `next()`, after
+ * {@link warmUp}.
  * `cpuSeconds` reads the server's CPU time so far, when it can be read.
  */
 export async function measure(
@@ -40,7 +46,7 @@ export async function measure(
   options: LoadOptions,
   cpuSeconds: () => number | null,
 ): Promise<Measurement> {
-  if (options.warmupSeconds > 0) await drive(url, next, options.connections, options.warmupSeconds);
+  await warmUp(url, next, options);
   const cpuBefore = cpuSeconds();
   const result = await drive(url, next, options.connections, options.seconds);
   const cpuAfter = cpuSeconds();

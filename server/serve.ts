@@ -112,14 +112,7 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   await stopped;
   await purger.stop();
   // The workers are gone: nothing reads the WALs any more, so they can be emptied completely.
-  for (const shard of shards.shards) {
-    try {
-      shard.checkpoint("TRUNCATE");
-    } catch (error) {
-      // Another process (an operator's CLI) still reads it; SQLite finishes the job later.
-      logger.warn({ err: error, shard: shard.placement.shard }, "final checkpoint skipped");
-    }
-  }
+  checkpointAll(shards, "TRUNCATE", logger);
   shards.close();
   removeServerLock(shards.directory);
   logger.info({ exitCode: failed ? 1 : 0 }, "stopped");
@@ -169,14 +162,8 @@ async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
 
   finishStop = () => {
     void drain(server, logger).then(() => {
-      for (const shard of shards.shards) {
-        try {
-          // PASSIVE: the other workers may still be finishing; the primary empties the WAL last.
-          shard.checkpoint("PASSIVE");
-        } catch (error) {
-          logger.warn({ err: error, shard: shard.placement.shard }, "checkpoint skipped");
-        }
-      }
+      // PASSIVE: the other workers may still be finishing; the primary empties the WAL last.
+      checkpointAll(shards, "PASSIVE", logger);
       shards.close();
       process.exit(0);
     });
@@ -208,4 +195,18 @@ function drain(server: Server, logger: Logger): Promise<void> {
     });
     server.closeIdleConnections();
   });
+}
+
+/**
+ * Checkpoints every shard's WAL; a shard another process still reads is skipped with a warning
+ * (SQLite finishes the job later), so shutdown never fails on it.
+ */
+function checkpointAll(shards: ShardSet, mode: "PASSIVE" | "TRUNCATE", logger: Logger): void {
+  for (const shard of shards.shards) {
+    try {
+      shard.checkpoint(mode);
+    } catch (error) {
+      logger.warn({ err: error, shard: shard.placement.shard, mode }, "checkpoint skipped");
+    }
+  }
 }

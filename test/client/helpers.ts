@@ -1,20 +1,10 @@
 import { expect } from "vitest";
-import { ServerProcess } from "../support/server-process.js";
-import { tempDir } from "../support/temp-dir.js";
+import { startTempServer, type TempServer } from "../support/server-process.js";
 import { WorkflowError, type ApostateClient, type Entity, type WorkflowResult, type WorkflowStep } from "../../client/index.js";
 
 /** A real server over a fresh data directory; `stop()` ends it and removes the directory. */
-export async function startServer(workers = 1): Promise<{ server: ServerProcess; dataDir: string; stop: () => Promise<void> }> {
-  const dir = tempDir("apostate-client-");
-  const server = await ServerProcess.start({ dataDir: dir.path, workers });
-  return {
-    server,
-    dataDir: dir.path,
-    stop: async () => {
-      await server.stop();
-      dir.remove();
-    },
-  };
+export function startServer(workers = 1): Promise<TempServer> {
+  return startTempServer({ workers });
 }
 
 /** One request as the client sent it. */

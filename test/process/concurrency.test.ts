@@ -1,17 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ServerProcess } from "../support/server-process.js";
-import { tempDir } from "../support/temp-dir.js";
+import { startTempServer, type ServerProcess } from "../support/server-process.js";
 
 let server: ServerProcess;
-const dir = tempDir();
-
+let stop: () => Promise<void>;
 beforeAll(async () => {
-  server = await ServerProcess.start({ dataDir: dir.path, workers: 2 });
+  ({ server, stop } = await startTempServer({ workers: 2 }));
 });
-afterAll(async () => {
-  await server.stop();
-  dir.remove();
-});
+afterAll(() => stop?.());
 
 /*
  * Requests go out on separate connections (no keep-alive agent), so the cluster spreads them

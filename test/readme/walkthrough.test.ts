@@ -1,8 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ServerProcess } from "../support/server-process.js";
-import { tempDir } from "../support/temp-dir.js";
+import { startTempServer, type ServerProcess } from "../support/server-process.js";
 
 /** The README's curl walk-through, command by command, with the status each line promises. */
 const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
@@ -16,15 +15,12 @@ const steps = block
     return { command: match[1] as string, status: Number(match[2]) };
   });
 
-const dir = tempDir();
 let server: ServerProcess;
+let stop: () => Promise<void>;
 beforeAll(async () => {
-  server = await ServerProcess.start({ dataDir: dir.path });
+  ({ server, stop } = await startTempServer({ workers: 1 }));
 });
-afterAll(async () => {
-  await server.stop();
-  dir.remove();
-});
+afterAll(() => stop?.());
 
 describe("README walk-through", () => {
   it("has steps for every /v1 operation", () => {

@@ -1,7 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ServerProcess } from "../support/server-process.js";
-import { tempDir } from "../support/temp-dir.js";
+import { startTempServer, type ServerProcess } from "../support/server-process.js";
 import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "./support/http.js";
 import { listAll } from "./support/list.js";
 import { propertyParameters, setting } from "./support/settings.js";
@@ -14,18 +13,12 @@ import { propertyParameters, setting } from "./support/settings.js";
  * the log and saw exactly the log's first v entries: no lost update, nothing applied twice.
  */
 
-let dir: ReturnType<typeof tempDir>;
 let server: ServerProcess;
-
+let stop: () => Promise<void>;
 beforeAll(async () => {
-  dir = tempDir();
-  server = await ServerProcess.start({ dataDir: dir.path, workers: 2 });
+  ({ server, stop } = await startTempServer({ workers: 2 }));
 });
-
-afterAll(async () => {
-  await server?.stop();
-  dir?.remove();
-});
+afterAll(() => stop?.());
 
 interface History {
   log: string[];

@@ -1,7 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ServerProcess } from "../support/server-process.js";
-import { tempDir } from "../support/temp-dir.js";
+import { startTempServer, type ServerProcess } from "../support/server-process.js";
 import { IDS, steps } from "./support/arbitraries.js";
 import { canonical } from "./support/document-model.js";
 import { send } from "./support/http.js";
@@ -16,18 +15,12 @@ import { prepare, StoreModel, type Command } from "./support/store-model.js";
  * problem code, `current`, `failed`, and byte-identical replays.
  */
 
-let dir: ReturnType<typeof tempDir>;
 let server: ServerProcess;
-
+let stop: () => Promise<void>;
 beforeAll(async () => {
-  dir = tempDir();
-  server = await ServerProcess.start({ dataDir: dir.path, workers: 2 });
+  ({ server, stop } = await startTempServer({ workers: 2 }));
 });
-
-afterAll(async () => {
-  await server?.stop();
-  dir?.remove();
-});
+afterAll(() => stop?.());
 
 async function run(model: StoreModel, command: Command): Promise<void> {
   const request = prepare(model.type, command);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import { tempDir } from "./temp-dir.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -109,4 +110,25 @@ export class ServerProcess {
       });
     });
   }
+}
+
+export interface TempServer {
+  server: ServerProcess;
+  dataDir: string;
+  /** Stops the server (SIGTERM) and removes its data directory. */
+  stop: () => Promise<void>;
+}
+
+/** A real server over a fresh data directory of its own. */
+export async function startTempServer(options: Omit<ServerOptions, "dataDir"> = {}): Promise<TempServer> {
+  const dir = tempDir();
+  const server = await ServerProcess.start({ ...options, dataDir: dir.path });
+  return {
+    server,
+    dataDir: dir.path,
+    stop: async () => {
+      await server.stop();
+      dir.remove();
+    },
+  };
 }

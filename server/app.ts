@@ -1,15 +1,17 @@
-import express, { type Express } from "express";
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import express from "express";
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { ShardAdmin } from "./admin/shard-admin.js";
 import type { EntityStore } from "./entities/entity-store.js";
 import { adminRoutes } from "./http/admin-routes.js";
-import { bearerAuth } from "./http/auth.js";
-import { entityRoutes } from "./http/entity-routes.js";
+import { bearerAuth, bearerCheck } from "./http/auth.js";
+import { dataPlane } from "./http/data-plane.js";
+import { entityHandlers } from "./http/entity-routes.js";
 import { healthRoutes } from "./http/health-routes.js";
 import { metricsRoute } from "./http/metrics-route.js";
-import { jsonBody, openApiValidation } from "./http/openapi-validation.js";
-import { problemMiddleware, routeNotFound } from "./http/problem-middleware.js";
+import { jsonBody, OpenApi } from "./http/openapi-validation.js";
+import { problemMiddleware, problemResponder, routeNotFound } from "./http/problem-middleware.js";
 import { observeRequests } from "./http/request-observer.js";
 import { routeTemplates } from "./http/route-templates.js";
 import { localMetrics, type MetricsSource } from "./ops/cluster-metrics.js";
@@ -33,8 +35,12 @@ export interface AppDependencies {
   isStopping?: () => boolean;
 }
 
-/** The HTTP application, without `listen`, so tests can drive it directly. */
-export function createApp(deps: AppDependencies): Express {
+/**
+ * The HTTP application as node's request listener, without `listen`, so tests can drive it
+ * directly. The data plane (`/v1/entities/…`) is served on node:http (http/data-plane.ts);
+ * express serves the rest: health, admin, metrics and every unknown route.
+ */
+export async function createApp(deps: AppDependencies): Promise<RequestListener> {
   const { store, shards, logger, bodyLimit, token, adminToken } = deps;
   const registry = deps.registry ?? new Registry();
   let metricsSource = deps.metricsSource;
@@ -42,24 +48,30 @@ export function createApp(deps: AppDependencies): Express {
     registerShardMetrics(registry, shards);
     metricsSource = localMetrics([registry]);
   }
+  const api = await OpenApi.load();
+  const parseJson = jsonBody(bodyLimit);
+  const respond = problemResponder(logger);
+  const observe = observeRequests({ logger, metrics: new HttpMetrics(registry), routeOf: routeTemplates() });
+  const serveDataPlane = dataPlane({ api, handlers: entityHandlers(store), checkToken: bearerCheck(token), jsonBody: parseJson, respond });
 
   const app = express();
   app.disable("x-powered-by");
   // Entity responses carry their own strong ETag ("<version>"); express's body hash is not one.
   app.set("etag", false);
-
-  // First, so that every response is logged and counted, refusals included.
-  app.use(observeRequests({ logger, metrics: new HttpMetrics(registry), routeOf: routeTemplates() }));
   app.use(healthRoutes(shards, deps.isStopping ?? (() => false)));
   // Before any body is read: an unauthenticated request costs no parsing and changes nothing.
   app.use("/v1", bearerAuth(token));
   app.use(["/admin", "/metrics"], bearerAuth(adminToken));
-  app.use(jsonBody(bodyLimit));
-  app.use(openApiValidation());
-  app.use(entityRoutes(store));
+  app.use(parseJson);
+  app.use(api.middleware());
   app.use(adminRoutes(new ShardAdmin(shards)));
   app.use(metricsRoute(metricsSource));
   app.use(routeNotFound);
-  app.use(problemMiddleware(logger));
-  return app;
+  app.use(problemMiddleware(respond));
+
+  return (req: IncomingMessage, res: ServerResponse) => {
+    // First, so that every response is logged and counted, refusals included.
+    observe(req, res);
+    if (!serveDataPlane(req, res)) app(req, res);
+  };
 }

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from "node:cluster";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { createApp } from "./app.js";
@@ -143,7 +143,7 @@ async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
   const shards = await openShards(config, false);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const app = createApp({
+  const app = await createApp({
     store: new EntityStore(shards),
     shards,
     logger,
@@ -154,7 +154,7 @@ async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
     metricsSource: workerMetrics(registry),
     isStopping: () => stopping,
   });
-  const server = app.listen(config.port, config.host);
+  const server = createServer(app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);
@@ -179,7 +179,7 @@ async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
  */
 function drain(server: Server, logger: Logger): Promise<void> {
   return new Promise((resolve) => {
-    // Ahead of express, so the flag is set before a synchronous handler answers.
+    // Ahead of the app, so the flag is set before a synchronous handler answers.
     server.prependListener("request", (_req, res) => {
       res.shouldKeepAlive = false;
     });

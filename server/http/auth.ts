@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestHandler } from "express";
 import { ProblemError } from "./problems.js";
 
@@ -12,17 +13,28 @@ function digest(value: string): Buffer {
 
 const BEARER = /^bearer +(\S+) *$/i;
 
+/** Checks a request's token: throws `unauthorized` unless it is allowed. */
+export type TokenCheck = (req: IncomingMessage, res: ServerResponse) => void;
+
 /** Requires `Authorization: Bearer <token>` when a token is configured; open otherwise. */
-export function bearerAuth(token: string | undefined): RequestHandler {
-  if (token === undefined) return (_req, _res, next) => next();
+export function bearerCheck(token: string | undefined): TokenCheck {
+  if (token === undefined) return () => undefined;
   const expected = digest(token);
-  return (req, res, next) => {
+  return (req, res) => {
     // The scheme is case-insensitive (RFC 9110, section 11.1).
     const given = BEARER.exec(req.headers.authorization ?? "")?.[1];
     if (given === undefined || !timingSafeEqual(digest(given), expected)) {
       res.setHeader("WWW-Authenticate", 'Bearer realm="apostate"');
       throw new ProblemError("unauthorized", "a valid bearer token is required");
     }
+  };
+}
+
+/** {@link bearerCheck} as express middleware. */
+export function bearerAuth(token: string | undefined): RequestHandler {
+  const check = bearerCheck(token);
+  return (req, res, next) => {
+    check(req, res);
     next();
   };
 }

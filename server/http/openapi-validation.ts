@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { parse as parseQuery } from "node:querystring";
 import { fileURLToPath } from "node:url";
 import express, { type RequestHandler } from "express";
 import { SchemaPreprocessor } from "express-openapi-validator/dist/middlewares/parsers/schema.preprocessor.js";
@@ -18,12 +20,15 @@ export const OPENAPI_PATH = fileURLToPath(new URL("../../openapi.yaml", import.m
 
 export const JSON_MEDIA_TYPES = ["application/json", "application/merge-patch+json", "application/json-patch+json"];
 
-/** Parses JSON bodies up to the limit, keeping the raw bytes' digest for idempotency fingerprints. */
+/**
+ * Parses JSON bodies up to the limit, keeping the raw bytes' digest for idempotency fingerprints.
+ * body-parser needs nothing of express, so the data plane (data-plane.ts) uses it as it is.
+ */
 export function jsonBody(limit: number): RequestHandler {
   return express.json({
     type: JSON_MEDIA_TYPES,
     limit,
-    verify: (req, _res, body) => rememberBodyDigest(req as express.Request, body),
+    verify: (req, _res, body) => rememberBodyDigest(req, body),
   });
 }
 
@@ -36,83 +41,117 @@ const VALIDATOR_OPTIONS = {
 } as const;
 
 /**
- * Validates every request against openapi.yaml: routes, methods, parameters, media types,
- * bodies. It is express-openapi-validator's request validator (its Ajv schemas, compiled once
- * per operation, and its errors) behind a route table built once. The library's own middleware
- * compiles every route's path pattern again on each request and hops through four promises;
- * profiles showed that as the largest cost of a read.
+ * A request as the validator and the route handlers see it: node's request with what express
+ * would have added (path, query, params) and the parsed body. The data plane serves these
+ * without express, so the fields are filled here rather than by express's request prototype.
  */
-export function openApiValidation(): RequestHandler {
-  const compiled = compileValidation();
-  let validate: RequestHandler | undefined;
-  compiled.then(
-    (handler) => (validate = handler),
-    // The first requests report the failure through `next` below.
-    () => undefined,
-  );
-  return (req, res, next) => {
-    if (validate) {
-      validate(req, res, next);
-      return;
-    }
-    compiled.then((handler) => handler(req, res, next)).catch(next);
-  };
+export interface ApiRequest extends IncomingMessage {
+  path: string;
+  originalUrl: string;
+  query: Record<string, string | string[] | undefined>;
+  params: Record<string, string>;
+  body?: unknown;
 }
 
-interface CompiledRoute {
-  /** Matched as express matches by default: case-insensitive, with an optional trailing slash. */
+/** One path of openapi.yaml, matched as express matches by default: case-insensitive, with an optional trailing slash. */
+export interface ApiRoute {
   pattern: RegExp;
   paramNames: string[];
   expressRoute: string;
-  openApiRoute: string;
+  /** The path as openapi.yaml writes it, `/v1/entities/{type}/{id}`. */
+  template: string;
   operations: Map<string, OpenAPIV3.OperationObject>;
   allow: string;
 }
 
-async function compileValidation(): Promise<RequestHandler> {
-  // Normalises the options exactly as the library's own middleware does.
-  const validator = new OpenApiValidator(VALIDATOR_OPTIONS);
-  const spec = await new OpenApiSpecLoader({ apiDoc: OPENAPI_PATH, validateApiSpec: true, $refParser: { mode: "bundle" } }).load();
-  // The library passes its (normalised, here `false`) response options the same way.
-  new SchemaPreprocessor(
-    spec.apiDoc,
-    validator.ajvOpts.preprocessor,
-    validator.options.validateResponses as ConstructorParameters<typeof SchemaPreprocessor>[2],
-  ).preProcess();
-  const requests = new RequestValidator(spec.apiDoc as OpenAPIV3.DocumentV3, validator.ajvOpts.request);
-  const routes = compileRoutes(spec.apiDoc as OpenAPIV3.DocumentV3, spec.routes);
+/**
+ * Validates requests against openapi.yaml: routes, methods, parameters, media types, bodies.
+ * It is express-openapi-validator's request validator (its Ajv schemas, compiled once per
+ * operation, and its errors) behind a route table built once. The library's own middleware
+ * compiles every route's path pattern again on each request and hops through four promises;
+ * profiles showed that as the largest cost of a read.
+ */
+export class OpenApi {
+  private constructor(
+    readonly routes: readonly ApiRoute[],
+    private readonly requests: RequestValidator,
+    private readonly serial: number,
+  ) {}
 
-  return (req, res, next) => {
-    const path = req.originalUrl.split("?", 1)[0] ?? "";
-    for (const route of routes) {
-      const match = route.pattern.exec(path);
-      if (!match) continue;
-      const schema = route.operations.get(req.method);
-      if (!schema) {
-        throw new MethodNotAllowed({ path: req.path, message: `${req.method} method not allowed`, headers: { Allow: route.allow } });
-      }
-      const pathParams: Record<string, string> = {};
-      try {
-        route.paramNames.forEach((name, i) => (pathParams[name] = decodeURIComponent(match[i + 1] ?? "")));
-      } catch {
-        throw new BadRequest({ path: req.path, message: "malformed uri'" });
-      }
-      (req as OpenApiRequest).openapi = {
-        expressRoute: route.expressRoute,
-        openApiRoute: route.openApiRoute,
-        pathParams,
-        schema,
-        serial: spec.serial,
-      };
-      return requests.validate(req as OpenApiRequest, res, next);
+  static async load(): Promise<OpenApi> {
+    // Normalises the options exactly as the library's own middleware does.
+    const validator = new OpenApiValidator(VALIDATOR_OPTIONS);
+    const spec = await new OpenApiSpecLoader({ apiDoc: OPENAPI_PATH, validateApiSpec: true, $refParser: { mode: "bundle" } }).load();
+    // The library passes its (normalised, here `false`) response options the same way.
+    new SchemaPreprocessor(
+      spec.apiDoc,
+      validator.ajvOpts.preprocessor,
+      validator.options.validateResponses as ConstructorParameters<typeof SchemaPreprocessor>[2],
+    ).preProcess();
+    const apiDoc = spec.apiDoc as OpenAPIV3.DocumentV3;
+    return new OpenApi(compileRoutes(apiDoc, spec.routes), new RequestValidator(apiDoc, validator.ajvOpts.request), spec.serial);
+  }
+
+  /** The route a path belongs to, whatever the method. */
+  find(path: string): ApiRoute | undefined {
+    return this.routes.find((route) => route.pattern.test(path));
+  }
+
+  /**
+   * Validates a request (the body already parsed) and fills in its `params`; returns the
+   * operation's id. Throws the validator's errors: 404, 405, 400 for anything refused.
+   */
+  validate(req: ApiRequest, res: ServerResponse, route = this.find(req.path)): string | undefined {
+    const match = route?.pattern.exec(req.path);
+    if (!route || !match) throw new NotFound({ path: req.path, message: "not found" });
+    const schema = route.operations.get(req.method ?? "");
+    if (!schema) {
+      throw new MethodNotAllowed({ path: req.path, message: `${req.method} method not allowed`, headers: { Allow: route.allow } });
     }
-    throw new NotFound({ path: req.path, message: "not found" });
-  };
+    const pathParams: Record<string, string> = {};
+    try {
+      route.paramNames.forEach((name, i) => (pathParams[name] = decodeURIComponent(match[i + 1] ?? "")));
+    } catch {
+      throw new BadRequest({ path: req.path, message: "malformed uri'" });
+    }
+    const openApiRequest = req as unknown as OpenApiRequest; // the library types requests as express's; it reads only the fields of ApiRequest
+    openApiRequest.openapi = { expressRoute: route.expressRoute, openApiRoute: route.template, pathParams, schema, serial: this.serial };
+    // The validator calls `next` synchronously when the request is valid and throws when it is not.
+    this.requests.validate(openApiRequest, res as unknown as Parameters<RequestValidator["validate"]>[1], () => undefined);
+    return schema.operationId;
+  }
+
+  /** {@link validate} as express middleware, for the routes express serves. */
+  middleware(): RequestHandler {
+    return (req, res, next) => {
+      this.validate(req as ApiRequest, res);
+      next();
+    };
+  }
+}
+
+/** The path of a request's URL. */
+export function pathOf(url: string): string {
+  const queryStart = url.indexOf("?");
+  return queryStart === -1 ? url : url.slice(0, queryStart);
+}
+
+/** Gives node's request the fields of {@link ApiRequest} that express would have set. */
+export function toApiRequest(req: IncomingMessage, path: string): ApiRequest {
+  const url = req.url ?? "/";
+  const queryStart = url.indexOf("?");
+  return Object.assign(req, {
+    originalUrl: url,
+    path,
+    // express 5's default ("simple") query parser is node's querystring.
+    query: queryStart === -1 ? {} : parseQuery(url.slice(queryStart + 1)),
+    params: {},
+  });
 }
 
 /** One entry per path of openapi.yaml, static paths first (the loader sorts them so). */
-function compileRoutes(apiDoc: OpenAPIV3.DocumentV3, routes: RouteMetadata[]): CompiledRoute[] {
-  const compiled = new Map<string, CompiledRoute>();
+function compileRoutes(apiDoc: OpenAPIV3.DocumentV3, routes: RouteMetadata[]): ApiRoute[] {
+  const compiled = new Map<string, ApiRoute>();
   for (const route of routes) {
     let entry = compiled.get(route.openApiRoute);
     if (!entry) {
@@ -130,7 +169,7 @@ function compileRoutes(apiDoc: OpenAPIV3.DocumentV3, routes: RouteMetadata[]): C
         pattern: new RegExp(`^${source}/?$`, "i"),
         paramNames,
         expressRoute: route.expressRoute,
-        openApiRoute: route.openApiRoute,
+        template: route.openApiRoute,
         operations: new Map(),
         allow: "",
       };

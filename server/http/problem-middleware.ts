@@ -1,24 +1,38 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
 import { toProblem } from "./problem-mapper.js";
 import { ProblemError } from "./problems.js";
 import { REQUEST_ID_HEADER } from "./request-observer.js";
 
-/** Registered last: answers every error as a problem; details of unknown errors stay in the log. */
-export function problemMiddleware(logger: Logger): ErrorRequestHandler {
-  // Express recognises error middleware by its arity of 4, so `_next` stays.
-  return (error: unknown, req, res, _next) => {
+/** Answers an error as a problem; `instance` is the request's URL. */
+export type ProblemResponder = (error: unknown, req: IncomingMessage, res: ServerResponse, instance: string) => void;
+
+const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
+
+/** Answers every error as a problem; details of unknown errors stay in the log. */
+export function problemResponder(logger: Logger): ProblemResponder {
+  return (error, _req, res, instance) => {
     const mapped = toProblem(error);
     const problem = mapped instanceof ProblemError ? mapped : new ProblemError("internal", "internal error", { cause: error });
     if (problem.status >= 500) {
       const reqId = res.getHeader(REQUEST_ID_HEADER);
-      logger.error({ err: problem.options.cause ?? error, reqId, url: req.originalUrl }, "request failed");
+      logger.error({ err: problem.options.cause ?? error, reqId, url: instance }, "request failed");
     }
     if (res.headersSent) return;
-    res.status(problem.status);
+    const body = JSON.stringify(problem.toBody(instance));
+    res.statusCode = problem.status;
     for (const [name, value] of Object.entries(problem.options.headers ?? {})) res.setHeader(name, value);
-    res.type("application/problem+json").send(JSON.stringify(problem.toBody(req.originalUrl)));
+    res.setHeader("Content-Type", PROBLEM_CONTENT_TYPE);
+    res.setHeader("Content-Length", Buffer.byteLength(body));
+    res.end(body);
   };
+}
+
+/** {@link problemResponder} as express's last middleware. */
+export function problemMiddleware(respond: ProblemResponder): ErrorRequestHandler {
+  // Express recognises error middleware by its arity of 4, so `_next` stays.
+  return (error: unknown, req, res, _next) => respond(error, req, res, req.originalUrl);
 }
 
 /** The last route: nothing matched. */

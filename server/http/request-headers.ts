@@ -1,14 +1,14 @@
 import { createHash } from "node:crypto";
-import type { Request } from "express";
+import type { IncomingMessage } from "node:http";
 import type { Idempotency } from "../entities/entity-store.js";
 import type { Preconditions, VersionSet } from "../entities/preconditions.js";
 
 /** The SHA-256 of the raw body, set by the body parser when the request has an idempotency key. */
-const bodyDigests = new WeakMap<Request, string>();
+const bodyDigests = new WeakMap<IncomingMessage, string>();
 
 const EMPTY_BODY_DIGEST = createHash("sha256").digest("hex");
 
-export function rememberBodyDigest(req: Request, body: Buffer): void {
+export function rememberBodyDigest(req: IncomingMessage, body: Buffer): void {
   if (req.headers["idempotency-key"] !== undefined) {
     bodyDigests.set(req, createHash("sha256").update(body).digest("hex"));
   }
@@ -19,13 +19,13 @@ export function rememberBodyDigest(req: Request, body: Buffer): void {
  * `Content-Type` and the SHA-256 of the body as sent. The path is the canonical one for the
  * entity, so two spellings of one id (percent-encoded or not) are the same request.
  */
-export function idempotencyOf(req: Request, canonicalPath: string): Idempotency | undefined {
+export function idempotencyOf(req: IncomingMessage, canonicalPath: string): Idempotency | undefined {
   const key = req.headers["idempotency-key"];
   if (typeof key !== "string") return undefined;
   const fingerprint = createHash("sha256")
     .update(
       [
-        req.method,
+        req.method ?? "",
         canonicalPath,
         req.headers["if-match"] ?? "",
         req.headers["if-none-match"] ?? "",
@@ -37,7 +37,7 @@ export function idempotencyOf(req: Request, canonicalPath: string): Idempotency 
   return { key, fingerprint };
 }
 
-export function preconditionsOf(req: Request): Preconditions {
+export function preconditionsOf(req: IncomingMessage): Preconditions {
   const ifMatch = req.headers["if-match"];
   const ifNoneMatch = req.headers["if-none-match"];
   return {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { RequestHandler } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import type { HttpMetrics } from "../ops/http-metrics.js";
 
@@ -18,30 +18,32 @@ export function observeRequests(options: {
   logger: Logger;
   metrics: HttpMetrics;
   routeOf: (path: string) => string;
-}): RequestHandler {
+}): (req: IncomingMessage, res: ServerResponse) => void {
   const { logger, metrics, routeOf } = options;
-  return (req, res, next) => {
+  return (req, res) => {
+    // Before any router rewrites req.url.
+    const url = req.url ?? "";
+    const method = req.method ?? "";
     const started = process.hrtime.bigint();
     const forwarded = req.headers["x-request-id"];
     const requestId = typeof forwarded === "string" && FORWARDED_ID.test(forwarded) ? forwarded : randomUUID();
     res.setHeader(REQUEST_ID_HEADER, requestId);
     res.once("close", () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const path = req.originalUrl.split("?", 1)[0] ?? "";
+      const path = url.split("?", 1)[0] ?? "";
       const route = routeOf(path);
       const ms = Math.round(seconds * 1e6) / 1000;
-      const entry = { reqId: requestId, method: req.method, route, path, status: res.statusCode, ms };
+      const entry = { reqId: requestId, method, route, path, status: res.statusCode, ms };
       // A response that was not finished was cut off: the client went away, or shutdown forced it.
       if (res.writableFinished) logger.info(entry, "request");
       else logger.warn({ ...entry, aborted: true }, "request aborted");
       metrics.observe({
-        method: req.method,
+        method,
         route,
         status: res.statusCode,
         seconds,
         replayed: res.getHeader("Idempotent-Replayed") === "true",
       });
     });
-    next();
   };
 }

@@ -1,3 +1,4 @@
+import type { RequestListener } from "node:http";
 import { pino } from "pino";
 import request from "supertest";
 import { afterEach, describe, expect, it } from "vitest";
@@ -10,7 +11,7 @@ import { tempDir } from "../support/temp-dir.js";
 const cleanup: (() => void)[] = [];
 afterEach(() => cleanup.splice(0).forEach((fn) => fn()));
 
-async function app(isStopping: () => boolean): Promise<{ app: ReturnType<typeof createApp>; shards: ShardSet }> {
+async function app(isStopping: () => boolean): Promise<{ app: RequestListener; shards: ShardSet }> {
   const dir = tempDir();
   const shards = await openDataDirectory(dir.path, { shardCount: 3, durability: "process", busyTimeoutMs: 5000, verify: false });
   cleanup.push(() => {
@@ -18,7 +19,7 @@ async function app(isStopping: () => boolean): Promise<{ app: ReturnType<typeof 
     dir.remove();
   });
   const logger = pino({ level: "silent" });
-  const created = createApp({ store: new EntityStore(shards), shards, logger, bodyLimit: 1024, token: undefined, adminToken: undefined, isStopping });
+  const created = await createApp({ store: new EntityStore(shards), shards, logger, bodyLimit: 1024, token: undefined, adminToken: undefined, isStopping });
   return { app: created, shards };
 }
 

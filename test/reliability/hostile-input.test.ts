@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -22,7 +22,7 @@ const PROTOTYPE_KEYS = Object.getOwnPropertyNames(Object.prototype).sort();
 
 beforeAll(async () => {
   testApp = await createTestApp({ shardCount: 4 });
-  server = testApp.app.listen(0, "127.0.0.1");
+  server = createServer(testApp.app).listen(0, "127.0.0.1");
   await once(server, "listening");
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });

@@ -1,4 +1,4 @@
-import type { Express } from "express";
+import type { RequestListener } from "node:http";
 import { pino } from "pino";
 import { createApp } from "../../server/app.js";
 import { EntityStore } from "../../server/entities/entity-store.js";
@@ -6,7 +6,7 @@ import { openDataDirectory, type ShardSet } from "../../server/storage/data-dire
 import { tempDir } from "./temp-dir.js";
 
 export interface TestApp {
-  app: Express;
+  app: RequestListener;
   shards: ShardSet;
   dataDir: string;
   close: () => void;
@@ -23,7 +23,7 @@ export async function createTestApp(
     busyTimeoutMs: 5000,
     verify: true,
   });
-  const app = createApp({
+  const app = await createApp({
     store: new EntityStore(shards),
     shards,
     logger: pino({ level: "silent" }),

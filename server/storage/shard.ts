@@ -159,8 +159,7 @@ export class Shard {
         insertIdempotency: onWriter(this.statements.insertIdempotency),
       }),
       {
-      group: options.durability === "power",
-      busyTimeoutMs: options.busyTimeoutMs,
+        busyTimeoutMs: options.busyTimeoutMs,
         translate: (error) => translateSqliteError(error, this.file),
       },
     );
@@ -234,9 +233,9 @@ export class Shard {
   }
 
   /**
-   * Runs `fn` in a write transaction and resolves once that transaction has committed. Under
-   * `power` durability the writes that arrive in one event-loop turn share one transaction and
-   * one fsync (group commit), each in a savepoint of its own; see {@link WriteQueue}.
+   * Runs `fn` in a write transaction and resolves once that transaction has committed. The
+   * writes that arrive in one event-loop turn share one transaction (and, under `power`
+   * durability, one fsync), each in a savepoint of its own; see {@link WriteQueue}.
    */
   commitWrite<T>(fn: (tx: ShardTransaction) => T): Promise<T> {
     return this.writes.enqueue(fn);

@@ -3,11 +3,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EntityStore, type Mutation } from "../../server/entities/entity-store.js";
 import { EntityConflictError, IdempotencyKeyReusedError, VersionMismatchError } from "../../server/entities/errors.js";
 import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
+import type { Durability } from "../../server/storage/shard.js";
 import { ShardBusyError } from "../../server/storage/storage-errors.js";
 import { tempDir } from "../support/temp-dir.js";
 
 /*
- * Group commit under --durability=power: writes that arrive together on one shard share one
+ * Group commit, under either durability: writes that arrive together on one shard share one
  * transaction, each in a savepoint. One shard, so every write in a test lands on it.
  */
 const cleanups: (() => void)[] = [];
@@ -15,8 +16,8 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0).reverse()) cleanup();
 });
 
-async function powerStore(dir = tempDir()): Promise<{ store: EntityStore; shards: ShardSet; path: string }> {
-  const shards = await openDataDirectory(dir.path, { shardCount: 1, durability: "power", busyTimeoutMs: 5000, verify: false });
+async function openStore(durability: Durability, dir = tempDir()): Promise<{ store: EntityStore; shards: ShardSet; path: string }> {
+  const shards = await openDataDirectory(dir.path, { shardCount: 1, durability, busyTimeoutMs: 5000, verify: false });
   cleanups.push(() => dir.remove(), () => shards.close());
   return { store: new EntityStore(shards), shards, path: dir.path };
 }
@@ -25,9 +26,9 @@ const mutation = (id: string, extra: Partial<Mutation> = {}): Mutation => ({ typ
 const keyed = (id: string, key: string, fingerprint = "request-1"): Mutation => mutation(id, { idempotency: { key, fingerprint } });
 const inc = (value: number) => ({ do: [{ op: "inc" as const, path: "/n", value }], upsert: true });
 
-describe("group commit (--durability=power)", () => {
+describe.each(["power", "process"] as const)("group commit (--durability=%s)", (durability) => {
   it("commits concurrent writes in one transaction and acknowledges each after the commit", async () => {
-    const { store, shards } = await powerStore();
+    const { store, shards } = await openStore(durability);
     const shard = shards.shards[0]!;
     // A second connection sees only what has committed.
     const observer = new Database(shard.file, { readonly: true });
@@ -49,7 +50,7 @@ describe("group commit (--durability=power)", () => {
   });
 
   it("rolls back a failing write alone; its neighbours in the batch commit", async () => {
-    const { store, shards } = await powerStore();
+    const { store, shards } = await openStore(durability);
     await store.put(mutation("existing"), { n: 1 });
 
     const results = await Promise.allSettled([
@@ -77,7 +78,7 @@ describe("group commit (--durability=power)", () => {
   });
 
   it("applies a keyed request once when its duplicates arrive in the same batch or later", async () => {
-    const { store } = await powerStore();
+    const { store } = await openStore(durability);
     const [first, duplicate, reused, other] = await Promise.allSettled([
       store.ops(keyed("counter", "k1"), inc(1)),
       store.ops(keyed("counter", "k1"), inc(1)),
@@ -97,9 +98,9 @@ describe("group commit (--durability=power)", () => {
     expect(JSON.parse(store.get("acct", "counter").data)).toEqual({ n: 11 });
   });
 
-  it.each(["power", "process"] as const)(
-    "waits for a lock another process holds without blocking, then commits, or fails as busy (%s)",
-    async (durability) => {
+  it(
+    "waits for a lock another process holds without blocking, then commits, or fails as busy",
+    async () => {
       const dir = tempDir();
       const shards = await openDataDirectory(dir.path, { shardCount: 1, durability, busyTimeoutMs: 300, verify: false });
       cleanups.push(() => dir.remove(), () => shards.close());

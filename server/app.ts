@@ -13,7 +13,6 @@ import { metricsRoute } from "./http/metrics-route.js";
 import { jsonBody, OpenApi } from "./http/openapi-validation.js";
 import { problemMiddleware, problemResponder, routeNotFound } from "./http/problem-middleware.js";
 import { observeRequests } from "./http/request-observer.js";
-import { routeTemplates } from "./http/route-templates.js";
 import { localMetrics, type MetricsSource } from "./ops/cluster-metrics.js";
 import { HttpMetrics } from "./ops/http-metrics.js";
 import { registerShardMetrics } from "./ops/shard-metrics.js";
@@ -51,7 +50,7 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   const api = await OpenApi.load();
   const parseJson = jsonBody(bodyLimit);
   const respond = problemResponder(logger);
-  const observe = observeRequests({ logger, metrics: new HttpMetrics(registry), routeOf: routeTemplates() });
+  const observe = observeRequests({ logger, metrics: new HttpMetrics(registry), routeOf: (path) => api.routeOf(path) });
   const serveDataPlane = dataPlane({ api, handlers: entityHandlers(store), checkToken: bearerCheck(token), jsonBody: parseJson, respond });
 
   const app = express();

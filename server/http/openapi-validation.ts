@@ -53,6 +53,9 @@ export interface ApiRequest extends IncomingMessage {
   body?: unknown;
 }
 
+/** The label of a request whose path is no route of the API. */
+export const UNMATCHED_ROUTE = "unmatched";
+
 /** One path of openapi.yaml, matched as express matches by default: case-insensitive, with an optional trailing slash. */
 export interface ApiRoute {
   pattern: RegExp;
@@ -95,6 +98,14 @@ export class OpenApi {
   /** The route a path belongs to, whatever the method. */
   find(path: string): ApiRoute | undefined {
     return this.routes.find((route) => route.pattern.test(path));
+  }
+
+  /**
+   * A path's route template (`/v1/entities/{type}/{id}`), so metrics and logs group requests
+   * by route with a bounded set of labels, including requests refused before any handler.
+   */
+  routeOf(path: string): string {
+    return this.find(path)?.template ?? UNMATCHED_ROUTE;
   }
 
   /**

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { routeTemplates, UNMATCHED_ROUTE } from "../../server/http/route-templates.js";
+import { OpenApi, UNMATCHED_ROUTE } from "../../server/http/openapi-validation.js";
 
-const routeOf = routeTemplates();
+const api = await OpenApi.load();
+const routeOf = (path: string) => api.routeOf(path);
 
-describe("routeTemplates", () => {
+describe("route templates of request paths (metrics and log labels)", () => {
   it.each([
     ["/v1/entities/account/alice", "/v1/entities/{type}/{id}"],
     ["/v1/entities/account/a%2Fb", "/v1/entities/{type}/{id}"],
@@ -18,6 +19,9 @@ describe("routeTemplates", () => {
     ["/healthz", "/healthz"],
     ["/readyz", "/readyz"],
     ["/metrics", "/metrics"],
+    // Matched as the router matches: case-insensitive, with an optional trailing slash.
+    ["/V1/Entities/account/alice", "/v1/entities/{type}/{id}"],
+    ["/admin/shards/", "/admin/shards"],
     ["/v1/entities//alice", UNMATCHED_ROUTE],
     ["/v1/entities/account/alice/other", UNMATCHED_ROUTE],
     ["/admin/shards/3/restore", UNMATCHED_ROUTE],

@@ -169,7 +169,6 @@ export class EntityStore {
       return outcome;
     });
   }
-
 }
 
 function apply(
@@ -178,29 +177,29 @@ function apply(
   row: EntityRow | undefined,
   change: Change,
 ): WriteOutcome {
-    const now = new Date().toISOString();
-    const sequence = tx.nextSequence(now);
-    const version = (row?.version ?? 0) + 1;
-    const created = !isLive(row);
-    const next: EntityRow = {
-      type,
-      id,
-      slot,
-      version,
-      data: "delete" in change ? null : JSON.stringify(change.data),
-      created_at: created ? now : row.created_at,
-      updated_at: now,
-      sequence,
-    };
-    tx.saveEntity(next);
-    if (!isLive(next)) return { status: 204, etag: null, location: null, body: null, replayed: false };
-    return {
-      status: created ? 201 : 200,
-      etag: etagOf(version),
-      location: created ? entityLocation(type, id) : null,
-      body: entityJson(next),
-      replayed: false,
-    };
+  const now = new Date().toISOString();
+  const sequence = tx.nextSequence(now);
+  const version = (row?.version ?? 0) + 1;
+  const created = !isLive(row);
+  const next: EntityRow = {
+    type,
+    id,
+    slot,
+    version,
+    data: "delete" in change ? null : JSON.stringify(change.data),
+    created_at: created ? now : row.created_at,
+    updated_at: now,
+    sequence,
+  };
+  tx.saveEntity(next);
+  if (!isLive(next)) return { status: 204, etag: null, location: null, body: null, replayed: false };
+  return {
+    status: created ? 201 : 200,
+    etag: etagOf(version),
+    location: created ? entityLocation(type, id) : null,
+    body: entityJson(next),
+    replayed: false,
+  };
 }
 
 /**

@@ -121,7 +121,7 @@ interface Outcome extends Measurement {
   name: string;
   label: string;
   target?: number;
-  /** The express baseline, measured again just before this scenario. */
+  /** The express baseline, measured again just before and just after this scenario (their mean). */
   paired?: Measurement;
 }
 
@@ -129,8 +129,8 @@ const outcomes: Outcome[] = [];
 
 /*
  * On a shared machine the load of other processes drifts within a run, so each scenario is
- * compared with the express baseline measured right before it (it keeps running, idle, on a
- * port of its own), not with a figure taken minutes earlier.
+ * compared with the express baseline measured right before and right after it (it keeps
+ * running, idle, on a port of its own), not with a figure taken minutes earlier.
  */
 let pairedBaseline: { server: BenchServer; requests: () => BenchRequest } | undefined;
 const PAIR: LoadOptions = { connections: LOAD.connections, seconds: Math.max(2, Math.ceil(LOAD.seconds / 3)), warmupSeconds: 0 };
@@ -143,10 +143,15 @@ async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
     // Warmed first, so that a server that has just started (its workers still compiling and
     // warming up) does not slow the baseline measured next to it.
     await warmUp(server.url, scenario.requests, LOAD);
-    const paired = baseline && (await measure(baseline.server.url, baseline.requests, PAIR, () => baseline.server.workerCpuSeconds()));
+    const measureBaseline = async () =>
+      baseline && (await measure(baseline.server.url, baseline.requests, PAIR, () => baseline.server.workerCpuSeconds()));
+    const before = await measureBaseline();
     const measurement = await measure(server.url, scenario.requests, { ...LOAD, warmupSeconds: 0 }, () => server.workerCpuSeconds());
+    const after = await measureBaseline();
+    const paired = before && after && meanOf(before, after);
     const statuses = Object.entries(measurement.statuses).map(([status, count]) => `${status}: ${count}`);
-    const pairedText = paired ? `; express just before: ${Math.round(paired.requestsPerSecond)} req/s` : "";
+    const pairedText =
+      before && after ? `; express before and after: ${Math.round(before.requestsPerSecond)}, ${Math.round(after.requestsPerSecond)} req/s` : "";
     process.stderr.write(` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")}${pairedText})\n`);
     outcomes.push({
       name: scenario.name,
@@ -156,6 +161,19 @@ async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
       ...(paired && { paired }),
     });
   }
+}
+
+/** The mean of two measurements of one server (the baseline before and after a scenario). */
+function meanOf(a: Measurement, b: Measurement): Measurement {
+  const mean = (x: number, y: number) => (x + y) / 2;
+  return {
+    requestsPerSecond: mean(a.requestsPerSecond, b.requestsPerSecond),
+    p50Ms: mean(a.p50Ms, b.p50Ms),
+    p99Ms: mean(a.p99Ms, b.p99Ms),
+    errors: a.errors + b.errors,
+    statuses: {},
+    cpuMicrosPerRequest: a.cpuMicrosPerRequest === null || b.cpuMicrosPerRequest === null ? null : mean(a.cpuMicrosPerRequest, b.cpuMicrosPerRequest),
+  };
 }
 
 async function withServer<T>(start: Promise<BenchServer>, fn: (server: BenchServer) => Promise<T>): Promise<T> {

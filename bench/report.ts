@@ -8,7 +8,7 @@ export interface Row extends Measurement {
   ratio: number | null;
   /** The issue's minimum for `ratio`, when it sets one. */
   target?: number;
-  /** The express baseline measured just before this row, which `ratio` and the p99 bound use. */
+  /** The express baseline measured just before and after this row (their mean), which `ratio` and the p99 bound use. */
   paired?: Measurement;
 }
 
@@ -85,7 +85,7 @@ export function formatTable(rows: Row[], context: ReportContext): string {
     "",
     `${context.machine}; ${settings.workers} workers, ${settings.connections} connections, ` +
       `${settings.seconds} s per scenario after ${settings.warmupSeconds} s warm-up, ${settings.entities.toLocaleString("en")} entities.`,
-    "`× express` compares each scenario with the express baseline measured just before it (the `express` column), " +
+    "`× express` compares each scenario with the mean of the express baseline measured just before and just after it (the `express` column), " +
       "and so does the p99 bound; rows compared with another row compare those ratios.",
   );
   for (const [count, workers] of Object.entries(context.rss)) {

@@ -36,14 +36,20 @@ export class BenchServer {
     private readonly child: ChildProcess,
     readonly url: string,
     private readonly logFile: string,
+    /** Where its processes write CPU profiles when they exit, when profiled. */
+    readonly profileDir?: string,
   ) {
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
   }
 
-  /** `apostate serve` from dist/ (the build `npm run bench` runs first), with default settings. */
-  static apostate(logFile: string, dataDir: string, workers: number, args: string[] = []): Promise<BenchServer> {
-    const argv = ["dist/server/cli.js", "serve", "--data-dir", dataDir, "--port", "0", "--workers", String(workers), ...args];
-    return BenchServer.start(logFile, argv);
+  /**
+   * `apostate serve` from dist/ (the build `npm run bench` runs first), with default settings.
+   * With `profileDir`, the primary and its workers (which inherit node's flags) write CPU profiles.
+   */
+  static apostate(logFile: string, dataDir: string, workers: number, args: string[] = [], profileDir?: string): Promise<BenchServer> {
+    const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+    const argv = [...profile, "dist/server/cli.js", "serve", "--data-dir", dataDir, "--port", "0", "--workers", String(workers), ...args];
+    return BenchServer.start(logFile, argv, profileDir);
   }
 
   static baseline(logFile: string, kind: "express" | "http", workers: number, body: string): Promise<BenchServer> {
@@ -54,7 +60,7 @@ export class BenchServer {
    * The output goes to a file, as in a deployment: apostate logs a line per request, and reading
    * that through a pipe would cost the load generator's process CPU.
    */
-  private static async start(logFile: string, argv: string[]): Promise<BenchServer> {
+  private static async start(logFile: string, argv: string[], profileDir?: string): Promise<BenchServer> {
     const fd = openSync(logFile, "w");
     const child = spawn(process.execPath, argv, { cwd: ROOT, detached: true, stdio: ["ignore", fd, fd] });
     closeSync(fd);
@@ -65,7 +71,7 @@ export class BenchServer {
     const deadline = performance.now() + 120_000;
     for (;;) {
       const url = readFileSync(logFile, "utf8").split("\n").map(listeningUrl).find(Boolean);
-      if (url) return new BenchServer(child, url, logFile);
+      if (url) return new BenchServer(child, url, logFile, profileDir);
       if (exitCode !== undefined || performance.now() > deadline) {
         killGroup(child, "SIGKILL");
         throw new Error(`server did not start (exit ${exitCode}):\n${readFileSync(logFile, "utf8")}`);
@@ -99,6 +105,11 @@ export class BenchServer {
     return readdirSync("/proc")
       .filter((entry) => /^\d+$/.test(entry))
       .filter((pid) => Number(statFields(pid)[1]) === primary);
+  }
+
+  /** The primary's process id. */
+  get pid(): number | undefined {
+    return this.child.pid;
   }
 
   async stop(): Promise<void> {

@@ -7,11 +7,13 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { entityJson } from "../server/entities/entity.js";
 import { BenchServer } from "./bench-server.js";
 import { measure, warmUp, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
 import { preload, type PreloadResult } from "./preload.js";
+import { summarizeProfiles } from "./profile-summary.js";
 import { formatTable, type Row } from "./report.js";
 import { ENTITY_TYPE, entityData, entityId, uniformIndex, zipfIndex } from "./workload.js";
 
@@ -23,6 +25,7 @@ const { values: args } = parseArgs({
     warmup: { type: "string", default: "2" },
     workers: { type: "string", default: "2" },
     million: { type: "boolean", default: false },
+    profile: { type: "boolean", default: false },
     only: { type: "string" },
   },
 });
@@ -36,6 +39,8 @@ const REPLAY_KEYS = 1_000;
 const BODY_POOL = 1_024;
 /** `--only get,put` runs just those scenarios (and what they are compared with), for profiling. */
 const ONLY = args.only?.split(",");
+const RESULTS_DIR = fileURLToPath(new URL("results/", import.meta.url));
+const RUN_ID = new Date().toISOString().replaceAll(":", "-");
 
 function positive(name: "entities" | "workers" | "connections" | "duration"): number {
   const value = Number(args[name]);
@@ -185,7 +190,23 @@ async function withServer<T>(start: Promise<BenchServer>, fn: (server: BenchServ
     throw error;
   } finally {
     await server.stop();
+    if (server.profileDir) printProfile(server.profileDir, server.pid);
   }
+}
+
+/** The workers' busy CPU by what it was spent on, from the profiles `--profile` had them write. */
+function printProfile(dir: string, primaryPid: number | undefined): void {
+  const { samples, shares } = summarizeProfiles(dir, primaryPid);
+  const lines = [...shares].map(([name, share]) => `  ${`${(share * 100).toFixed(1)}%`.padStart(6)}  ${name}`);
+  process.stderr.write(`workers' busy CPU (${samples} samples; profiles in ${dir}):\n${lines.join("\n")}\n`);
+}
+
+let profiles = 0;
+
+/** An apostate server for the scenarios; with `--profile`, one that writes CPU profiles. */
+function apostate(dataDir: string, workers: number, extraArgs: string[] = []): Promise<BenchServer> {
+  const profileDir = args.profile ? join(RESULTS_DIR, `profile-${RUN_ID}-${(profiles += 1)}`) : undefined;
+  return BenchServer.apostate(logFile, dataDir, workers, extraArgs, profileDir);
 }
 
 async function preloaded(root: string, count: number): Promise<{ dataDir: string; result: PreloadResult }> {
@@ -230,7 +251,7 @@ try {
   pairedBaseline = { server: expressServer, requests: uniformGets };
 
   process.stderr.write(`apostate (${WORKERS} workers, ${ENTITIES.toLocaleString("en")} entities)\n`);
-  await withServer(BenchServer.apostate(logFile, main.dataDir, WORKERS), async (server) => {
+  await withServer(apostate(main.dataDir, WORKERS), async (server) => {
     // Each replayed request is sent once first, so every request the scenario sends is a replay.
     const replayKeys = Math.min(REPLAY_KEYS, ENTITIES);
     if (selected("replay")) for (let i = 0; i < replayKeys; i += 1) await send(server.url, replayRequest(i));
@@ -250,14 +271,14 @@ try {
 
   if (selected("put-power")) {
     process.stderr.write("apostate --durability=power\n");
-    await withServer(BenchServer.apostate(logFile, main.dataDir, WORKERS, ["--durability", "power"]), (server) =>
+    await withServer(apostate(main.dataDir, WORKERS, ["--durability", "power"]), (server) =>
       run(server, [{ name: "put-power", label: "PUT replace, --durability=power", requests: putRequests(ENTITIES) }]),
     );
   }
 
   if (WORKERS > 1 && (selected("get-1w") || selected("put-1w"))) {
     process.stderr.write("apostate (1 worker)\n");
-    await withServer(BenchServer.apostate(logFile, main.dataDir, 1), (server) =>
+    await withServer(apostate(main.dataDir, 1), (server) =>
       run(server, [
         { name: "get-1w", label: "GET by key, 1 worker", requests: uniformGets },
         { name: "put-1w", label: "PUT replace, 1 worker", requests: putRequests(ENTITIES) },
@@ -270,7 +291,7 @@ try {
     if (count === ENTITIES || !selected(name)) continue;
     const scaled = await preloaded(root, count);
     disk[String(count)] = scaled.result;
-    await withServer(BenchServer.apostate(logFile, scaled.dataDir, WORKERS), async (server) => {
+    await withServer(apostate(scaled.dataDir, WORKERS), async (server) => {
       await run(server, [{ name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) }]);
       rss[String(count)] = server.workerPeakRss();
     });
@@ -286,11 +307,10 @@ try {
   const settings = { entities: ENTITIES, workers: WORKERS, connections: LOAD.connections, seconds: LOAD.seconds, warmupSeconds: LOAD.warmupSeconds };
   const report = formatTable(rows, { express, rss, disk, settings, machine });
   process.stdout.write(`${report}\n`);
-  const resultsDir = new URL("results/", import.meta.url);
-  mkdirSync(resultsDir, { recursive: true });
-  const file = new URL(`bench-${new Date().toISOString().replaceAll(":", "-")}.json`, resultsDir);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `bench-${RUN_ID}.json`);
   writeFileSync(file, `${JSON.stringify({ machine, settings, rows, rss, disk }, null, 2)}\n`);
-  process.stderr.write(`written to ${file.pathname}\n`);
+  process.stderr.write(`written to ${file}\n`);
 } finally {
   for (const server of stopAtEnd) await server.stop();
 }

@@ -186,6 +186,7 @@ export class Shard {
       db.pragma("journal_mode = WAL");
       db.pragma(`synchronous = ${options.durability === "power" ? "FULL" : "NORMAL"}`);
       db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
+      configureConnection(db);
       await migrate(db, file);
       if (options.create) {
         db.prepare(
@@ -352,6 +353,7 @@ function transactionOn(statements: TransactionStatements): ShardTransaction {
  */
 function openWriter(file: string): Database.Database {
   const writer = new Database(file, { fileMustExist: true });
+  configureConnection(writer);
   /*
    * The request path's commits do not sync: under `power` durability the WAL is fsynced after
    * each COMMIT on libuv's thread pool (FileSync) and the writes are acknowledged after that,
@@ -360,6 +362,21 @@ function openWriter(file: string): Database.Database {
   writer.pragma("synchronous = NORMAL");
   writer.pragma("busy_timeout = 0");
   return writer;
+}
+
+/*
+ * better-sqlite3 builds SQLite with a 16 MB page cache per connection, and a worker holds two
+ * connections per shard: up to 256 MB of a worker's memory for pages the OS's page cache holds
+ * anyway. The cache pays for itself on the B-tree's interior pages, which every lookup reads
+ * and which fit in a few hundred KB; a leaf it misses is a read from the OS's cache. In WAL mode
+ * a connection also drops its whole cache whenever another connection has committed, so under
+ * writes a large cache mostly fills to be thrown away.
+ */
+const PAGE_CACHE_KIB = 1024;
+
+/** The settings both of a shard's connections share. */
+function configureConnection(db: Database.Database): void {
+  db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
 }
 
 function openDatabase(file: string, { create }: { create: boolean }): Database.Database {

@@ -14,7 +14,7 @@ const JSON_PATCH_TYPE = "application/json-patch+json";
 export type EntityHandler = (req: ApiRequest, res: ServerResponse) => void | Promise<void>;
 
 /** The operations of openapi.yaml that the data plane serves, by operationId. */
-export type EntityHandlers = Partial<Record<keyof operations, EntityHandler>>;
+type EntityHandlers = Partial<Record<keyof operations, EntityHandler>>;
 
 /**
  * The `/v1` data plane, by openapi.yaml's operationId. Requests reach these handlers already

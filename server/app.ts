@@ -10,7 +10,7 @@ import { dataPlane } from "./http/data-plane.js";
 import { entityHandlers } from "./http/entity-routes.js";
 import { healthRoutes } from "./http/health-routes.js";
 import { metricsRoute } from "./http/metrics-route.js";
-import { jsonBody, OpenApi } from "./http/openapi-validation.js";
+import { jsonBody, OpenApi, pathOf, routeLabel } from "./http/openapi-validation.js";
 import { problemMiddleware, problemResponder, routeNotFound } from "./http/problem-middleware.js";
 import { observeRequests } from "./http/request-observer.js";
 import { localMetrics, type MetricsSource } from "./ops/cluster-metrics.js";
@@ -50,8 +50,8 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   const api = await OpenApi.load();
   const parseJson = jsonBody(bodyLimit);
   const respond = problemResponder(logger);
-  const observe = observeRequests({ logger, metrics: new HttpMetrics(registry), routeOf: (path) => api.routeOf(path) });
-  const serveDataPlane = dataPlane({ api, handlers: entityHandlers(store), checkToken: bearerCheck(token), jsonBody: parseJson, respond });
+  const observe = observeRequests({ logger, metrics: new HttpMetrics(registry) });
+  const data = dataPlane({ api, handlers: entityHandlers(store), checkToken: bearerCheck(token), jsonBody: parseJson, respond });
 
   const app = express();
   app.disable("x-powered-by");
@@ -69,8 +69,12 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   app.use(problemMiddleware(respond));
 
   return (req: IncomingMessage, res: ServerResponse) => {
+    // Matched once, before any router rewrites req.url: the log line's label and the dispatch.
+    const path = pathOf(req.url ?? "/");
+    const route = api.find(path);
     // First, so that every response is logged and counted, refusals included.
-    observe(req, res);
-    if (!serveDataPlane(req, res)) app(req, res);
+    observe(req, res, { path, route: routeLabel(route) });
+    if (route && data.serves(route)) data.serve(req, res, route, path);
+    else app(req, res);
   };
 }

@@ -11,9 +11,9 @@ const LOG_FLUSH_MS = 100;
 export class LogLevelError extends Error {}
 
 /**
- * JSON logs on stdout, one line per event, written asynchronously. Request lines name the request, never its headers or
- * body (see request-observer.ts); the redaction is a second guard should a header object ever
- * be logged.
+ * JSON logs on stdout, one line per event, written asynchronously. Request lines name the
+ * request, never its headers or body (see request-observer.ts); the redaction is a second guard
+ * should a header object ever be logged.
  *
  * @example
  * const logger = createLogger("warn"); // only warnings and errors: no request lines

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestHandler } from "express";
 import type { TokenCheck } from "./auth.js";
 import type { EntityHandler } from "./entity-routes.js";
-import { pathOf, toApiRequest, type ApiRequest, type ApiRoute, type OpenApi } from "./openapi-validation.js";
+import { toApiRequest, type ApiRequest, type ApiRoute, type OpenApi } from "./openapi-validation.js";
 import type { ProblemResponder } from "./problem-middleware.js";
 
 /**
@@ -10,7 +10,7 @@ import type { ProblemResponder } from "./problem-middleware.js";
  * put express's own router, request and response prototypes at more CPU per request than all of
  * a read's other work (README, "Performance"), so the data plane runs the same steps as the
  * express stack in the same order, without express: token check, JSON body, validation against
- * openapi.yaml, handler, problem answer. Returns false for a path that is not the data plane's.
+ * openapi.yaml, handler, problem answer.
  */
 export function dataPlane(options: {
   api: OpenApi;
@@ -18,7 +18,11 @@ export function dataPlane(options: {
   checkToken: TokenCheck;
   jsonBody: RequestHandler;
   respond: ProblemResponder;
-}): (req: IncomingMessage, res: ServerResponse) => boolean {
+}): {
+  /** Whether the route is the data plane's: every operation on its path has a handler. */
+  serves: (route: ApiRoute) => boolean;
+  serve: (req: IncomingMessage, res: ServerResponse, route: ApiRoute, path: string) => void;
+} {
   const { api, handlers, checkToken, jsonBody, respond } = options;
   // The paths every operation of which has a handler; the rest stays with express.
   const served = new Set(
@@ -35,7 +39,7 @@ export function dataPlane(options: {
       ),
     );
 
-  const serve = async (req: ApiRequest, res: ServerResponse, route: ApiRoute) => {
+  const handle = async (req: ApiRequest, res: ServerResponse, route: ApiRoute) => {
     checkToken(req, res);
     await readBody(req, res);
     const operationId = api.validate(req, res, route);
@@ -45,12 +49,11 @@ export function dataPlane(options: {
     await handler(req, res);
   };
 
-  return (req, res) => {
-    const path = pathOf(req.url ?? "/");
-    const route = api.find(path);
-    if (route === undefined || !served.has(route)) return false;
-    const apiRequest = toApiRequest(req, path);
-    serve(apiRequest, res, route).catch((error: unknown) => respond(error, req, res, apiRequest.originalUrl));
-    return true;
+  return {
+    serves: (route) => served.has(route),
+    serve: (req, res, route, path) => {
+      const apiRequest = toApiRequest(req, path);
+      handle(apiRequest, res, route).catch((error: unknown) => respond(error, req, res, apiRequest.originalUrl));
+    },
   };
 }

@@ -101,14 +101,6 @@ export class OpenApi {
   }
 
   /**
-   * A path's route template (`/v1/entities/{type}/{id}`), so metrics and logs group requests
-   * by route with a bounded set of labels, including requests refused before any handler.
-   */
-  routeOf(path: string): string {
-    return this.find(path)?.template ?? UNMATCHED_ROUTE;
-  }
-
-  /**
    * Validates a request (the body already parsed) and fills in its `params`; returns the
    * operation's id. Throws the validator's errors: 404, 405, 400 for anything refused.
    */
@@ -139,6 +131,14 @@ export class OpenApi {
       next();
     };
   }
+}
+
+/**
+ * A route's template (`/v1/entities/{type}/{id}`), so metrics and logs group requests by route
+ * with a bounded set of labels, including requests refused before any handler.
+ */
+export function routeLabel(route: ApiRoute | undefined): string {
+  return route?.template ?? UNMATCHED_ROUTE;
 }
 
 /** The path of a request's URL. */

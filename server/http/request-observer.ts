@@ -17,12 +17,9 @@ const FORWARDED_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export function observeRequests(options: {
   logger: Logger;
   metrics: HttpMetrics;
-  routeOf: (path: string) => string;
-}): (req: IncomingMessage, res: ServerResponse) => void {
-  const { logger, metrics, routeOf } = options;
-  return (req, res) => {
-    // Before any router rewrites req.url.
-    const url = req.url ?? "";
+}): (req: IncomingMessage, res: ServerResponse, request: { path: string; route: string }) => void {
+  const { logger, metrics } = options;
+  return (req, res, { path, route }) => {
     const method = req.method ?? "";
     const started = process.hrtime.bigint();
     const forwarded = req.headers["x-request-id"];
@@ -30,8 +27,6 @@ export function observeRequests(options: {
     res.setHeader(REQUEST_ID_HEADER, requestId);
     res.once("close", () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const path = url.split("?", 1)[0] ?? "";
-      const route = routeOf(path);
       const ms = Math.round(seconds * 1e6) / 1000;
       const entry = { reqId: requestId, method, route, path, status: res.statusCode, ms };
       // A response that was not finished was cut off: the client went away, or shutdown forced it.

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { OpenApi, UNMATCHED_ROUTE } from "../../server/http/openapi-validation.js";
+import { OpenApi, routeLabel, UNMATCHED_ROUTE } from "../../server/http/openapi-validation.js";
 
 const api = await OpenApi.load();
-const routeOf = (path: string) => api.routeOf(path);
+const routeOf = (path: string) => routeLabel(api.find(path));
 
 describe("route templates of request paths (metrics and log labels)", () => {
   it.each([

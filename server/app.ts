@@ -13,9 +13,9 @@ import { metricsRoute } from "./http/metrics-route.js";
 import { jsonBody, OpenApi, pathOf, routeLabel } from "./http/openapi-validation.js";
 import { problemMiddleware, problemResponder, routeNotFound } from "./http/problem-middleware.js";
 import { observeRequests } from "./http/request-observer.js";
-import { localMetrics, type MetricsSource } from "./ops/cluster-metrics.js";
-import { HttpMetrics } from "./ops/http-metrics.js";
-import { registerShardMetrics } from "./ops/shard-metrics.js";
+import { localMetrics, type MetricsSource } from "./metrics/cluster-metrics.js";
+import { HttpMetrics } from "./metrics/http-metrics.js";
+import { registerShardMetrics } from "./metrics/shard-metrics.js";
 import type { ShardSet } from "./storage/data-directory.js";
 
 export interface AppDependencies {

@@ -5,11 +5,11 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { createApp } from "./app.js";
 import type { ServeConfig } from "./config.js";
 import { EntityStore } from "./entities/entity-store.js";
-import { IdempotencyPurger } from "./entities/idempotency-purger.js";
-import { answerWorkerMetricsRequests, workerMetrics } from "./ops/cluster-metrics.js";
-import { purgeMetrics } from "./ops/purge-metrics.js";
-import { registerShardMetrics } from "./ops/shard-metrics.js";
-import { removeServerLock, writeServerLock } from "./ops/server-lock.js";
+import { IdempotencyPurger } from "./storage/idempotency-purger.js";
+import { answerWorkerMetricsRequests, workerMetrics } from "./metrics/cluster-metrics.js";
+import { purgeMetrics } from "./metrics/purge-metrics.js";
+import { registerShardMetrics } from "./metrics/shard-metrics.js";
+import { removeServerLock, writeServerLock } from "./storage/server-lock.js";
 import { openDataDirectory, type ShardSet } from "./storage/data-directory.js";
 
 /** How long a worker lets requests in flight finish after a shutdown signal. */

@@ -3,20 +3,13 @@ import type { ShardSet } from "../storage/data-directory.js";
 import type { ShardTransaction } from "../storage/shard.js";
 import type { EntityRow, IdempotencyRow } from "../storage/tables.js";
 import { entityJson, isLive, parseData, rowToEntity, type LiveEntityRow } from "./entity.js";
-import {
-  ConditionFailedError,
-  EntityConflictError,
-  EntityNotFoundError,
-  IdempotencyKeyReusedError,
-  PatchConflictError,
-  TestFailedError,
-  VersionMismatchError,
-} from "./errors.js";
-import { applyJsonPatch } from "./json-patch.js";
-import { isJsonObject, type JsonObject, type JsonPatchOperation, type OpsRequest } from "./json-value.js";
+import { ConditionFailedError, PatchConflictError, TestFailedError } from "../documents/document-errors.js";
+import { EntityConflictError, EntityNotFoundError, IdempotencyKeyReusedError, VersionMismatchError } from "./errors.js";
+import { applyJsonPatch } from "../documents/json-patch.js";
+import { isJsonObject, type JsonObject, type JsonPatchOperation, type OpsRequest } from "../documents/json-value.js";
 import { ListCursorCodec } from "./list-cursor.js";
-import { applyMergePatch } from "./merge-patch.js";
-import { applyOps } from "./ops.js";
+import { applyMergePatch } from "../documents/merge-patch.js";
+import { applyOps } from "../documents/ops.js";
 import { preconditionsHold, type Preconditions } from "./preconditions.js";
 
 /** The caller's idempotency key and the fingerprint of the request that carries it. */

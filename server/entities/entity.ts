@@ -1,6 +1,6 @@
 import type { components } from "../../client/generated/openapi.js";
 import type { EntityRow } from "../storage/tables.js";
-import type { JsonObject } from "./json-value.js";
+import type { JsonObject } from "../documents/json-value.js";
 
 export type Entity = components["schemas"]["Entity"];
 

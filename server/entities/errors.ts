@@ -1,31 +1,17 @@
-import type { ConditionFailure } from "./json-value.js";
+import type { ConditionFailedError, PatchConflictError, TestFailedError } from "../documents/document-errors.js";
 import type { Entity } from "./entity.js";
 
 /*
- * The domain's failures. They know nothing about HTTP: server/http/problem-mapper.ts turns each
- * into its problem code. Errors about an existing document carry the entity as it is now
- * (`current`, null when absent) so the caller can decide without another read.
+ * The entity store's failures. They know nothing about HTTP: server/http/problem-mapper.ts turns
+ * each into its problem code. Errors about an existing entity carry it as it is now (`current`,
+ * null when absent) so the caller can decide without another read.
  */
-
-/** A patch or `ops` document that is well-formed JSON but cannot be meaningful (bad pointer, `__proto__`). */
-export class InvalidDocumentError extends Error {}
 
 export class EntityNotFoundError extends Error {}
 
 export class VersionMismatchError extends Error {
   constructor(readonly current: Entity | null) {
     super("the entity's version does not match the precondition");
-  }
-}
-
-/** Thrown by document functions before the entity is known; the store attaches `current`. */
-export class TestFailedError extends Error {}
-
-export class PatchConflictError extends Error {}
-
-export class ConditionFailedError extends Error {
-  constructor(readonly failed: ConditionFailure) {
-    super(`condition ${failed.index} (${failed.op} at "${failed.path}") is false`);
   }
 }
 

@@ -2,8 +2,8 @@ import type { ServerResponse } from "node:http";
 import type { operations } from "../../client/generated/openapi.js";
 import { entityJson } from "../entities/entity.js";
 import { entityLocation, etagOf, type EntityStore, type Mutation, type WriteOutcome } from "../entities/entity-store.js";
-import type { JsonObject, JsonPatchOperation, OpsRequest } from "../entities/json-value.js";
-import { assertSafeDocument } from "../entities/document-limits.js";
+import type { JsonObject, JsonPatchOperation, OpsRequest } from "../documents/json-value.js";
+import { assertSafeDocument } from "../documents/document-limits.js";
 import type { ApiRequest } from "./openapi-validation.js";
 import { idempotencyOf, parseEntityTags, preconditionsOf } from "./request-headers.js";
 

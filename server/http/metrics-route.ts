@@ -1,5 +1,5 @@
 import { Router } from "express";
-import type { MetricsSource } from "../ops/cluster-metrics.js";
+import type { MetricsSource } from "../metrics/cluster-metrics.js";
 import { ProblemError } from "./problems.js";
 
 /** `GET /metrics`: Prometheus text exposition, for the whole server (every worker). */

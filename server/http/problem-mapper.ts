@@ -1,13 +1,6 @@
 import { HttpError as ValidatorError } from "express-openapi-validator/dist/framework/types.js";
-import {
-  ConditionFailedError,
-  EntityConflictError,
-  EntityNotFoundError,
-  IdempotencyKeyReusedError,
-  InvalidDocumentError,
-  TestFailedError,
-  VersionMismatchError,
-} from "../entities/errors.js";
+import { ConditionFailedError, InvalidDocumentError, TestFailedError } from "../documents/document-errors.js";
+import { EntityConflictError, EntityNotFoundError, IdempotencyKeyReusedError, VersionMismatchError } from "../entities/errors.js";
 import { InvalidCursorError } from "../entities/list-cursor.js";
 import { ShardBusyError, StorageFullError } from "../storage/storage-errors.js";
 import { ProblemError, type ProblemCode } from "./problems.js";

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import type { HttpMetrics } from "../ops/http-metrics.js";
+import type { HttpMetrics } from "../metrics/http-metrics.js";
 
 /** The response header that carries the request's id (also taken from the request, if sane). */
 export const REQUEST_ID_HEADER = "X-Request-Id";

@@ -12,7 +12,7 @@ import {
   type ApostateClient,
   type Entity,
 } from "../../client/index.js";
-import { problemResponse, recordingFetch, rejectionOf, startServer } from "./helpers.js";
+import { problemResponse, recordingFetch, rejectionOf, startServer } from "../support/client-helpers.js";
 
 let baseUrl = "";
 let db: ApostateClient;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, WORKFLOW_TYPE, type ApostateClient } from "../../client/index.js";
-import { FaultProxy } from "./fault-proxy.js";
-import { expectExactlyOnce, randomTransfers, seededRandom, settleAll, startServer, transferSteps } from "./helpers.js";
+import { FaultProxy } from "../support/fault-proxy.js";
+import { expectExactlyOnce, randomTransfers, seededRandom, settleAll, startServer, transferSteps } from "../support/client-helpers.js";
 
 /** `APOSTATE_FAULT_SEED=<n>` replays a schedule; by default each run draws a new seed and prints it. */
 const SEED = Number(process.env.APOSTATE_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));

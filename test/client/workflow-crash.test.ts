@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createClient, NetworkError, WORKFLOW_TYPE, WorkflowError, type WorkflowResult } from "../../client/index.js";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { expectExactlyOnce, randomTransfers, recordingFetch, seededRandom, settleAll, transferSteps, type Transfer } from "./helpers.js";
+import { expectExactlyOnce, randomTransfers, recordingFetch, seededRandom, settleAll, transferSteps, type Transfer } from "../support/client-helpers.js";
 
 const SEED = Number(process.env.APOSTATE_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ACCOUNTS = 10;

@@ -8,7 +8,7 @@ import {
   WorkflowError,
   type ApostateClient,
 } from "../../client/index.js";
-import { logOf, problemResponse, recordingFetch, rejectionOf, startServer, transferSteps } from "./helpers.js";
+import { logOf, problemResponse, recordingFetch, rejectionOf, startServer, transferSteps } from "../support/client-helpers.js";
 
 let baseUrl = "";
 let db: ApostateClient;

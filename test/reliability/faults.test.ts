@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { acknowledged, expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "./support/append-load.js";
-import { bodyOf, jsonRequest, send, type Reply } from "./support/http.js";
-import { setting } from "./support/settings.js";
+import { acknowledged, expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "../support/append-load.js";
+import { bodyOf, jsonRequest, send, type Reply } from "../support/http.js";
+import { setting } from "../support/settings.js";
 
 function expectUnavailable(reply: Reply): void {
   expect({ status: reply.status, code: (bodyOf(reply) as { code?: string }).code, type: reply.headers["content-type"]?.split(";")[0] }, reply.text).toEqual({

@@ -5,9 +5,9 @@ import { readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../support/test-app.js";
-import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "./support/http.js";
-import { listAll } from "./support/list.js";
-import { RawConnection, sleep, statusOf } from "./support/raw-socket.js";
+import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "../support/http.js";
+import { listAll } from "../support/list.js";
+import { RawConnection, sleep, statusOf } from "../support/raw-socket.js";
 
 /*
  * Hostile requests, each answered with its problem and followed by a read-back showing that

@@ -1,12 +1,12 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startTempServer, type ServerProcess } from "../support/server-process.js";
-import { IDS, steps } from "./support/arbitraries.js";
-import { canonical } from "./support/document-model.js";
-import { send } from "./support/http.js";
-import { listAll } from "./support/list.js";
-import { propertyParameters, setting } from "./support/settings.js";
-import { prepare, StoreModel, type Command } from "./support/store-model.js";
+import { IDS, steps } from "../support/arbitraries.js";
+import { canonical } from "../support/document-model.js";
+import { send } from "../support/http.js";
+import { listAll } from "../support/list.js";
+import { propertyParameters, setting } from "../support/settings.js";
+import { prepare, StoreModel, type Command } from "../support/store-model.js";
 
 /*
  * Model-based test: random command sequences against a live server with two workers (each

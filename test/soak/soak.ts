@@ -11,7 +11,7 @@ import { Agent } from "node:http";
 import { parseArgs } from "node:util";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { jsonRequest, send, type Reply, type SendOptions } from "../reliability/support/http.js";
+import { jsonRequest, send, type Reply, type SendOptions } from "../support/http.js";
 
 const { values: flags } = parseArgs({
   options: {

@@ -17,7 +17,7 @@ export interface ServerOptions {
 
 /** `apostate serve` on a free port, in a process group of its own. */
 function spawnServer(options: ServerOptions): ChildProcess {
-  const entry = options.compiled ? ["dist/server/cli.js"] : ["--import", "tsx", "server/cli.ts"];
+  const entry = options.compiled ? ["dist/server/main.js"] : ["--import", "tsx", "server/main.ts"];
   const flags = ["--data-dir", options.dataDir, "--port", "0", "--workers", String(options.workers ?? 1)];
   return spawn(process.execPath, [...entry, "serve", ...flags, ...(options.args ?? [])], {
     cwd: ROOT,

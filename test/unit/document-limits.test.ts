@@ -4,9 +4,9 @@ import {
   assertSafeResult,
   copySafeValue,
   MAX_DOCUMENT_DEPTH,
-} from "../../server/entities/document-limits.js";
-import { InvalidDocumentError, PatchConflictError } from "../../server/entities/errors.js";
-import type { JsonObject, JsonValue } from "../../server/entities/json-value.js";
+} from "../../server/documents/document-limits.js";
+import { InvalidDocumentError, PatchConflictError } from "../../server/documents/document-errors.js";
+import type { JsonObject, JsonValue } from "../../server/documents/json-value.js";
 
 function nestedArrays(depth: number): JsonValue {
   let value: JsonValue = 1;

@@ -3,9 +3,9 @@ import {
   InvalidDocumentError,
   PatchConflictError,
   TestFailedError,
-} from "../../server/entities/errors.js";
-import { applyJsonPatch } from "../../server/entities/json-patch.js";
-import type { JsonObject, JsonPatchOperation } from "../../server/entities/json-value.js";
+} from "../../server/documents/document-errors.js";
+import { applyJsonPatch } from "../../server/documents/json-patch.js";
+import type { JsonObject, JsonPatchOperation } from "../../server/documents/json-value.js";
 
 type ErrorClass = typeof InvalidDocumentError | typeof PatchConflictError | typeof TestFailedError;
 

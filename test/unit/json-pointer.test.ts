@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { InvalidDocumentError } from "../../server/entities/errors.js";
-import { formatPointer, parsePointer } from "../../server/entities/json-pointer.js";
+import { InvalidDocumentError } from "../../server/documents/document-errors.js";
+import { formatPointer, parsePointer } from "../../server/documents/json-pointer.js";
 
 describe("parsePointer", () => {
   const valid: [string, { given: string; want: string[] }][] = [

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { InvalidDocumentError } from "../../server/entities/errors.js";
-import type { JsonObject } from "../../server/entities/json-value.js";
-import { applyMergePatch } from "../../server/entities/merge-patch.js";
+import { InvalidDocumentError } from "../../server/documents/document-errors.js";
+import type { JsonObject } from "../../server/documents/json-value.js";
+import { applyMergePatch } from "../../server/documents/merge-patch.js";
 
 describe("applyMergePatch", () => {
   // RFC 7396 Appendix A, the cases whose target and patch are objects.

@@ -3,9 +3,9 @@ import {
   ConditionFailedError,
   InvalidDocumentError,
   PatchConflictError,
-} from "../../server/entities/errors.js";
-import type { Condition, JsonObject, Operation } from "../../server/entities/json-value.js";
-import { applyOps } from "../../server/entities/ops.js";
+} from "../../server/documents/document-errors.js";
+import type { Condition, JsonObject, Operation } from "../../server/documents/json-value.js";
+import { applyOps } from "../../server/documents/ops.js";
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 

@@ -8,7 +8,7 @@ import {
   resolveParent,
   type Location,
 } from "./document-path.js";
-import { ConditionFailedError, InvalidDocumentError, PatchConflictError } from "./errors.js";
+import { ConditionFailedError, InvalidDocumentError, PatchConflictError } from "./document-errors.js";
 import { jsonEqual } from "./json-equal.js";
 import { formatPointer, parsePointer } from "./json-pointer.js";
 import {

@@ -1,4 +1,4 @@
-import { InvalidDocumentError } from "./errors.js";
+import { InvalidDocumentError } from "./document-errors.js";
 
 const ESCAPE = /~([01])/g;
 const BAD_ESCAPE = /~(?![01])/;

@@ -2,10 +2,10 @@ import { readFileSync } from "node:fs";
 import { expect, it } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "./support/append-load.js";
-import { send } from "./support/http.js";
-import { sleep } from "./support/raw-socket.js";
-import { setting } from "./support/settings.js";
+import { expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "../support/append-load.js";
+import { send } from "../support/http.js";
+import { sleep } from "../support/raw-socket.js";
+import { setting } from "../support/settings.js";
 
 /*
  * kill -9 of single workers under load: the primary replaces each, and clients that time out

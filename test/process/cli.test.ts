@@ -1,11 +1,11 @@
 import { CommanderError } from "commander";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildProgram } from "../../server/ops/program.js";
+import { buildProgram } from "../../server/cli/program.js";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 import { createTestApp, type TestApp } from "../support/test-app.js";
-import { runCli } from "./run-cli.js";
+import { runCli } from "../support/run-cli.js";
 
 /** Parses `apostate <args>` in this process; resolves to what it printed and how it exited. */
 async function parse(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {

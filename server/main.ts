@@ -1,4 +1,4 @@
 #!/usr/bin/env node
-import { buildProgram } from "./ops/program.js";
+import { buildProgram } from "./cli/program.js";
 
 await buildProgram().parseAsync();

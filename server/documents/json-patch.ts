@@ -7,7 +7,7 @@ import {
   removeChild,
   resolveParent,
 } from "./document-path.js";
-import { InvalidDocumentError, PatchConflictError, TestFailedError } from "./errors.js";
+import { InvalidDocumentError, PatchConflictError, TestFailedError } from "./document-errors.js";
 import { jsonEqual } from "./json-equal.js";
 import { formatPointer, parsePointer } from "./json-pointer.js";
 import { isJsonObject, type JsonObject, type JsonPatchOperation, type JsonValue } from "./json-value.js";

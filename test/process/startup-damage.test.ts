@@ -6,8 +6,8 @@ import { openDataDirectory } from "../../server/storage/data-directory.js";
 import { DataDirectoryError } from "../../server/storage/storage-errors.js";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { copyDirectory, snapshot, startupRefusal } from "./support/data-files.js";
-import { jsonRequest, send } from "./support/http.js";
+import { copyDirectory, snapshot, startupRefusal } from "../support/data-files.js";
+import { jsonRequest, send } from "../support/http.js";
 
 /*
  * A shard file or its WAL deleted or truncated while the server is down must stop start-up

@@ -2,7 +2,7 @@ import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { parsePrometheusText, sumOf, type Samples } from "./prometheus-text.js";
+import { parsePrometheusText, sumOf, type Samples } from "../support/prometheus-text.js";
 
 const DATA_TOKEN = "data-token-for-metrics-test";
 const ADMIN_TOKEN = "admin-token-for-metrics-test";

@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startTempServer, type ServerProcess } from "../support/server-process.js";
-import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "./support/http.js";
-import { listAll } from "./support/list.js";
-import { propertyParameters, setting } from "./support/settings.js";
+import { bodyOf, jsonRequest, send, type Reply, type SendOptions } from "../support/http.js";
+import { listAll } from "../support/list.js";
+import { propertyParameters, setting } from "../support/settings.js";
 
 /*
  * Several clients at once on a few keys, through both workers. Every write appends its own op

@@ -1,5 +1,5 @@
 import { expect } from "vitest";
-import { startTempServer, type TempServer } from "../support/server-process.js";
+import { startTempServer, type TempServer } from "./server-process.js";
 import { WorkflowError, type ApostateClient, type Entity, type WorkflowResult, type WorkflowStep } from "../../client/index.js";
 
 /** A real server over a fresh data directory; `stop()` ends it and removes the directory. */

@@ -1,4 +1,4 @@
-import { InvalidDocumentError, PatchConflictError } from "./errors.js";
+import { InvalidDocumentError, PatchConflictError } from "./document-errors.js";
 import { formatPointer } from "./json-pointer.js";
 import { isJsonObject, type JsonObject, type JsonValue } from "./json-value.js";
 

@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { seededRandom } from "./helpers.js";
+import { seededRandom } from "./client-helpers.js";
 
 /** What the proxy does to one request. */
 export type Fault = "none" | "unavailable" | "delay" | "drop-after-answer";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { cpSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ServerProcess } from "../../support/server-process.js";
+import { ServerProcess } from "./server-process.js";
 
 /** Every file of a directory with the SHA-256 of its bytes, to prove that nothing was touched. */
 export function snapshot(dir: string): Record<string, string> {

@@ -1,5 +1,5 @@
 import { expect } from "vitest";
-import type { JsonValue } from "../../../server/entities/json-value.js";
+import type { JsonValue } from "../../server/documents/json-value.js";
 import { canonical } from "./document-model.js";
 import { bodyOf, send } from "./http.js";
 

@@ -1,6 +1,6 @@
 import { assertSafeDocument } from "./document-limits.js";
 import { setMember } from "./document-path.js";
-import { InvalidDocumentError } from "./errors.js";
+import { InvalidDocumentError } from "./document-errors.js";
 import { isJsonObject, type JsonObject } from "./json-value.js";
 
 function merge(target: JsonObject, patch: JsonObject): JsonObject {

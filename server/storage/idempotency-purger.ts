@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import type { ShardSet } from "../storage/data-directory.js";
+import type { ShardSet } from "./data-directory.js";
 
 /** Told after every purge batch: which shard, how many records it deleted. */
 export type PurgeListener = (shard: number, deleted: number) => void;

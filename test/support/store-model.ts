@@ -1,5 +1,5 @@
 import { expect } from "vitest";
-import type { JsonObject, JsonValue } from "../../../server/entities/json-value.js";
+import type { JsonObject, JsonValue } from "../../server/documents/json-value.js";
 import {
   canonical,
   jsonPatchModel,

@@ -1,5 +1,5 @@
 import { Counter, type Registry } from "prom-client";
-import type { PurgeListener } from "../entities/idempotency-purger.js";
+import type { PurgeListener } from "../storage/idempotency-purger.js";
 
 /** Counts what the idempotency purge deletes, per shard, and how many batches it took. */
 export function purgeMetrics(registry: Registry): PurgeListener {

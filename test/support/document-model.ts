@@ -1,4 +1,4 @@
-import type { JsonObject, JsonValue } from "../../../server/entities/json-value.js";
+import type { JsonObject, JsonValue } from "../../server/documents/json-value.js";
 
 /*
  * A deliberately small, independent reading of RFC 7396, RFC 6902 and DESIGN.md's `ops` rules,

@@ -1,9 +1,9 @@
 import { expect, it, onTestFinished } from "vitest";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { acknowledged, expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "./support/append-load.js";
-import { setting } from "./support/settings.js";
-import { sleep } from "./support/raw-socket.js";
+import { acknowledged, expectExactlyOnce, runAppendLoad, settle, type AppendOp } from "../support/append-load.js";
+import { setting } from "../support/settings.js";
+import { sleep } from "../support/raw-socket.js";
 
 /*
  * kill -9 under concurrent load, again and again on one data directory: every acknowledged

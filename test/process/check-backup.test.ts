@@ -3,12 +3,12 @@ import { join } from "node:path";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { slotOf } from "../../schema/placement.js";
-import { offlineAdmin } from "../../server/ops/offline-admin.js";
+import { offlineAdmin } from "../../server/cli/offline-admin.js";
 import { openDataDirectory } from "../../server/storage/data-directory.js";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 import { createTestApp, type TestApp } from "../support/test-app.js";
-import { runCli } from "./run-cli.js";
+import { runCli } from "../support/run-cli.js";
 
 const OPEN_OPTIONS = { durability: "process", busyTimeoutMs: 5000 } as const;
 

@@ -1,4 +1,4 @@
-import { InvalidDocumentError, PatchConflictError } from "./errors.js";
+import { InvalidDocumentError, PatchConflictError } from "./document-errors.js";
 import type { JsonObject, JsonValue } from "./json-value.js";
 
 /** The deepest nesting a document may have: `{}` and `[]` are one level each. */

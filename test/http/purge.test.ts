@@ -2,10 +2,10 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IdempotencyPurger } from "../../server/entities/idempotency-purger.js";
-import { purgeMetrics } from "../../server/ops/purge-metrics.js";
+import { IdempotencyPurger } from "../../server/storage/idempotency-purger.js";
+import { purgeMetrics } from "../../server/metrics/purge-metrics.js";
 import { createTestApp, type TestApp } from "../support/test-app.js";
-import { parsePrometheusText, sumOf } from "./prometheus-text.js";
+import { parsePrometheusText, sumOf } from "../support/prometheus-text.js";
 
 const RETENTION_MS = 60_000;
 const RECORDS = 450;

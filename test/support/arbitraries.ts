@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import type { JsonObject, JsonValue } from "../../../server/entities/json-value.js";
+import type { JsonObject, JsonValue } from "../../server/documents/json-value.js";
 import type { OpsBody, OpsCondition, OpsOperation, PatchOperation } from "./document-model.js";
 import type { Command } from "./store-model.js";
 

@@ -4,7 +4,7 @@ import { integer } from "../config.js";
 import { offlineAdmin } from "./offline-admin.js";
 import type { OperatorAdmin } from "./operator-admin.js";
 import { remoteAdmin } from "./remote-admin.js";
-import { liveServerLock } from "./server-lock.js";
+import { liveServerLock } from "../storage/server-lock.js";
 
 /** Everything an operator command (`shards`, `check`, `backup`) can be told, after validation. */
 export interface OperatorConfig {

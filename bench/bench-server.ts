@@ -46,9 +46,26 @@ export class BenchServer {
    * `apostate serve` from dist/ (the build `npm run bench` runs first), with default settings.
    * With `profileDir`, the primary and its workers (which inherit node's flags) write CPU profiles.
    */
-  static apostate(logFile: string, dataDir: string, workers: number, args: string[] = [], profileDir?: string): Promise<BenchServer> {
+  static apostate(
+    logFile: string,
+    dataDir: string,
+    workers: number,
+    args: string[] = [],
+    profileDir?: string,
+  ): Promise<BenchServer> {
     const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
-    const argv = [...profile, "dist/server/cli.js", "serve", "--data-dir", dataDir, "--port", "0", "--workers", String(workers), ...args];
+    const argv = [
+      ...profile,
+      "dist/server/main.js",
+      "serve",
+      "--data-dir",
+      dataDir,
+      "--port",
+      "0",
+      "--workers",
+      String(workers),
+      ...args,
+    ];
     return BenchServer.start(logFile, argv, profileDir);
   }
 

@@ -32,7 +32,11 @@ const { values: args } = parseArgs({
 
 const ENTITIES = positive("entities");
 const WORKERS = positive("workers");
-const LOAD: LoadOptions = { connections: positive("connections"), seconds: positive("duration"), warmupSeconds: Number(args.warmup) };
+const LOAD: LoadOptions = {
+  connections: positive("connections"),
+  seconds: positive("duration"),
+  warmupSeconds: Number(args.warmup),
+};
 const SMALL_ENTITIES = 10_000;
 const LARGE_ENTITIES = 1_000_000;
 const REPLAY_KEYS = 1_000;
@@ -151,12 +155,16 @@ async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
     const measureBaseline = async () =>
       baseline && (await measure(baseline.server.url, baseline.requests, PAIR, () => baseline.server.workerCpuSeconds()));
     const before = await measureBaseline();
-    const measurement = await measure(server.url, scenario.requests, { ...LOAD, warmupSeconds: 0 }, () => server.workerCpuSeconds());
+    const measurement = await measure(server.url, scenario.requests, { ...LOAD, warmupSeconds: 0 }, () =>
+      server.workerCpuSeconds(),
+    );
     const after = await measureBaseline();
     const paired = before && after && meanOf(before, after);
     const statuses = Object.entries(measurement.statuses).map(([status, count]) => `${status}: ${count}`);
     const pairedText =
-      before && after ? `; express before and after: ${Math.round(before.requestsPerSecond)}, ${Math.round(after.requestsPerSecond)} req/s` : "";
+      before && after
+        ? `; express before and after: ${Math.round(before.requestsPerSecond)}, ${Math.round(after.requestsPerSecond)} req/s`
+        : "";
     process.stderr.write(` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")}${pairedText})\n`);
     outcomes.push({
       name: scenario.name,
@@ -177,7 +185,10 @@ function meanOf(a: Measurement, b: Measurement): Measurement {
     p99Ms: mean(a.p99Ms, b.p99Ms),
     errors: a.errors + b.errors,
     statuses: {},
-    cpuMicrosPerRequest: a.cpuMicrosPerRequest === null || b.cpuMicrosPerRequest === null ? null : mean(a.cpuMicrosPerRequest, b.cpuMicrosPerRequest),
+    cpuMicrosPerRequest:
+      a.cpuMicrosPerRequest === null || b.cpuMicrosPerRequest === null
+        ? null
+        : mean(a.cpuMicrosPerRequest, b.cpuMicrosPerRequest),
   };
 }
 
@@ -263,7 +274,11 @@ try {
       { name: "patch", label: "PATCH merge", requests: patchRequests(ENTITIES), target: 0.7 },
       { name: "ops", label: "POST ops inc + Idempotency-Key", requests: opsRequests(ENTITIES), target: 0.6 },
       { name: "replay", label: "POST ops, replayed key", requests: () => replayRequest(pickReplay()), target: 0.8 },
-      { name: "list", label: "GET list, first page (100)", requests: () => ({ method: "GET", path: `/v1/entities/${ENTITY_TYPE}` }) },
+      {
+        name: "list",
+        label: "GET list, first page (100)",
+        requests: () => ({ method: "GET", path: `/v1/entities/${ENTITY_TYPE}` }),
+      },
       { name: "mixed", label: "mixed 80% GET / 20% PUT", requests: mixedRequests(ENTITIES) },
     ]);
     rss[String(ENTITIES)] = server.workerPeakRss();
@@ -292,7 +307,9 @@ try {
     const scaled = await preloaded(root, count);
     disk[String(count)] = scaled.result;
     await withServer(apostate(scaled.dataDir, WORKERS), async (server) => {
-      await run(server, [{ name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) }]);
+      await run(server, [
+        { name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) },
+      ]);
       rss[String(count)] = server.workerPeakRss();
     });
     rmSync(scaled.dataDir, { recursive: true, force: true });
@@ -304,7 +321,13 @@ try {
     return { ...outcome, ratio: baseline ? outcome.requestsPerSecond / baseline.requestsPerSecond : null };
   });
   const machine = `${availableParallelism()} cores (${cpus()[0]?.model ?? "unknown CPU"}), node ${process.version}`;
-  const settings = { entities: ENTITIES, workers: WORKERS, connections: LOAD.connections, seconds: LOAD.seconds, warmupSeconds: LOAD.warmupSeconds };
+  const settings = {
+    entities: ENTITIES,
+    workers: WORKERS,
+    connections: LOAD.connections,
+    seconds: LOAD.seconds,
+    warmupSeconds: LOAD.warmupSeconds,
+  };
   const report = formatTable(rows, { express, rss, disk, settings, machine });
   process.stdout.write(`${report}\n`);
   mkdirSync(RESULTS_DIR, { recursive: true });

@@ -59,7 +59,9 @@ export async function measure(
       cpuBefore === null || cpuAfter === null || result.requests.total === 0
         ? null
         : ((cpuAfter - cpuBefore) * 1e6) / result.requests.total,
-    statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, stats.count ?? 0])),
+    statuses: Object.fromEntries(
+      Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, stats.count ?? 0]),
+    ),
   };
 }
 

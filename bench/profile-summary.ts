@@ -15,10 +15,16 @@ type CallFrame = CpuProfile["nodes"][number]["callFrame"];
  * the JavaScript that called them, so the storage layer's row stands for SQLite.
  */
 const CATEGORIES: [string, (leaf: CallFrame, stack: CallFrame[]) => boolean][] = [
-  ["request log and metrics (pino, prom-client)", (_leaf, stack) => stack.some((frame) => /\/(pino|sonic-boom|prom-client)\//.test(frame.url))],
+  [
+    "request log and metrics (pino, prom-client)",
+    (_leaf, stack) => stack.some((frame) => /\/(pino|sonic-boom|prom-client)\//.test(frame.url)),
+  ],
   ["garbage collection", (leaf) => leaf.functionName === "(garbage collector)"],
   ["validation (express-openapi-validator, Ajv)", (leaf) => /\/(express-openapi-validator|ajv)\//.test(leaf.url)],
-  ["JSON bodies (body-parser, raw-body)", (leaf) => /\/(body-parser|raw-body|iconv-lite|type-is|content-type|on-finished)\//.test(leaf.url)],
+  [
+    "JSON bodies (body-parser, raw-body)",
+    (leaf) => /\/(body-parser|raw-body|iconv-lite|type-is|content-type|on-finished)\//.test(leaf.url),
+  ],
   ["express (router, request and response)", (leaf) => /\/(express|router)\//.test(leaf.url)],
   ["SQLite and the storage layer (server/storage)", (leaf) => /\/server\/storage\/|better-sqlite3/.test(leaf.url)],
   ["apostate's HTTP and domain code", (leaf) => /\/(server|schema)\//.test(leaf.url)],
@@ -44,7 +50,8 @@ export function summarizeProfiles(dir: string, excludePid: number | undefined): 
       const known = category.get(id);
       if (known) return known;
       const stack: CallFrame[] = [];
-      for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) stack.push((byId.get(at) as CpuProfile["nodes"][number]).callFrame);
+      for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at))
+        stack.push((byId.get(at) as CpuProfile["nodes"][number]).callFrame);
       const leaf = stack[0] as CallFrame;
       const found = CATEGORIES.find(([, matches]) => matches(leaf, stack))?.[0] ?? OTHER;
       category.set(id, found);

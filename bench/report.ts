@@ -39,7 +39,8 @@ function relativeTargets(rows: Row[]): Map<string, string> {
     const other = byName.get(base);
     if (!row || !other) return;
     // Each against its own paired baseline when there is one, so drift between them cancels.
-    const ratio = row.ratio !== null && other.ratio !== null ? row.ratio / other.ratio : row.requestsPerSecond / other.requestsPerSecond;
+    const ratio =
+      row.ratio !== null && other.ratio !== null ? row.ratio / other.ratio : row.requestsPerSecond / other.requestsPerSecond;
     checks.set(
       name,
       share === undefined
@@ -67,7 +68,17 @@ function targetText(row: Row, express: Measurement | undefined, relative: Map<st
 /** The run as a Markdown table plus the scaling figures, ready to paste into the README. */
 export function formatTable(rows: Row[], context: ReportContext): string {
   const relative = relativeTargets(rows);
-  const header = ["scenario", "req/s", "p50 ms", "p99 ms", "errors", "express req/s, p99 ms", "× express", "target", "CPU µs/req"];
+  const header = [
+    "scenario",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "express req/s, p99 ms",
+    "× express",
+    "target",
+    "CPU µs/req",
+  ];
   const body = rows.map((row) => [
     row.label,
     fixed(row.requestsPerSecond, 0),

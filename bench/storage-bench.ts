@@ -94,7 +94,16 @@ try {
       const row = select.get({ type: ENTITY_TYPE, id }) as EntityRow | undefined;
       const now = new Date().toISOString();
       const next = (sequence.get({ now }) as { sequence: number }).sequence;
-      upsert.run({ type: ENTITY_TYPE, id, slot, version: (row?.version ?? 0) + 1, data, created_at: row?.created_at ?? now, updated_at: now, sequence: next });
+      upsert.run({
+        type: ENTITY_TYPE,
+        id,
+        slot,
+        version: (row?.version ?? 0) + 1,
+        data,
+        created_at: row?.created_at ?? now,
+        updated_at: now,
+        sequence: next,
+      });
     }),
   );
 
@@ -143,7 +152,16 @@ try {
     const row = tx.readEntity(ENTITY_TYPE, id);
     const now = new Date().toISOString();
     const sequence = tx.nextSequence(now);
-    tx.saveEntity({ type: ENTITY_TYPE, id, slot, version: (row?.version ?? 0) + 1, data, created_at: row?.created_at ?? now, updated_at: now, sequence });
+    tx.saveEntity({
+      type: ENTITY_TYPE,
+      id,
+      slot,
+      version: (row?.version ?? 0) + 1,
+      data,
+      created_at: row?.created_at ?? now,
+      updated_at: now,
+      sequence,
+    });
   };
   await compare(
     "single write: Shard.write",
@@ -171,7 +189,9 @@ try {
   const width = Math.max(...cases.map((c) => c.name.length));
   const lines = [
     `${"case".padEnd(width)}  ${"ops/s".padStart(9)}  × raw`,
-    ...cases.map((c) => `${c.name.padEnd(width)}  ${c.opsPerSecond.toFixed(0).padStart(9)}  ${c.ratio === null ? "" : c.ratio.toFixed(2)}`),
+    ...cases.map(
+      (c) => `${c.name.padEnd(width)}  ${c.opsPerSecond.toFixed(0).padStart(9)}  ${c.ratio === null ? "" : c.ratio.toFixed(2)}`,
+    ),
     "",
     `${availableParallelism()} cores, node ${process.version}; ${ENTITIES.toLocaleString("en")} entities in 8 shards, ${SECONDS} s per case, synchronous=NORMAL.`,
   ];

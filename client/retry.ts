@@ -40,9 +40,7 @@ export const DEFAULT_RETRY: Readonly<RetryOptions> = Object.freeze({
  * const outcome: AttemptOutcome = { kind: "response", status: 503, retryAfter: "1" };
  */
 export type AttemptOutcome =
-  | { kind: "response"; status: number; retryAfter?: string | null }
-  | { kind: "network-error" }
-  | { kind: "timeout" };
+  { kind: "response"; status: number; retryAfter?: string | null } | { kind: "network-error" } | { kind: "timeout" };
 
 /**
  * Statuses that say "try again later" without anything having been applied: 408 and 429 by

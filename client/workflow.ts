@@ -160,7 +160,7 @@ interface Progress {
  * @example
  * stepKey("transfer-42", "debit", "compensate"); // "wf/transfer-42/debit/compensate"
  */
-export function stepKey(workflowId: string, stepName: string, role: "step" | "compensate"): string {
+function stepKey(workflowId: string, stepName: string, role: "step" | "compensate"): string {
   const key = ["wf", workflowId, stepName, ...(role === "compensate" ? ["compensate"] : [])].join("/");
   return key.length <= MAX_KEY_LENGTH ? key : `wf-sha256/${createHash("sha256").update(key).digest("hex")}`;
 }
@@ -221,7 +221,10 @@ export async function runWorkflow(
         }
         let entity: Entity;
         try {
-          entity = await store.ops(step.type, step.id, step.ops, { idempotencyKey: stepKey(workflowId, step.name, "step"), ...signal });
+          entity = await store.ops(step.type, step.id, step.ops, {
+            idempotencyKey: stepKey(workflowId, step.name, "step"),
+            ...signal,
+          });
         } catch (error) {
           // Only the step's own answer decides its fate; a failed progress write below must never
           // be mistaken for a failed step, or an applied step would be left out of compensation.

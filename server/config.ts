@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import bytes from "bytes";
-import { Command, InvalidArgumentError, Option } from "commander";
+import type { Command } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import type { Durability } from "./storage/shard.js";
 
 /** Everything `apostate serve` can be told, after validation. */
@@ -50,7 +51,7 @@ const TOKEN = /^[\x21-\x7e]{1,512}$/;
 
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/;
 
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   return LOOPBACK.test(host);
 }
 
@@ -58,7 +59,7 @@ export function isLoopback(host: string): boolean {
  * The `serve` command's options. Each flag also reads `APOSTATE_<FLAG>` from the environment
  * (a flag wins over the environment).
  */
-export function serveOptions(): Option[] {
+function serveOptions(): Option[] {
   const option = (flags: string, description: string) =>
     new Option(flags, description).env(`APOSTATE_${flags.split(" ")[0]!.slice(2).replaceAll("-", "_").toUpperCase()}`);
   return [
@@ -88,7 +89,10 @@ export function serveOptions(): Option[] {
 
 /** Checks that span options; returns the problem, or undefined when the configuration holds. */
 export function configProblem(config: ServeConfig): string | undefined {
-  for (const [flag, token] of [["--token", config.token], ["--admin-token", config.adminToken]] as const) {
+  for (const [flag, token] of [
+    ["--token", config.token],
+    ["--admin-token", config.adminToken],
+  ] as const) {
     if (token !== undefined && !TOKEN.test(token)) {
       return `${flag} must be 1 to 512 visible ASCII characters, no spaces (it is sent as a bearer token)`;
     }

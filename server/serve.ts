@@ -122,6 +122,7 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
 async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
   // Listen for the stop request before anything else: it may come while the shards still open.
   let stopping = false;
+  // eslint-disable-next-line prefer-const -- set once the server listens; a stop asked for earlier must find it unset, not in its temporal dead zone
   let finishStop: (() => void) | undefined;
   const requestStop = () => {
     if (stopping) return;

@@ -3,7 +3,7 @@ import { mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 /** The folder of a data directory that backups are written into. */
-export const BACKUP_FOLDER = "backups";
+const BACKUP_FOLDER = "backups";
 
 /** A finished backup, as `POST /admin/shards/{shard}/backup` answers it. */
 export interface BackupInfo {

@@ -10,8 +10,7 @@ export interface CommandResult {
   exitCode: number;
 }
 
-const print = (config: OperatorConfig, value: unknown, text: string) =>
-  config.json ? JSON.stringify(value, null, 2) : text;
+const print = (config: OperatorConfig, value: unknown, text: string) => (config.json ? JSON.stringify(value, null, 2) : text);
 
 /** `apostate shards`: every shard's figures. */
 export async function shardsCommand(admin: OperatorAdmin, config: OperatorConfig): Promise<CommandResult> {

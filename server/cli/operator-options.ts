@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import type { Command } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import { integer } from "../config.js";
 import { offlineAdmin } from "./offline-admin.js";
 import type { OperatorAdmin } from "./operator-admin.js";

@@ -36,7 +36,14 @@ export function shardTable(shards: ShardInfo[]): string {
   ]);
   const table = [[...COLUMNS], ...rows];
   const widths = COLUMNS.map((_, column) => Math.max(...table.map((row) => (row[column] ?? "").length)));
-  return table.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd()).join("\n");
+  return table
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /** One line per shard: ok, or DAMAGED with SQLite's complaints indented below. */
@@ -51,6 +58,8 @@ export function checkReport(results: CheckResult[]): string {
 /** One line per backup: the file, its size and the sequence it holds. */
 export function backupReport(backups: BackupInfo[]): string {
   return backups
-    .map(({ shard, file, bytes: size, sequence }) => `shard ${shard}: backups/${file} (${bytes.format(size)}, sequence ${sequence})`)
+    .map(
+      ({ shard, file, bytes: size, sequence }) => `shard ${shard}: backups/${file} (${bytes.format(size)}, sequence ${sequence})`,
+    )
     .join("\n");
 }

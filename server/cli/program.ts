@@ -20,9 +20,11 @@ export function buildProgram(): Command {
   const program = new Command("apostate").description("A sharded SQLite entity store with a REST API.");
 
   addServeOptions(program.command("serve").description("serve the REST API from a data directory"))
-    .addHelpText("after", `\nEnvironment:\n  APOSTATE_LOG_LEVEL  one of ${LOG_LEVELS.join(", ")} (default: info; warn keeps only warnings and errors)`)
-    .action(
-    async (options: Record<string, unknown>, command: Command) => {
+    .addHelpText(
+      "after",
+      `\nEnvironment:\n  APOSTATE_LOG_LEVEL  one of ${LOG_LEVELS.join(", ")} (default: info; warn keeps only warnings and errors)`,
+    )
+    .action(async (options: Record<string, unknown>, command: Command) => {
       const config = toServeConfig(options);
       const problem = configProblem(config);
       if (problem) command.error(`error: ${problem}`);
@@ -32,8 +34,7 @@ export function buildProgram(): Command {
         if (error instanceof DataDirectoryError || error instanceof LogLevelError) command.error(`error: ${error.message}`);
         throw error;
       }
-    },
-  );
+    });
 
   const operatorCommand = (name: string, description: string, withShard: boolean, run: OperatorCommand) =>
     addOperatorOptions(program.command(name).description(description), withShard).action(
@@ -53,7 +54,12 @@ export function buildProgram(): Command {
         }
       },
     );
-  operatorCommand("shards", "list the shards with their figures (of a running server, or of a data directory)", false, shardsCommand);
+  operatorCommand(
+    "shards",
+    "list the shards with their figures (of a running server, or of a data directory)",
+    false,
+    shardsCommand,
+  );
   operatorCommand("check", "run SQLite's integrity check on the shards; exit code 1 if any is damaged", true, checkCommand);
   operatorCommand("backup", "back up the shards online into the data directory's backups/ folder", true, backupCommand);
   return program;

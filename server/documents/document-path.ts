@@ -84,11 +84,7 @@ export function getValue(root: JsonValue, path: readonly string[]): JsonValue | 
   return node;
 }
 
-function walk(
-  root: JsonValue,
-  path: readonly string[],
-  missing: MissingParents | "stop",
-): Location | undefined {
+function walk(root: JsonValue, path: readonly string[], missing: MissingParents | "stop"): Location | undefined {
   const key = path.at(-1);
   if (key === undefined) throw new PatchConflictError("the whole document has no parent");
   let node = root;
@@ -126,11 +122,7 @@ function walk(
  * @example
  * const location = resolveParent(data, ["a", "b"], "create"); // data.a is now {} if it was missing
  */
-export function resolveParent(
-  root: JsonValue,
-  path: readonly string[],
-  missing: MissingParents,
-): Location {
+export function resolveParent(root: JsonValue, path: readonly string[], missing: MissingParents): Location {
   return walk(root, path, missing)!;
 }
 

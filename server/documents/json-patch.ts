@@ -1,12 +1,5 @@
 import { copySafeValue, assertSafeResult } from "./document-limits.js";
-import {
-  getValue,
-  insertChild,
-  putChild,
-  readChild,
-  removeChild,
-  resolveParent,
-} from "./document-path.js";
+import { getValue, insertChild, putChild, readChild, removeChild, resolveParent } from "./document-path.js";
 import { InvalidDocumentError, PatchConflictError, TestFailedError } from "./document-errors.js";
 import { jsonEqual } from "./json-equal.js";
 import { formatPointer, parsePointer } from "./json-pointer.js";

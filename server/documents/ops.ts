@@ -1,13 +1,5 @@
 import { assertSafeResult, copySafeValue } from "./document-limits.js";
-import {
-  findParent,
-  getValue,
-  putChild,
-  readChild,
-  removeChild,
-  resolveParent,
-  type Location,
-} from "./document-path.js";
+import { findParent, getValue, putChild, readChild, removeChild, resolveParent, type Location } from "./document-path.js";
 import { ConditionFailedError, InvalidDocumentError, PatchConflictError } from "./document-errors.js";
 import { jsonEqual } from "./json-equal.js";
 import { formatPointer, parsePointer } from "./json-pointer.js";

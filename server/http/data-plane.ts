@@ -27,7 +27,9 @@ export function dataPlane(options: {
   // The paths every operation of which has a handler; the rest stays with express.
   const served = new Set(
     api.routes.filter((route) =>
-      [...route.operations.values()].every((operation) => operation.operationId !== undefined && operation.operationId in handlers),
+      [...route.operations.values()].every(
+        (operation) => operation.operationId !== undefined && operation.operationId in handlers,
+      ),
     ),
   );
 

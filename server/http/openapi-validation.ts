@@ -16,9 +16,9 @@ import { OpenApiValidator } from "express-openapi-validator/dist/openapi.validat
 import { rememberBodyDigest } from "./request-headers.js";
 
 /** openapi.yaml, the one source of truth for the HTTP contract (`npm run build` copies it into dist/). */
-export const OPENAPI_PATH = fileURLToPath(new URL("../../openapi.yaml", import.meta.url));
+const OPENAPI_PATH = fileURLToPath(new URL("../../openapi.yaml", import.meta.url));
 
-export const JSON_MEDIA_TYPES = ["application/json", "application/merge-patch+json", "application/json-patch+json"];
+const JSON_MEDIA_TYPES = ["application/json", "application/merge-patch+json", "application/json-patch+json"];
 
 /**
  * Parses JSON bodies up to the limit, keeping the raw bytes' digest for idempotency fingerprints.
@@ -84,7 +84,11 @@ export class OpenApi {
   static async load(): Promise<OpenApi> {
     // Normalises the options exactly as the library's own middleware does.
     const validator = new OpenApiValidator(VALIDATOR_OPTIONS);
-    const spec = await new OpenApiSpecLoader({ apiDoc: OPENAPI_PATH, validateApiSpec: true, $refParser: { mode: "bundle" } }).load();
+    const spec = await new OpenApiSpecLoader({
+      apiDoc: OPENAPI_PATH,
+      validateApiSpec: true,
+      $refParser: { mode: "bundle" },
+    }).load();
     // The library passes its (normalised, here `false`) response options the same way.
     new SchemaPreprocessor(
       spec.apiDoc,
@@ -109,7 +113,11 @@ export class OpenApi {
     if (!route || !match) throw new NotFound({ path: req.path, message: "not found" });
     const schema = route.operations.get(req.method ?? "");
     if (!schema) {
-      throw new MethodNotAllowed({ path: req.path, message: `${req.method} method not allowed`, headers: { Allow: route.allow } });
+      throw new MethodNotAllowed({
+        path: req.path,
+        message: `${req.method} method not allowed`,
+        headers: { Allow: route.allow },
+      });
     }
     const pathParams: Record<string, string> = {};
     try {
@@ -118,7 +126,13 @@ export class OpenApi {
       throw new BadRequest({ path: req.path, message: "malformed uri'" });
     }
     const openApiRequest = req as unknown as OpenApiRequest; // the library types requests as express's; it reads only the fields of ApiRequest
-    openApiRequest.openapi = { expressRoute: route.expressRoute, openApiRoute: route.template, pathParams, schema, serial: this.serial };
+    openApiRequest.openapi = {
+      expressRoute: route.expressRoute,
+      openApiRoute: route.template,
+      pathParams,
+      schema,
+      serial: this.serial,
+    };
     // The validator calls `next` synchronously when the request is valid and throws when it is not.
     this.requests.validate(openApiRequest, res as unknown as Parameters<RequestValidator["validate"]>[1], () => undefined);
     return schema.operationId;

@@ -4,7 +4,7 @@ export type ProblemCode = components["schemas"]["ProblemCode"];
 export type ProblemBody = components["schemas"]["Problem"];
 
 /** The catalogue: every problem code with its status and title. openapi.yaml documents each. */
-export const PROBLEMS = {
+const PROBLEMS = {
   "entity-not-found": { status: 404, title: "Entity not found" },
   "version-mismatch": { status: 412, title: "Version mismatch" },
   "condition-failed": { status: 409, title: "Condition failed" },

@@ -23,7 +23,8 @@ export class ShardSet {
     readonly shards: readonly Shard[],
   ) {
     this.shardOfSlot = new Uint16Array(SLOT_COUNT);
-    for (const shard of shards) this.shardOfSlot.fill(shard.placement.shard, shard.placement.slots.from, shard.placement.slots.to + 1);
+    for (const shard of shards)
+      this.shardOfSlot.fill(shard.placement.shard, shard.placement.slots.from, shard.placement.slots.to + 1);
   }
 
   shardFor(type: string, id: string): Shard {

@@ -4,7 +4,7 @@ import { DataDirectoryError } from "./storage-errors.js";
 import type { ShardPlacement } from "./shard.js";
 
 export const MANIFEST_FILE = "manifest.json";
-export const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 1;
 
 /** The data directory's table of contents: which file holds which slot range. */
 export interface Manifest {
@@ -24,7 +24,7 @@ export function newManifest(shardCount: number): Manifest {
   };
 }
 
-export function shardFileName(shard: number): string {
+function shardFileName(shard: number): string {
   return `shard-${String(shard).padStart(3, "0")}.sqlite`;
 }
 

@@ -2,7 +2,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** The data directory's note of the server that holds it. */
-export const SERVER_LOCK_FILE = "server.json";
+const SERVER_LOCK_FILE = "server.json";
 
 /** Which process serves a data directory, and where. */
 export interface ServerLock {

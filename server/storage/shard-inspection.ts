@@ -39,11 +39,7 @@ export function readShardStats(db: Database.Database, file: string): ShardStats 
 }
 
 /** Up to `limit` live keys after `after` (exclusive), ordered by type, then id. */
-export function listShardKeys(
-  db: Database.Database,
-  after: { type: string; id: string } | undefined,
-  limit: number,
-): ShardKey[] {
+export function listShardKeys(db: Database.Database, after: { type: string; id: string } | undefined, limit: number): ShardKey[] {
   return db
     .prepare(
       `select type, id, slot, version from entities

@@ -137,15 +137,17 @@ export class Shard {
           .returning("sequence"),
       ),
       purgeIdempotency: prepare(
-        q.deleteFrom("idempotency").where(
-          sql.ref("rowid"),
-          "in",
-          q
-            .selectFrom("idempotency")
-            .select(sql.ref("rowid").as("rowid"))
-            .where("created_at", "<", param<number>("before"))
-            .limit(param<number>("limit")),
-        ),
+        q
+          .deleteFrom("idempotency")
+          .where(
+            sql.ref("rowid"),
+            "in",
+            q
+              .selectFrom("idempotency")
+              .select(sql.ref("rowid").as("rowid"))
+              .where("created_at", "<", param<number>("before"))
+              .limit(param<number>("limit")),
+          ),
       ),
       selectState: prepare(q.selectFrom("shard_state").selectAll()),
     };
@@ -175,11 +177,7 @@ export class Shard {
    * Opens (and, when `create`, first initialises) a shard file, applies pending migrations and
    * checks that the file is the shard the manifest says it is.
    */
-  static async open(
-    file: string,
-    placement: ShardPlacement,
-    options: ShardOptions & { create: boolean },
-  ): Promise<Shard> {
+  static async open(file: string, placement: ShardPlacement, options: ShardOptions & { create: boolean }): Promise<Shard> {
     const db = openDatabase(file, { create: options.create });
     let writer: Database.Database | undefined;
     try {
@@ -189,9 +187,11 @@ export class Shard {
       configureConnection(db);
       await migrate(db, file);
       if (options.create) {
-        db.prepare(
-          "insert into shard_state (singleton, shard, slot_from, slot_to, sequence) values (1, ?, ?, ?, 0)",
-        ).run(placement.shard, placement.slots.from, placement.slots.to);
+        db.prepare("insert into shard_state (singleton, shard, slot_from, slot_to, sequence) values (1, ?, ?, ?, 0)").run(
+          placement.shard,
+          placement.slots.from,
+          placement.slots.to,
+        );
       }
       writer = openWriter(file);
       const shard = new Shard(placement, file, db, writer, options);

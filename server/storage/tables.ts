@@ -1,7 +1,7 @@
 import type { Selectable } from "kysely";
 
 /** The row types of a shard file; schema/migrations creates the tables. */
-export interface EntityTable {
+interface EntityTable {
   type: string;
   id: string;
   slot: number;
@@ -13,7 +13,7 @@ export interface EntityTable {
   sequence: number;
 }
 
-export interface IdempotencyTable {
+interface IdempotencyTable {
   type: string;
   id: string;
   key: string;
@@ -26,7 +26,7 @@ export interface IdempotencyTable {
   created_at: number;
 }
 
-export interface ShardStateTable {
+interface ShardStateTable {
   singleton: number;
   shard: number;
   slot_from: number;

@@ -222,7 +222,9 @@ describe("list", () => {
 describe("modify", () => {
   it("serialises concurrent read-modify-writes through If-Match", async () => {
     await db.put("counter", "mod-1", { n: 0 });
-    await Promise.all(Array.from({ length: 8 }, () => db.modify("counter", "mod-1", (data) => ({ n: Number(data.n) + 1 }), { maxAttempts: 50 })));
+    await Promise.all(
+      Array.from({ length: 8 }, () => db.modify("counter", "mod-1", (data) => ({ n: Number(data.n) + 1 }), { maxAttempts: 50 })),
+    );
     expect(await db.get("counter", "mod-1")).toMatchObject({ version: 9, data: { n: 8 } });
   });
 
@@ -339,7 +341,9 @@ describe("retries", () => {
 
     const impatient = recordingFetch(() => problemResponse(503, "unavailable", { "Retry-After": "5" }));
     const began = Date.now();
-    const error = await rejectionOf(createClient({ baseUrl, fetch: impatient.fetch, retry: { deadlineMs: 1_000 } }).get("doc", "x"));
+    const error = await rejectionOf(
+      createClient({ baseUrl, fetch: impatient.fetch, retry: { deadlineMs: 1_000 } }).get("doc", "x"),
+    );
     expect(error).toMatchObject({ code: "unavailable" });
     expect(impatient.sent).toHaveLength(1);
     expect(Date.now() - began).toBeLessThan(500);
@@ -369,7 +373,8 @@ describe("retries", () => {
 
     const hanging = createClient({
       baseUrl,
-      fetch: (request) => new Promise((_resolve, reject) => request.signal.addEventListener("abort", () => reject(request.signal.reason))),
+      fetch: (request) =>
+        new Promise((_resolve, reject) => request.signal.addEventListener("abort", () => reject(request.signal.reason))),
     });
     const aborted = await rejectionOf(hanging.get("doc", "x", { signal: AbortSignal.timeout(50) }));
     expect(aborted).toMatchObject({ name: "TimeoutError" });

@@ -40,7 +40,9 @@ afterAll(() => stop());
 
 /** Runs README JavaScript as a user would: plain Node ESM from the repository, importing `apostate/client`. */
 async function runScript(code: string): Promise<string[]> {
-  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", code.replaceAll(README_URL, baseUrl)], { cwd: ROOT });
+  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", code.replaceAll(README_URL, baseUrl)], {
+    cwd: ROOT,
+  });
   return stdout.trimEnd().split("\n");
 }
 
@@ -59,7 +61,9 @@ describe("README ## Client", () => {
   });
 
   it.skipIf(!BUILT)(`the curl version of the transfers leaves the state it describes${SKIPPED}`, async () => {
-    const { stdout } = await run("bash", ["-euo", "pipefail", "-c", block("client-curl").replaceAll(README_URL, baseUrl)], { cwd: ROOT });
+    const { stdout } = await run("bash", ["-euo", "pipefail", "-c", block("client-curl").replaceAll(README_URL, baseUrl)], {
+      cwd: ROOT,
+    });
     expect(stdout).toContain('"code":"condition-failed"');
     const db = createClient({ baseUrl });
     expect((await db.get("wallet", "alice")).data).toEqual({ balance: 60 });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { isRetryable, parseRetryAfter, retryDelay, type AttemptOutcome, type RetryOptions, type RetryState } from "../../client/retry.js";
+import {
+  isRetryable,
+  parseRetryAfter,
+  retryDelay,
+  type AttemptOutcome,
+  type RetryOptions,
+  type RetryState,
+} from "../../client/retry.js";
 
 const POLICY: RetryOptions = { maxAttempts: 5, baseDelayMs: 100, maxDelayMs: 300, deadlineMs: 10_000 };
 const NOW = Date.parse("2026-01-01T00:00:00Z");
@@ -55,15 +62,27 @@ describe("retryDelay", () => {
     ["first retry: jitter within base", { outcome: { kind: "network-error" }, state: after(1), random: 0.5, want: 50 }],
     ["second retry: ceiling doubles", { outcome: { kind: "timeout" }, state: after(2), random: 0.5, want: 100 }],
     ["full jitter may draw zero", { outcome: response(502), state: after(2), random: 0, want: 0 }],
-    ["third retry: the ceiling stops at maxDelayMs (not 400)", { outcome: response(503), state: after(3), random: 0.5, want: 150 }],
+    [
+      "third retry: the ceiling stops at maxDelayMs (not 400)",
+      { outcome: response(503), state: after(3), random: 0.5, want: 150 },
+    ],
     ["…and stays there", { outcome: response(429), state: after(4), random: MAX_RANDOM, want: 300 * MAX_RANDOM }],
     ["out of attempts", { outcome: response(503), state: after(5), random: 0.5, want: null }],
     ["Retry-After is a floor over the jitter", { outcome: response(503, "2"), state: after(1), random: 0.5, want: 2_000 }],
     ["Retry-After is not capped by maxDelayMs", { outcome: response(429, "5"), state: after(1), random: 0.5, want: 5_000 }],
-    ["Retry-After as a date", { outcome: response(503, "Thu, 01 Jan 2026 00:00:03 GMT"), state: after(1), random: 0, want: 3_000 }],
-    ["Retry-After that would cross the deadline: give up", { outcome: response(503, "9"), state: after(1, 1_500), random: 0, want: null }],
+    [
+      "Retry-After as a date",
+      { outcome: response(503, "Thu, 01 Jan 2026 00:00:03 GMT"), state: after(1), random: 0, want: 3_000 },
+    ],
+    [
+      "Retry-After that would cross the deadline: give up",
+      { outcome: response(503, "9"), state: after(1, 1_500), random: 0, want: null },
+    ],
     ["Retry-After that fits the deadline", { outcome: response(503, "9"), state: after(1, 500), random: 0, want: 9_000 }],
-    ["a backoff that would cross the deadline: give up", { outcome: { kind: "network-error" }, state: after(2, 9_950), random: 0.9, want: null }],
+    [
+      "a backoff that would cross the deadline: give up",
+      { outcome: { kind: "network-error" }, state: after(2, 9_950), random: 0.9, want: null },
+    ],
     ["unreadable Retry-After falls back to backoff", { outcome: response(503, "later"), state: after(1), random: 0.5, want: 50 }],
   ];
   it.each(cases)("%s", (_name, { outcome, state, random, want }) => {

@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, WORKFLOW_TYPE, type ApostateClient } from "../../client/index.js";
 import { FaultProxy } from "../support/fault-proxy.js";
-import { expectExactlyOnce, randomTransfers, seededRandom, settleAll, startServer, transferSteps } from "../support/client-helpers.js";
+import {
+  expectExactlyOnce,
+  randomTransfers,
+  seededRandom,
+  settleAll,
+  startServer,
+  transferSteps,
+} from "../support/client-helpers.js";
 
 /** `APOSTATE_FAULT_SEED=<n>` replays a schedule; by default each run draws a new seed and prints it. */
 const SEED = Number(process.env.APOSTATE_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -38,7 +45,10 @@ describe(`transfers through a faulty network (APOSTATE_FAULT_SEED=${SEED})`, () 
 
     const transfers = randomTransfers(`tr-${SEED}-`, TRANSFERS, ids, seededRandom(SEED ^ 0x5eed));
 
-    const db = createClient({ baseUrl: proxy.url, retry: { maxAttempts: 12, baseDelayMs: 5, maxDelayMs: 200, deadlineMs: 60_000 } });
+    const db = createClient({
+      baseUrl: proxy.url,
+      retry: { maxAttempts: 12, baseDelayMs: 5, maxDelayMs: 200, deadlineMs: 60_000 },
+    });
     const outcomes = await settleAll(
       transfers.map((t) => () => db.workflow(t.id, transferSteps(t.id, t.from, t.to, t.amount))),
       CONCURRENCY,

@@ -190,7 +190,9 @@ describe("workflow", () => {
     const id = "w".repeat(250);
     await openAccounts({ "a-8": { balance: 10 } });
     const { fetch, sent } = recordingFetch();
-    const steps = [{ name: "touch", type: "account", id: "a-8", ops: { do: [{ op: "inc" as const, path: "/touched", value: 1 }] } }];
+    const steps = [
+      { name: "touch", type: "account", id: "a-8", ops: { do: [{ op: "inc" as const, path: "/touched", value: 1 }] } },
+    ];
     await createClient({ baseUrl, fetch }).workflow(id, steps);
     const key = sent.find((r) => r.path === "/v1/entities/account/a-8/ops")?.idempotencyKey;
     expect(key).toMatch(/^wf-sha256\/[0-9a-f]{64}$/);

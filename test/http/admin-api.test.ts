@@ -122,14 +122,19 @@ describe("GET /admin/locate/{type}/{id}", () => {
   it("agrees with the shard that lists each key", async () => {
     for (const { shard } of await listShards()) {
       for (const key of await allKeys(shard, 1000)) {
-        const res = await request(t.app).get(`/admin/locate/${key.type}/${encodeURIComponent(key.id)}`).expect(200);
+        const res = await request(t.app)
+          .get(`/admin/locate/${key.type}/${encodeURIComponent(key.id)}`)
+          .expect(200);
         expect(res.body).toEqual({ type: key.type, id: key.id, slot: key.slot, shard, exists: true });
       }
     }
   });
 
   it("answers 200 with exists: false for an absent or deleted key", async () => {
-    for (const [type, id] of [["account", "never-written"], ["item", "k1"]] as const) {
+    for (const [type, id] of [
+      ["account", "never-written"],
+      ["item", "k1"],
+    ] as const) {
       const res = await request(t.app).get(`/admin/locate/${type}/${id}`).expect(200);
       expect(res.body).toEqual({ type, id, slot: slotOf(type, id), shard: shardOf(type, id), exists: false });
     }

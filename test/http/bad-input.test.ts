@@ -34,13 +34,19 @@ describe("bad input gets a problem and changes nothing", () => {
   });
 
   it("accepts nesting of exactly 64", async () => {
-    const res = await request(t.app).put("/v1/entities/doc/deep").set("Content-Type", "application/json").send(`{"a":${nested(63)}}`);
+    const res = await request(t.app)
+      .put("/v1/entities/doc/deep")
+      .set("Content-Type", "application/json")
+      .send(`{"a":${nested(63)}}`);
     expect(res.status).toBe(201);
   });
 
   it("answers 413 on every route with a body", async () => {
     const big = JSON.stringify({ big: "x".repeat(70 * 1024) });
-    const patch = await request(t.app).patch("/v1/entities/doc/kept").set("Content-Type", "application/merge-patch+json").send(big);
+    const patch = await request(t.app)
+      .patch("/v1/entities/doc/kept")
+      .set("Content-Type", "application/merge-patch+json")
+      .send(big);
     expectProblem(patch, 413, "payload-too-large");
     const ops = await request(t.app).post("/v1/entities/doc/kept/ops").set("Content-Type", "application/json").send(big);
     expectProblem(ops, 413, "payload-too-large");

@@ -18,7 +18,10 @@ async function seed(id: string, data: object): Promise<void> {
 const read = async (id: string) => (await request(t.app).get(`/v1/entities/acct/${id}`)).body;
 const patch = (id: string, type: string, body: unknown) =>
   request(t.app).patch(`/v1/entities/acct/${id}`).set("Content-Type", type).send(JSON.stringify(body));
-const ops = (id: string, body: unknown) => request(t.app).post(`/v1/entities/acct/${id}/ops`).send(body as object);
+const ops = (id: string, body: unknown) =>
+  request(t.app)
+    .post(`/v1/entities/acct/${id}/ops`)
+    .send(body as object);
 
 describe("PATCH", () => {
   it("applies a merge patch (RFC 7396): null removes, objects merge, arrays replace", async () => {
@@ -77,9 +80,17 @@ describe("PATCH", () => {
 
   it("honours If-Match", async () => {
     await seed("pim", { a: 1 });
-    const stale = await request(t.app).patch("/v1/entities/acct/pim").set("Content-Type", MERGE).set("If-Match", '"2"').send('{"a":2}');
+    const stale = await request(t.app)
+      .patch("/v1/entities/acct/pim")
+      .set("Content-Type", MERGE)
+      .set("If-Match", '"2"')
+      .send('{"a":2}');
     expectProblem(stale, 412, "version-mismatch");
-    const ok = await request(t.app).patch("/v1/entities/acct/pim").set("Content-Type", MERGE).set("If-Match", '"1"').send('{"a":2}');
+    const ok = await request(t.app)
+      .patch("/v1/entities/acct/pim")
+      .set("Content-Type", MERGE)
+      .set("If-Match", '"1"')
+      .send('{"a":2}');
     expect(ok.status).toBe(200);
   });
 
@@ -123,7 +134,11 @@ describe("POST .../ops", () => {
   it("applies set, remove, inc and append together, creating missing parents", async () => {
     await seed("o2", { hold: true, n: 1 });
     const res = await ops("o2", {
-      if: [{ path: "/hold", op: "exists" }, { path: "/closed", op: "absent" }, { path: "/n", op: "ne", value: 2 }],
+      if: [
+        { path: "/hold", op: "exists" },
+        { path: "/closed", op: "absent" },
+        { path: "/n", op: "ne", value: 2 },
+      ],
       do: [
         { op: "set", path: "/status/state", value: "open" },
         { op: "remove", path: "/hold" },

@@ -10,7 +10,10 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
-const put = (path: string, body: unknown) => request(t.app).put(path).send(body as object);
+const put = (path: string, body: unknown) =>
+  request(t.app)
+    .put(path)
+    .send(body as object);
 
 describe("PUT /v1/entities/{type}/{id}", () => {
   it("creates with 201, Location and ETag, then replaces with 200", async () => {

@@ -19,7 +19,15 @@ async function app(isStopping: () => boolean): Promise<{ app: RequestListener; s
     dir.remove();
   });
   const logger = pino({ level: "silent" });
-  const created = await createApp({ store: new EntityStore(shards), shards, logger, bodyLimit: 1024, token: undefined, adminToken: undefined, isStopping });
+  const created = await createApp({
+    store: new EntityStore(shards),
+    shards,
+    logger,
+    bodyLimit: 1024,
+    token: undefined,
+    adminToken: undefined,
+    isStopping,
+  });
   return { app: created, shards };
 }
 

@@ -48,7 +48,10 @@ describe("Idempotency-Key", () => {
 
   it.each([
     ["another method", () => request(t.app).put("/v1/entities/counter/c4").set("Idempotency-Key", "k").send({ n: 0 })],
-    ["another If-Match", () => request(t.app).post("/v1/entities/counter/c4/ops").set("Idempotency-Key", "k").set("If-Match", '"1"').send(inc)],
+    [
+      "another If-Match",
+      () => request(t.app).post("/v1/entities/counter/c4/ops").set("Idempotency-Key", "k").set("If-Match", '"1"').send(inc),
+    ],
   ])("counts %s as another fingerprint", async (_name, send) => {
     await opsWithKey("c4", "k");
     expectProblem(await send(), 422, "idempotency-key-reused");
@@ -78,7 +81,11 @@ describe("Idempotency-Key", () => {
     expect([putReplay.status, putReplay.headers["idempotent-replayed"]]).toEqual([201, "true"]);
 
     const patch = () =>
-      request(t.app).patch("/v1/entities/counter/c8").set("Idempotency-Key", "m").set("Content-Type", "application/merge-patch+json").send('{"b":2}');
+      request(t.app)
+        .patch("/v1/entities/counter/c8")
+        .set("Idempotency-Key", "m")
+        .set("Content-Type", "application/merge-patch+json")
+        .send('{"b":2}');
     expect((await patch()).body.version).toBe(2);
     const patchReplay = await patch();
     expect([patchReplay.status, patchReplay.headers["idempotent-replayed"], patchReplay.body.version]).toEqual([200, "true", 2]);

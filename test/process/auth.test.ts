@@ -18,7 +18,12 @@ const DATA_ROUTES: Route[] = [
   { method: "get", path: "/v1/entities/account/alice" },
   { method: "put", path: "/v1/entities/account/alice", body: { balance: 1 } },
   { method: "patch", path: "/v1/entities/account/seed", body: { balance: 1 }, contentType: "application/merge-patch+json" },
-  { method: "patch", path: "/v1/entities/account/seed", body: [{ op: "add", path: "/x", value: 1 }], contentType: "application/json-patch+json" },
+  {
+    method: "patch",
+    path: "/v1/entities/account/seed",
+    body: [{ op: "add", path: "/x", value: 1 }],
+    contentType: "application/json-patch+json",
+  },
   { method: "post", path: "/v1/entities/account/alice/ops", body: { do: [{ op: "inc", path: "/n", value: 1 }], upsert: true } },
   { method: "delete", path: "/v1/entities/account/seed" },
   { method: "get", path: "/v1/entities/account" },
@@ -129,7 +134,10 @@ describe("start-up", () => {
   it("refuses the same token for both planes, and a token that cannot be sent", async () => {
     const dir = tempDir();
     try {
-      const same = await ServerProcess.startFailing({ dataDir: dir.path, args: ["--token", DATA_TOKEN, "--admin-token", DATA_TOKEN] });
+      const same = await ServerProcess.startFailing({
+        dataDir: dir.path,
+        args: ["--token", DATA_TOKEN, "--admin-token", DATA_TOKEN],
+      });
       expect(same.code).not.toBe(0);
       expect(same.output).toContain("--token and --admin-token must differ");
       const spaced = await ServerProcess.startFailing({ dataDir: dir.path, env: { APOSTATE_TOKEN: "two words" } });

@@ -19,7 +19,10 @@ describe("check", () => {
   beforeAll(async () => {
     t = await createTestApp({ shardCount: 2 });
     for (let i = 0; i < 400; i += 1) {
-      await request(t.app).put(`/v1/entities/doc/d${i}`).send({ text: "x".repeat(300), i }).expect(201);
+      await request(t.app)
+        .put(`/v1/entities/doc/d${i}`)
+        .send({ text: "x".repeat(300), i })
+        .expect(201);
     }
     // Everything into the main files, so a copy of the files is a copy of the store.
     for (const shard of t.shards.shards) shard.checkpoint("TRUNCATE");
@@ -135,7 +138,9 @@ describe("backup", () => {
     const cli = await runCli(["backup", "--data-dir", dir.path, "--shard", "3", "--json"]);
     expect(cli.code).toBe(0);
     const { backups } = JSON.parse(cli.stdout) as { backups: { shard: number; file: string; sequence: number }[] };
-    expect(backups).toEqual([{ shard: 3, file: expect.stringMatching(/^shard-003-seq000000000000-/), bytes: expect.any(Number), sequence: 0 }]);
+    expect(backups).toEqual([
+      { shard: 3, file: expect.stringMatching(/^shard-003-seq000000000000-/), bytes: expect.any(Number), sequence: 0 },
+    ]);
     const table = await runCli(["shards", "--data-dir", dir.path]);
     expect(table.code).toBe(0);
     expect(table.stdout.split("\n")[0]).toMatch(/^SHARD +SLOTS +ENTITIES +FILE +WAL +SEQUENCE +IDEMPOTENCY +LAST WRITE$/);

@@ -31,7 +31,21 @@ async function parse(args: string[], env: Record<string, string> = {}): Promise<
 
 describe("--help", () => {
   it.each([
-    ["serve", ["APOSTATE_DATA_DIR", "APOSTATE_HOST", "APOSTATE_PORT", "APOSTATE_SHARDS", "APOSTATE_WORKERS", "APOSTATE_DURABILITY", "APOSTATE_BODY_LIMIT", "APOSTATE_IDEMPOTENCY_RETENTION", "APOSTATE_TOKEN", "APOSTATE_ADMIN_TOKEN"]],
+    [
+      "serve",
+      [
+        "APOSTATE_DATA_DIR",
+        "APOSTATE_HOST",
+        "APOSTATE_PORT",
+        "APOSTATE_SHARDS",
+        "APOSTATE_WORKERS",
+        "APOSTATE_DURABILITY",
+        "APOSTATE_BODY_LIMIT",
+        "APOSTATE_IDEMPOTENCY_RETENTION",
+        "APOSTATE_TOKEN",
+        "APOSTATE_ADMIN_TOKEN",
+      ],
+    ],
     ["shards", ["APOSTATE_URL", "APOSTATE_DATA_DIR", "APOSTATE_ADMIN_TOKEN"]],
     ["check", ["APOSTATE_URL", "APOSTATE_DATA_DIR", "APOSTATE_ADMIN_TOKEN", "APOSTATE_SHARD"]],
     ["backup", ["APOSTATE_URL", "APOSTATE_DATA_DIR", "APOSTATE_ADMIN_TOKEN", "APOSTATE_SHARD"]],
@@ -54,12 +68,20 @@ describe("bad values", () => {
   it.each([
     [["serve", "--port", "70000"], {}, "option '--port <port>' argument '70000' is invalid. expected an integer from 0 to 65535"],
     [["serve", "--workers", "0"], {}, "option '--workers <n>' argument '0' is invalid"],
-    [["serve", "--durability", "fast"], {}, "option '--durability <mode>' argument 'fast' is invalid. Allowed choices are process, power."],
+    [
+      ["serve", "--durability", "fast"],
+      {},
+      "option '--durability <mode>' argument 'fast' is invalid. Allowed choices are process, power.",
+    ],
     [["serve", "--body-limit", "lots"], {}, "option '--body-limit <size>' argument 'lots' is invalid"],
     [["serve", "--idempotency-retention", "5"], {}, "expected a duration such as 90s"],
     [["serve"], { APOSTATE_PORT: "http" }, "option '--port <port>' value 'http' from env 'APOSTATE_PORT' is invalid"],
     [["serve", "--host", "10.0.0.1"], {}, "--host 10.0.0.1 is not a loopback address"],
-    [["serve", "--port", "0"], { APOSTATE_LOG_LEVEL: "loud" }, 'APOSTATE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "loud"'],
+    [
+      ["serve", "--port", "0"],
+      { APOSTATE_LOG_LEVEL: "loud" },
+      'APOSTATE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "loud"',
+    ],
     [["check", "--shard", "-1"], {}, "option '--shard <n>' argument '-1' is invalid"],
     [["backup"], { APOSTATE_SHARD: "one" }, "value 'one' from env 'APOSTATE_SHARD' is invalid"],
     [["shards", "--url", "ftp://example.com"], {}, "expected an http or https URL"],
@@ -105,7 +127,9 @@ describe("apostate shards", () => {
     const { shards } = JSON.parse(json.stdout) as { shards: { shard: number; entities: number; sequence: number }[] };
     expect(shards.map((s) => s.shard)).toEqual([0, 1]);
     expect(shards.reduce((sum, s) => sum + s.entities, 0)).toBe(10);
-    expect(shards).toEqual((await request(t.app).get("/admin/shards")).body.shards.map((s: object) => ({ ...s, walBytes: expect.any(Number) })));
+    expect(shards).toEqual(
+      (await request(t.app).get("/admin/shards")).body.shards.map((s: object) => ({ ...s, walBytes: expect.any(Number) })),
+    );
 
     const table = await runCli(["shards", "--data-dir", t.dataDir]);
     expect(table.code).toBe(0);
@@ -117,7 +141,10 @@ describe("apostate shards", () => {
   it("asks the server that holds the data directory, with the admin token", async () => {
     const dir = tempDir();
     const adminToken = "cli-admin-token-123";
-    const server = await ServerProcess.start({ dataDir: dir.path, args: ["--token", "cli-data-token-456", "--admin-token", adminToken] });
+    const server = await ServerProcess.start({
+      dataDir: dir.path,
+      args: ["--token", "cli-data-token-456", "--admin-token", adminToken],
+    });
     try {
       const refused = await runCli(["shards", "--data-dir", dir.path]);
       expect(refused.code).toBe(1);

@@ -33,7 +33,10 @@ interface Acknowledged {
 }
 
 type How = "ops" | "retried-ops" | "racing-duplicates" | "read-modify-write";
-const step = fc.record({ entity: fc.integer({ min: 0, max: 2 }), how: fc.constantFrom<How>("ops", "retried-ops", "racing-duplicates", "read-modify-write") });
+const step = fc.record({
+  entity: fc.integer({ min: 0, max: 2 }),
+  how: fc.constantFrom<How>("ops", "retried-ops", "racing-duplicates", "read-modify-write"),
+});
 
 /** Sends until the answer is not a 503; a 503 must carry Retry-After and commit nothing. */
 async function sendUntilServed(path: string, method: string, options: SendOptions): Promise<Reply> {
@@ -45,7 +48,13 @@ async function sendUntilServed(path: string, method: string, options: SendOption
 }
 
 function appendOps(opId: string): SendOptions {
-  const request = jsonRequest({ do: [{ op: "append", path: "/log", value: opId }, { op: "inc", path: "/n", value: 1 }], upsert: true });
+  const request = jsonRequest({
+    do: [
+      { op: "append", path: "/log", value: opId },
+      { op: "inc", path: "/n", value: 1 },
+    ],
+    upsert: true,
+  });
   return { ...request, headers: { ...request.headers, "idempotency-key": opId } };
 }
 
@@ -81,9 +90,11 @@ async function runStep(type: string, id: string, opId: string, how: How): Promis
       // Optimistic concurrency: read, write with If-Match, re-read on 412; a few tries, then give up.
       for (let attempt = 0; attempt < 5; attempt++) {
         const read = await sendUntilServed(path, "GET", {});
-        const current = read.status === 404 ? { version: 0, data: { log: [], n: 0 } } : (bodyOf(read) as { version: number; data: History });
+        const current =
+          read.status === 404 ? { version: 0, data: { log: [], n: 0 } } : (bodyOf(read) as { version: number; data: History });
         const next: History = { log: [...current.data.log, opId], n: current.data.n + 1 };
-        const precondition: Record<string, string> = read.status === 404 ? { "if-none-match": "*" } : { "if-match": `"${current.version}"` };
+        const precondition: Record<string, string> =
+          read.status === 404 ? { "if-none-match": "*" } : { "if-match": `"${current.version}"` };
         const request = jsonRequest(next);
         const write = await sendUntilServed(path, "PUT", { ...request, headers: { ...request.headers, ...precondition } });
         if (write.status === 412) continue;
@@ -99,42 +110,45 @@ it(
   "concurrent clients on a few keys leave a serialisable history per entity",
   async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.array(step, { minLength: 1, maxLength: 12 }), { minLength: 2, maxLength: 5 }), async (clients) => {
-        runs += 1;
-        const type = `concurrent-${runs}`;
-        const ids = ["x", "y", "z"];
-        const perClient = await Promise.all(
-          clients.map(async (steps, client) => {
-            const done: Acknowledged[] = [];
-            for (const [index, { entity, how }] of steps.entries()) {
-              const ack = await runStep(type, ids[entity]!, `c${client}-${index}`, how);
-              if (ack) done.push(ack);
-            }
-            return done;
-          }),
-        );
-        for (const id of ids) {
-          const writes = perClient.flat().filter((ack) => ack.id === id);
-          const reply = await send(server.url, "GET", `/v1/entities/${type}/${id}`);
-          if (writes.length === 0) {
-            expect(reply.status).toBe(404);
-            continue;
-          }
-          const final = bodyOf(reply) as { version: number; data: History };
-          expect(final.version, `${id}: one version per acknowledged write`).toBe(writes.length);
-          expect(final.data.n).toBe(writes.length);
-          expect([...final.data.log].sort()).toEqual(writes.map((write) => write.opId).sort());
-          for (const write of writes) {
-            expect(write.log, `${write.opId} saw the history before it`).toEqual(final.data.log.slice(0, write.version));
-          }
-        }
-        for (const done of perClient) {
+      fc.asyncProperty(
+        fc.array(fc.array(step, { minLength: 1, maxLength: 12 }), { minLength: 2, maxLength: 5 }),
+        async (clients) => {
+          runs += 1;
+          const type = `concurrent-${runs}`;
+          const ids = ["x", "y", "z"];
+          const perClient = await Promise.all(
+            clients.map(async (steps, client) => {
+              const done: Acknowledged[] = [];
+              for (const [index, { entity, how }] of steps.entries()) {
+                const ack = await runStep(type, ids[entity]!, `c${client}-${index}`, how);
+                if (ack) done.push(ack);
+              }
+              return done;
+            }),
+          );
           for (const id of ids) {
-            const versions = done.filter((ack) => ack.id === id).map((ack) => ack.version);
-            expect(versions, "one client's writes apply in its order").toEqual([...versions].sort((a, b) => a - b));
+            const writes = perClient.flat().filter((ack) => ack.id === id);
+            const reply = await send(server.url, "GET", `/v1/entities/${type}/${id}`);
+            if (writes.length === 0) {
+              expect(reply.status).toBe(404);
+              continue;
+            }
+            const final = bodyOf(reply) as { version: number; data: History };
+            expect(final.version, `${id}: one version per acknowledged write`).toBe(writes.length);
+            expect(final.data.n).toBe(writes.length);
+            expect([...final.data.log].sort()).toEqual(writes.map((write) => write.opId).sort());
+            for (const write of writes) {
+              expect(write.log, `${write.opId} saw the history before it`).toEqual(final.data.log.slice(0, write.version));
+            }
           }
-        }
-      }),
+          for (const done of perClient) {
+            for (const id of ids) {
+              const versions = done.filter((ack) => ack.id === id).map((ack) => ack.version);
+              expect(versions, "one client's writes apply in its order").toEqual([...versions].sort((a, b) => a - b));
+            }
+          }
+        },
+      ),
       propertyParameters(8),
     );
   },
@@ -147,7 +161,8 @@ it(
     const type = "paging";
     const stable = Array.from({ length: 40 }, (_, i) => `s${String(i).padStart(3, "0")}`);
     const churn = Array.from({ length: 40 }, (_, i) => `c${String(i).padStart(3, "0")}`);
-    for (const id of stable) expect((await send(server.url, "PUT", `/v1/entities/${type}/${id}`, jsonRequest({ n: 0 }))).status).toBe(201);
+    for (const id of stable)
+      expect((await send(server.url, "PUT", `/v1/entities/${type}/${id}`, jsonRequest({ n: 0 }))).status).toBe(201);
     let stopped = false;
     const writers = Array.from({ length: 3 }, async (_, writer) => {
       for (let i = writer; !stopped; i += 3) {

@@ -11,7 +11,6 @@ import { sleep } from "../support/raw-socket.js";
  * write that was in flight must end up applied exactly once when it is retried.
  */
 
-
 const ROUNDS = setting(3, 30);
 const IDS = ["a", "b", "c", "d", "e", "f"] as const;
 
@@ -41,7 +40,13 @@ it(
       await settle(server.url, everything.splice(0));
       let stopped = false;
       const ops: AppendOp[] = [];
-      const load = runAppendLoad(server.url, ops, { type: "crash", ids: IDS, clients: 8, prefix: `r${round}`, stop: () => stopped });
+      const load = runAppendLoad(server.url, ops, {
+        type: "crash",
+        ids: IDS,
+        clients: 8,
+        prefix: `r${round}`,
+        stop: () => stopped,
+      });
       // Once writes flow, the kill comes at a random moment among them.
       await expect.poll(() => ops.filter(acknowledged).length, { timeout: 20_000 }).toBeGreaterThan(0);
       await sleep(next() * 500);
@@ -59,7 +64,9 @@ it(
     } finally {
       await server.stop();
     }
-    console.log(`${ROUNDS} SIGKILL rounds: ${all.length} writes sent, ${acknowledgedCount} acknowledged before a kill, all exactly once`);
+    console.log(
+      `${ROUNDS} SIGKILL rounds: ${all.length} writes sent, ${acknowledgedCount} acknowledged before a kill, all exactly once`,
+    );
   },
   setting(120_000, 1_200_000),
 );

@@ -39,7 +39,13 @@ describe.each(["process", "power"] as const)("kill -9 under concurrent writes (-
       for (let i = 0; !stop; i += 1) {
         const id = `a${(w * 7 + i) % 20}`;
         const key = `w${w}-${i}`;
-        const body = JSON.stringify({ do: [{ op: "append", path: "/log", value: key }, { op: "inc", path: "/n", value: 1 }], upsert: true });
+        const body = JSON.stringify({
+          do: [
+            { op: "append", path: "/log", value: key },
+            { op: "inc", path: "/n", value: 1 },
+          ],
+          upsert: true,
+        });
         try {
           const res = await send(server.url, id, key, body);
           const text = await res.text();

@@ -67,12 +67,25 @@ describe("/metrics", () => {
     const writes = 12;
     const replays = 6;
     const replies: Reply[] = [];
-    for (let i = 0; i < reads; i += 1) replies.push(await send(server.url, "GET", `/v1/entities/doc/missing-${i}`, { token: DATA_TOKEN }));
+    for (let i = 0; i < reads; i += 1)
+      replies.push(await send(server.url, "GET", `/v1/entities/doc/missing-${i}`, { token: DATA_TOKEN }));
     for (let i = 0; i < writes; i += 1) {
-      replies.push(await send(server.url, "PUT", `/v1/entities/doc/d${i}`, { token: DATA_TOKEN, key: `k${i}`, body: { i, note: BODY_MARKER } }));
+      replies.push(
+        await send(server.url, "PUT", `/v1/entities/doc/d${i}`, {
+          token: DATA_TOKEN,
+          key: `k${i}`,
+          body: { i, note: BODY_MARKER },
+        }),
+      );
     }
     for (let i = 0; i < replays; i += 1) {
-      replies.push(await send(server.url, "PUT", `/v1/entities/doc/d${i}`, { token: DATA_TOKEN, key: `k${i}`, body: { i, note: BODY_MARKER } }));
+      replies.push(
+        await send(server.url, "PUT", `/v1/entities/doc/d${i}`, {
+          token: DATA_TOKEN,
+          key: `k${i}`,
+          body: { i, note: BODY_MARKER },
+        }),
+      );
     }
     for (let i = 0; i < 5; i += 1) replies.push(await send(server.url, "GET", `/v1/entities/doc/d${i}`, { token: "wrong" }));
     const after = await scrape();
@@ -81,8 +94,12 @@ describe("/metrics", () => {
     expect(grew("apostate_http_requests_total", { method: "GET", route: ENTITY_ROUTE, status: "404" })).toBe(reads);
     expect(grew("apostate_http_requests_total", { method: "PUT", route: ENTITY_ROUTE, status: "201" })).toBe(writes + replays);
     expect(grew("apostate_http_requests_total", { method: "GET", route: ENTITY_ROUTE, status: "401" })).toBe(5);
-    expect(grew("apostate_http_request_duration_seconds_count", { method: "GET", route: ENTITY_ROUTE, status: "404" })).toBe(reads);
-    expect(grew("apostate_http_request_duration_seconds_bucket", { method: "GET", route: ENTITY_ROUTE, status: "404", le: "+Inf" })).toBe(reads);
+    expect(grew("apostate_http_request_duration_seconds_count", { method: "GET", route: ENTITY_ROUTE, status: "404" })).toBe(
+      reads,
+    );
+    expect(
+      grew("apostate_http_request_duration_seconds_bucket", { method: "GET", route: ENTITY_ROUTE, status: "404", le: "+Inf" }),
+    ).toBe(reads);
     expect(grew("apostate_idempotent_replays_total", { method: "PUT", route: ENTITY_ROUTE })).toBe(replays);
     // Per-shard gauges are read once, from the files: they count each entity once, not per worker.
     expect(sumOf(after, "apostate_shard_entities")).toBe(writes);
@@ -92,12 +109,26 @@ describe("/metrics", () => {
 
     // Both workers answered some of these requests, so the sums above really span the cluster.
     const ids = new Set(replies.map((reply) => reply.headers["x-request-id"]));
-    const pids = new Set(logLines().filter((line) => ids.has(line.reqId)).map((line) => line.pid));
+    const pids = new Set(
+      logLines()
+        .filter((line) => ids.has(line.reqId))
+        .map((line) => line.pid),
+    );
     expect(pids.size).toBe(2);
   });
 });
 
-type LogLine = { level: number; pid: number; msg: string; reqId?: string; method?: string; route?: string; path?: string; status?: number; ms?: number };
+type LogLine = {
+  level: number;
+  pid: number;
+  msg: string;
+  reqId?: string;
+  method?: string;
+  route?: string;
+  path?: string;
+  status?: number;
+  ms?: number;
+};
 
 function logLines(): LogLine[] {
   return server.output.flatMap((line) => {
@@ -117,7 +148,14 @@ describe("request logs", () => {
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     await expect.poll(() => logLines().filter((line) => line.reqId === id)).toHaveLength(1);
     const [line] = logLines().filter((entry) => entry.reqId === id);
-    expect(line).toMatchObject({ level: 30, msg: "request", method: "PUT", route: ENTITY_ROUTE, path: "/v1/entities/doc/logged", status: 201 });
+    expect(line).toMatchObject({
+      level: 30,
+      msg: "request",
+      method: "PUT",
+      route: ENTITY_ROUTE,
+      path: "/v1/entities/doc/logged",
+      status: 201,
+    });
     expect(line?.ms).toBeGreaterThan(0);
   });
 

@@ -64,7 +64,7 @@ describe("SIGTERM", () => {
       const loops = Array.from({ length: 12 }, (_, i) => loop(`acct-${i}`));
       // Signal once the load is in full swing (the machine may be slow to get there).
       const acks = () => [...acked.values()].reduce((sum, steps) => sum + steps.length, 0);
-      for (const started = Date.now(); acks() < 100 && Date.now() - started < 30_000; ) await sleep(50);
+      for (const started = Date.now(); acks() < 100 && Date.now() - started < 30_000;) await sleep(50);
       signalledAt = Date.now();
       const exitCode = await server.stop();
       const stoppedIn = Date.now() - signalledAt;

@@ -34,7 +34,8 @@ describe("start-up refuses a data directory it cannot trust, and touches nothing
   function copyOf(source: string): string {
     const dir = tempDir();
     dirs.push(dir);
-    for (const file of ["manifest.json", "shard-000.sqlite", "shard-001.sqlite"]) copyFileSync(join(source, file), join(dir.path, file));
+    for (const file of ["manifest.json", "shard-000.sqlite", "shard-001.sqlite"])
+      copyFileSync(join(source, file), join(dir.path, file));
     return dir.path;
   }
 

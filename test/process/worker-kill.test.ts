@@ -34,7 +34,14 @@ it(
     try {
       let stopped = false;
       const ops: AppendOp[] = [];
-      const load = runAppendLoad(server.url, ops, { type: "worker", ids: IDS, clients: 8, prefix: "w", stop: () => stopped, retry: true });
+      const load = runAppendLoad(server.url, ops, {
+        type: "worker",
+        ids: IDS,
+        clients: 8,
+        prefix: "w",
+        stop: () => stopped,
+        retry: true,
+      });
       for (let kill = 0; kill < setting(1, 20); kill++) {
         await sleep(200 + Math.random() * 300);
         const before = workerPids(server);

@@ -76,35 +76,144 @@ async function sendAtVictim(method: string, options: SendOptions): Promise<Reply
 describe("prototype pollution is refused everywhere, and nothing changes", () => {
   const deepProto = '{"a":{"b":[{"c":{"__proto__":{"polluted":1}}}]}}';
   const cases: Case[] = [
-    ["PUT body with __proto__", { method: "PUT", options: raw('{"__proto__":{"polluted":1}}'), status: 400, code: "invalid-body" }],
+    [
+      "PUT body with __proto__",
+      { method: "PUT", options: raw('{"__proto__":{"polluted":1}}'), status: 400, code: "invalid-body" },
+    ],
     ["PUT body with a nested __proto__", { method: "PUT", options: raw(deepProto), status: 400, code: "invalid-body" }],
-    ["merge patch with __proto__", { method: "PATCH", options: mergePatch('{"__proto__":{"polluted":1}}'), status: 400, code: "invalid-body" }],
-    ["merge patch with a nested __proto__", { method: "PATCH", options: mergePatch(deepProto), status: 400, code: "invalid-body" }],
-    ["JSON Patch add to /__proto__/polluted", { method: "PATCH", options: jsonPatch([{ op: "add", path: "/__proto__/polluted", value: 1 }]), status: 400, code: "invalid-body" }],
-    ["JSON Patch replace /a/__proto__", { method: "PATCH", options: jsonPatch([{ op: "replace", path: "/a/__proto__", value: {} }]), status: 400, code: "invalid-body" }],
-    ["JSON Patch copy from /__proto__", { method: "PATCH", options: jsonPatch([{ op: "copy", from: "/__proto__", path: "/x" }]), status: 400, code: "invalid-body" }],
-    ["JSON Patch move to /__proto__", { method: "PATCH", options: jsonPatch([{ op: "move", from: "/a", path: "/__proto__" }]), status: 400, code: "invalid-body" }],
-    ["JSON Patch value with __proto__", { method: "PATCH", options: raw('[{"op":"add","path":"/x","value":{"__proto__":{"polluted":1}}}]', "application/json-patch+json"), status: 400, code: "invalid-body" }],
-    ["JSON Patch test of /__proto__", { method: "PATCH", options: jsonPatch([{ op: "test", path: "/__proto__", value: {} }]), status: 400, code: "invalid-body" }],
-    ["ops set /__proto__/polluted", { method: "POST", options: ops({ do: [{ op: "set", path: "/__proto__/polluted", value: 1 }] }), status: 400, code: "invalid-body" }],
-    ["ops inc /x/__proto__/polluted", { method: "POST", options: ops({ do: [{ op: "inc", path: "/x/__proto__/polluted", value: 1 }] }), status: 400, code: "invalid-body" }],
-    ["ops condition on /__proto__", { method: "POST", options: ops({ if: [{ path: "/__proto__", op: "exists" }], do: [] }), status: 400, code: "invalid-body" }],
-    ["ops append a value with __proto__", { method: "POST", options: raw('{"do":[{"op":"append","path":"/list","value":{"__proto__":{"polluted":1}}}]}'), status: 400, code: "invalid-body" }],
-    ["ops set a value with __proto__", { method: "POST", options: raw('{"do":[{"op":"set","path":"","value":{"__proto__":{"polluted":1}}}]}'), status: 400, code: "invalid-body" }],
-    ["ops eq against a value with __proto__", { method: "POST", options: raw('{"if":[{"path":"/a","op":"eq","value":{"__proto__":{}}}],"do":[]}'), status: 400, code: "invalid-body" }],
+    [
+      "merge patch with __proto__",
+      { method: "PATCH", options: mergePatch('{"__proto__":{"polluted":1}}'), status: 400, code: "invalid-body" },
+    ],
+    [
+      "merge patch with a nested __proto__",
+      { method: "PATCH", options: mergePatch(deepProto), status: 400, code: "invalid-body" },
+    ],
+    [
+      "JSON Patch add to /__proto__/polluted",
+      {
+        method: "PATCH",
+        options: jsonPatch([{ op: "add", path: "/__proto__/polluted", value: 1 }]),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "JSON Patch replace /a/__proto__",
+      {
+        method: "PATCH",
+        options: jsonPatch([{ op: "replace", path: "/a/__proto__", value: {} }]),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "JSON Patch copy from /__proto__",
+      {
+        method: "PATCH",
+        options: jsonPatch([{ op: "copy", from: "/__proto__", path: "/x" }]),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "JSON Patch move to /__proto__",
+      {
+        method: "PATCH",
+        options: jsonPatch([{ op: "move", from: "/a", path: "/__proto__" }]),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "JSON Patch value with __proto__",
+      {
+        method: "PATCH",
+        options: raw('[{"op":"add","path":"/x","value":{"__proto__":{"polluted":1}}}]', "application/json-patch+json"),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "JSON Patch test of /__proto__",
+      { method: "PATCH", options: jsonPatch([{ op: "test", path: "/__proto__", value: {} }]), status: 400, code: "invalid-body" },
+    ],
+    [
+      "ops set /__proto__/polluted",
+      {
+        method: "POST",
+        options: ops({ do: [{ op: "set", path: "/__proto__/polluted", value: 1 }] }),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "ops inc /x/__proto__/polluted",
+      {
+        method: "POST",
+        options: ops({ do: [{ op: "inc", path: "/x/__proto__/polluted", value: 1 }] }),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "ops condition on /__proto__",
+      { method: "POST", options: ops({ if: [{ path: "/__proto__", op: "exists" }], do: [] }), status: 400, code: "invalid-body" },
+    ],
+    [
+      "ops append a value with __proto__",
+      {
+        method: "POST",
+        options: raw('{"do":[{"op":"append","path":"/list","value":{"__proto__":{"polluted":1}}}]}'),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "ops set a value with __proto__",
+      {
+        method: "POST",
+        options: raw('{"do":[{"op":"set","path":"","value":{"__proto__":{"polluted":1}}}]}'),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "ops eq against a value with __proto__",
+      {
+        method: "POST",
+        options: raw('{"if":[{"path":"/a","op":"eq","value":{"__proto__":{}}}],"do":[]}'),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
   ];
 
   it.each(cases)("%s", async (_name, { method, options, status, code }) => {
-    expectProblem(await sendAtVictim(method, { ...options, headers: { ...options.headers, "idempotency-key": "hostile" } }), status, code);
+    expectProblem(
+      await sendAtVictim(method, { ...options, headers: { ...options.headers, "idempotency-key": "hostile" } }),
+      status,
+      code,
+    );
     await expectVictimUnchanged();
     // Refused requests record nothing: the same key is free for a new request.
-    const reuse = await sendAtVictim("POST", { ...ops({ do: [] }), headers: { "content-type": "application/json", "idempotency-key": "hostile" } });
-    expect({ status: reuse.status, replayed: reuse.headers["idempotent-replayed"] }).toEqual({ status: 200, replayed: undefined });
+    const reuse = await sendAtVictim("POST", {
+      ...ops({ do: [] }),
+      headers: { "content-type": "application/json", "idempotency-key": "hostile" },
+    });
+    expect({ status: reuse.status, replayed: reuse.headers["idempotent-replayed"] }).toEqual({
+      status: 200,
+      replayed: undefined,
+    });
   });
 
   it("an upsert with a __proto__ path creates nothing", async () => {
     const path = "/v1/entities/victim/fresh";
-    expectProblem(await send(url, "POST", `${path}/ops`, ops({ do: [{ op: "set", path: "/__proto__/polluted", value: 1 }], upsert: true })), 400, "invalid-body");
+    expectProblem(
+      await send(url, "POST", `${path}/ops`, ops({ do: [{ op: "set", path: "/__proto__/polluted", value: 1 }], upsert: true })),
+      400,
+      "invalid-body",
+    );
     expectProblem(await send(url, "GET", path), 404, "entity-not-found");
     expect((await listAll(url, "victim", "f", 100)).map((item) => item.id)).toEqual([]);
     await expectVictimUnchanged();
@@ -114,10 +223,30 @@ describe("prototype pollution is refused everywhere, and nothing changes", () =>
 describe("constructor and prototype are ordinary data", () => {
   const path = "/v1/entities/proto/plain";
   const cases: [string, SendOptions, string, unknown][] = [
-    ["PUT", jsonRequest({ constructor: { prototype: { polluted: 1 } }, prototype: 2 }), "PUT", { constructor: { prototype: { polluted: 1 } }, prototype: 2 }],
-    ["merge patch", mergePatch('{"constructor":{"prototype":{"polluted":1}}}'), "PATCH", { constructor: { prototype: { polluted: 1 } } }],
-    ["JSON Patch", jsonPatch([{ op: "add", path: "/constructor", value: { prototype: { polluted: 1 } } }]), "PATCH", { constructor: { prototype: { polluted: 1 } } }],
-    ["ops creating parents", ops({ do: [{ op: "set", path: "/constructor/prototype/polluted", value: 1 }], upsert: true }), "POST", { constructor: { prototype: { polluted: 1 } } }],
+    [
+      "PUT",
+      jsonRequest({ constructor: { prototype: { polluted: 1 } }, prototype: 2 }),
+      "PUT",
+      { constructor: { prototype: { polluted: 1 } }, prototype: 2 },
+    ],
+    [
+      "merge patch",
+      mergePatch('{"constructor":{"prototype":{"polluted":1}}}'),
+      "PATCH",
+      { constructor: { prototype: { polluted: 1 } } },
+    ],
+    [
+      "JSON Patch",
+      jsonPatch([{ op: "add", path: "/constructor", value: { prototype: { polluted: 1 } } }]),
+      "PATCH",
+      { constructor: { prototype: { polluted: 1 } } },
+    ],
+    [
+      "ops creating parents",
+      ops({ do: [{ op: "set", path: "/constructor/prototype/polluted", value: 1 }], upsert: true }),
+      "POST",
+      { constructor: { prototype: { polluted: 1 } } },
+    ],
   ];
 
   it.each(cases)("%s stores them as members", async (_name, options, method, data) => {
@@ -133,30 +262,94 @@ describe("constructor and prototype are ordinary data", () => {
   it("an inherited member is never found: /constructor on {} does not exist", async () => {
     expect((await send(url, "PUT", path, jsonRequest({}))).status).toBeLessThan(300);
     const before = bodyOf(await send(url, "GET", path)) as { version: number };
-    expectProblem(await send(url, "PATCH", path, jsonPatch([{ op: "replace", path: "/constructor", value: 1 }])), 409, "patch-conflict");
-    expectProblem(await send(url, "PATCH", path, jsonPatch([{ op: "add", path: "/toString/x", value: 1 }])), 409, "patch-conflict");
-    expectProblem(await send(url, "POST", `${path}/ops`, ops({ if: [{ path: "/constructor", op: "exists" }], do: [] })), 409, "condition-failed");
+    expectProblem(
+      await send(url, "PATCH", path, jsonPatch([{ op: "replace", path: "/constructor", value: 1 }])),
+      409,
+      "patch-conflict",
+    );
+    expectProblem(
+      await send(url, "PATCH", path, jsonPatch([{ op: "add", path: "/toString/x", value: 1 }])),
+      409,
+      "patch-conflict",
+    );
+    expectProblem(
+      await send(url, "POST", `${path}/ops`, ops({ if: [{ path: "/constructor", op: "exists" }], do: [] })),
+      409,
+      "condition-failed",
+    );
     expect(bodyOf(await send(url, "GET", path))).toMatchObject({ version: before.version, data: {} });
   });
 });
 
 describe("JSON Pointers: escapes, empty and very long paths", () => {
   it("~1 and ~0 name the members they escape", async () => {
-    const reply = await send(url, "PATCH", victim, jsonPatch([{ op: "test", path: "/a~1b", value: 2 }, { op: "test", path: "/m~0n", value: 3 }]));
+    const reply = await send(
+      url,
+      "PATCH",
+      victim,
+      jsonPatch([
+        { op: "test", path: "/a~1b", value: 2 },
+        { op: "test", path: "/m~0n", value: 3 },
+      ]),
+    );
     expect(reply.status).toBe(200);
     expect(bodyOf(reply)).toMatchObject({ version: 2, data: VICTIM_DATA });
   });
 
   const bad: Case[] = [
-    ["a bad escape ~2", { method: "PATCH", options: jsonPatch([{ op: "remove", path: "/a~2b" }]), status: 400, code: "invalid-body" }],
+    [
+      "a bad escape ~2",
+      { method: "PATCH", options: jsonPatch([{ op: "remove", path: "/a~2b" }]), status: 400, code: "invalid-body" },
+    ],
     ["a trailing ~", { method: "PATCH", options: jsonPatch([{ op: "remove", path: "/a~" }]), status: 400, code: "invalid-body" }],
-    ["no leading slash", { method: "POST", options: ops({ do: [{ op: "remove", path: "a" }] }), status: 400, code: "invalid-body" }],
-    ["removing the whole document", { method: "PATCH", options: jsonPatch([{ op: "remove", path: "" }]), status: 409, code: "patch-conflict" }],
-    ["inc of the whole document", { method: "POST", options: ops({ do: [{ op: "inc", path: "", value: 1 }] }), status: 409, code: "patch-conflict" }],
-    ["a path over 4096 characters", { method: "POST", options: ops({ do: [{ op: "set", path: `/${"x".repeat(4096)}`, value: 1 }] }), status: 400, code: "invalid-body" }],
-    ["2000 segments nesting too deep", { method: "POST", options: ops({ do: [{ op: "set", path: "/a".repeat(2000), value: 1 }] }), status: 409, code: "patch-conflict" }],
-    ["an array index with a leading zero", { method: "PATCH", options: jsonPatch([{ op: "replace", path: "/list/00", value: 1 }]), status: 409, code: "patch-conflict" }],
-    ["an array index far beyond the end", { method: "POST", options: ops({ do: [{ op: "set", path: "/list/99999999999", value: 1 }] }), status: 409, code: "patch-conflict" }],
+    [
+      "no leading slash",
+      { method: "POST", options: ops({ do: [{ op: "remove", path: "a" }] }), status: 400, code: "invalid-body" },
+    ],
+    [
+      "removing the whole document",
+      { method: "PATCH", options: jsonPatch([{ op: "remove", path: "" }]), status: 409, code: "patch-conflict" },
+    ],
+    [
+      "inc of the whole document",
+      { method: "POST", options: ops({ do: [{ op: "inc", path: "", value: 1 }] }), status: 409, code: "patch-conflict" },
+    ],
+    [
+      "a path over 4096 characters",
+      {
+        method: "POST",
+        options: ops({ do: [{ op: "set", path: `/${"x".repeat(4096)}`, value: 1 }] }),
+        status: 400,
+        code: "invalid-body",
+      },
+    ],
+    [
+      "2000 segments nesting too deep",
+      {
+        method: "POST",
+        options: ops({ do: [{ op: "set", path: "/a".repeat(2000), value: 1 }] }),
+        status: 409,
+        code: "patch-conflict",
+      },
+    ],
+    [
+      "an array index with a leading zero",
+      {
+        method: "PATCH",
+        options: jsonPatch([{ op: "replace", path: "/list/00", value: 1 }]),
+        status: 409,
+        code: "patch-conflict",
+      },
+    ],
+    [
+      "an array index far beyond the end",
+      {
+        method: "POST",
+        options: ops({ do: [{ op: "set", path: "/list/99999999999", value: 1 }] }),
+        status: 409,
+        code: "patch-conflict",
+      },
+    ],
   ];
 
   it.each(bad)("%s is refused", async (_name, { method, options, status, code }) => {
@@ -195,7 +388,12 @@ describe("nesting and numbers", () => {
     ["inc by 1e400 (Infinity)", '{"do":[{"op":"inc","path":"/x","value":1e400}]}', 400, "invalid-body"],
     ["inc by -1e400", '{"do":[{"op":"inc","path":"/x","value":-1e400}]}', 400, "invalid-body"],
     ["inc by a string", '{"do":[{"op":"inc","path":"/x","value":"1"}]}', 400, "invalid-body"],
-    ["inc of a string member", '{"do":[{"op":"inc","path":"/a~1b","value":1},{"op":"inc","path":"/list","value":1}]}', 409, "patch-conflict"],
+    [
+      "inc of a string member",
+      '{"do":[{"op":"inc","path":"/a~1b","value":1},{"op":"inc","path":"/list","value":1}]}',
+      409,
+      "patch-conflict",
+    ],
   ];
 
   it.each(numbers)("%s is refused", async (_name, body, status, code) => {
@@ -232,8 +430,30 @@ describe("entity keys", () => {
   });
 
   const disallowed = [
-    "%20", "a%2Fb", "%25", "%3F", "%23", "%22", "%3C", "%3E", "%5B", "%5D", "%7B", "%7D", "%7C", "%5C", "%5E", "%60",
-    "%00", "a%0Ab", "%7F", "%C3%A9", "%F0%9F%98%80", "%E2%80%8B", "%EF%BC%A1", `${"k".repeat(256)}`,
+    "%20",
+    "a%2Fb",
+    "%25",
+    "%3F",
+    "%23",
+    "%22",
+    "%3C",
+    "%3E",
+    "%5B",
+    "%5D",
+    "%7B",
+    "%7D",
+    "%7C",
+    "%5C",
+    "%5E",
+    "%60",
+    "%00",
+    "a%0Ab",
+    "%7F",
+    "%C3%A9",
+    "%F0%9F%98%80",
+    "%E2%80%8B",
+    "%EF%BC%A1",
+    `${"k".repeat(256)}`,
   ];
 
   it.each(disallowed)("id %s is refused with invalid-key, and nothing is created", async (id) => {
@@ -249,9 +469,12 @@ describe("entity keys", () => {
     expect(await listAll(url, "badkeys", "", 10)).toEqual([]);
   });
 
-  it.each(["Account", "1abc", "a".repeat(64), "a%2Fb", "a.b", "%C3%A9t%C3%A9"])("type %s is refused with invalid-key", async (type) => {
-    expectProblem(await send(url, "PUT", `/v1/entities/${type}/x`, jsonRequest({})), 400, "invalid-key");
-  });
+  it.each(["Account", "1abc", "a".repeat(64), "a%2Fb", "a.b", "%C3%A9t%C3%A9"])(
+    "type %s is refused with invalid-key",
+    async (type) => {
+      expectProblem(await send(url, "PUT", `/v1/entities/${type}/x`, jsonRequest({})), 400, "invalid-key");
+    },
+  );
 });
 
 describe("list prefixes and cursors", () => {
@@ -325,7 +548,12 @@ describe("admin shard numbers and backups", () => {
     "4",
   ])("shard %s is refused, and no backup is written", async (shard) => {
     const before = outside();
-    for (const [method, suffix] of [["GET", ""], ["GET", "/entities"], ["POST", "/check"], ["POST", "/backup"]] as const) {
+    for (const [method, suffix] of [
+      ["GET", ""],
+      ["GET", "/entities"],
+      ["POST", "/check"],
+      ["POST", "/backup"],
+    ] as const) {
       const reply = await send(url, method, `/admin/shards/${shard}${suffix}`);
       expect([400, 404], `${method} ${shard}${suffix}: ${reply.text}`).toContain(reply.status);
       expect(reply.headers["content-type"]).toMatch(/^application\/problem\+json/);
@@ -359,7 +587,10 @@ describe("header and body limits", () => {
     ["an idempotency key with a control character", { "idempotency-key": "a\tb" }, 400, "invalid-idempotency-key"],
     ["an If-Match of 2000 characters", { "if-match": `"${"1".repeat(2000)}"` }, 400, "invalid-body"],
   ] as const)("%s", async (_name, headers, status, code) => {
-    const reply = await send(url, "PUT", "/v1/entities/limits/x", { ...jsonRequest({}), headers: { "content-type": "application/json", ...headers } });
+    const reply = await send(url, "PUT", "/v1/entities/limits/x", {
+      ...jsonRequest({}),
+      headers: { "content-type": "application/json", ...headers },
+    });
     expect(reply.status, reply.text).toBe(status);
     if (code !== "invalid-body") expectProblem(reply, status, code);
     expectProblem(await send(url, "GET", "/v1/entities/limits/x"), 404, "entity-not-found");
@@ -368,14 +599,19 @@ describe("header and body limits", () => {
   it("a body over 1 MiB is 413, on every route with a body", async () => {
     const big = JSON.stringify({ pad: "x".repeat(1_048_576) });
     expectProblem(await send(url, "PUT", "/v1/entities/limits/big", raw(big)), 413, "payload-too-large");
-    expectProblem(await send(url, "PATCH", "/v1/entities/limits/big", raw(big, "application/merge-patch+json")), 413, "payload-too-large");
+    expectProblem(
+      await send(url, "PATCH", "/v1/entities/limits/big", raw(big, "application/merge-patch+json")),
+      413,
+      "payload-too-large",
+    );
     expectProblem(await send(url, "POST", "/v1/entities/limits/big/ops", raw(big)), 413, "payload-too-large");
     expectProblem(await send(url, "GET", "/v1/entities/limits/big"), 404, "entity-not-found");
   });
 });
 
 describe("slow, truncated and lying request bodies", () => {
-  const head = (path: string, headers: string) => `PUT ${path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n${headers}\r\n`;
+  const head = (path: string, headers: string) =>
+    `PUT ${path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n${headers}\r\n`;
 
   async function expectAbsent(id: string): Promise<void> {
     expectProblem(await send(url, "GET", `/v1/entities/slow/${id}`), 404, "entity-not-found");
@@ -413,7 +649,9 @@ describe("slow, truncated and lying request bodies", () => {
   it("trickling bodies hold only their own connections; other requests are served meanwhile", async () => {
     const body = JSON.stringify({ slow: true });
     const slow = await Promise.all(Array.from({ length: 8 }, () => RawConnection.open(url)));
-    slow.forEach((connection, i) => connection.write(head(`/v1/entities/slow/trickle${i}`, `Content-Length: ${body.length}\r\n`)));
+    slow.forEach((connection, i) =>
+      connection.write(head(`/v1/entities/slow/trickle${i}`, `Content-Length: ${body.length}\r\n`)),
+    );
     for (const char of body.slice(0, -1)) {
       slow.forEach((connection) => connection.write(char));
       const started = Date.now();

@@ -63,28 +63,71 @@ function random(seed: number): () => number {
 type Action = (next: () => number, client: number, seq: number) => { method: string; path: string; options: SendOptions };
 
 const pad = "p".repeat(2048);
-const keyed = (options: SendOptions, key: string): SendOptions => ({ ...options, headers: { ...options.headers, "idempotency-key": key } });
+const keyed = (options: SendOptions, key: string): SendOptions => ({
+  ...options,
+  headers: { ...options.headers, "idempotency-key": key },
+});
 const anyId = (next: () => number) => `k${Math.floor(next() * KEYS)}`;
 
 /** The mix, by weight: mostly reads and small updates, some creates, deletes and listings. */
 const ACTIONS: [number, Action][] = [
   [30, (next) => ({ method: "GET", path: `/v1/entities/soak/${anyId(next)}`, options: {} })],
-  [15, (next, client, seq) => ({ method: "PUT", path: `/v1/entities/soak/${anyId(next)}`, options: keyed(jsonRequest({ client, seq, pad: next() < 0.2 ? pad : "" }), `put-${client}-${seq}`) })],
-  [20, (next, client, seq) => ({
-    method: "POST",
-    path: `/v1/entities/soak/${anyId(next)}/ops`,
-    options: keyed(jsonRequest({ if: [{ path: "/n", op: "ne", value: -1 }], do: [{ op: "inc", path: "/n", value: 1 }, { op: "set", path: "/last", value: seq }], upsert: true }), `ops-${client}-${seq}`),
-  })],
-  [10, (next) => ({ method: "PATCH", path: `/v1/entities/soak/${anyId(next)}`, options: jsonRequest({ patched: next(), gone: null }, "application/merge-patch+json") })],
-  [5, (next) => ({ method: "PATCH", path: `/v1/entities/soak/${anyId(next)}`, options: jsonRequest([{ op: "add", path: "/tags", value: ["a", "b"] }], "application/json-patch+json") })],
+  [
+    15,
+    (next, client, seq) => ({
+      method: "PUT",
+      path: `/v1/entities/soak/${anyId(next)}`,
+      options: keyed(jsonRequest({ client, seq, pad: next() < 0.2 ? pad : "" }), `put-${client}-${seq}`),
+    }),
+  ],
+  [
+    20,
+    (next, client, seq) => ({
+      method: "POST",
+      path: `/v1/entities/soak/${anyId(next)}/ops`,
+      options: keyed(
+        jsonRequest({
+          if: [{ path: "/n", op: "ne", value: -1 }],
+          do: [
+            { op: "inc", path: "/n", value: 1 },
+            { op: "set", path: "/last", value: seq },
+          ],
+          upsert: true,
+        }),
+        `ops-${client}-${seq}`,
+      ),
+    }),
+  ],
+  [
+    10,
+    (next) => ({
+      method: "PATCH",
+      path: `/v1/entities/soak/${anyId(next)}`,
+      options: jsonRequest({ patched: next(), gone: null }, "application/merge-patch+json"),
+    }),
+  ],
+  [
+    5,
+    (next) => ({
+      method: "PATCH",
+      path: `/v1/entities/soak/${anyId(next)}`,
+      options: jsonRequest([{ op: "add", path: "/tags", value: ["a", "b"] }], "application/json-patch+json"),
+    }),
+  ],
   [5, (next) => ({ method: "DELETE", path: `/v1/entities/soak/${anyId(next)}`, options: {} })],
   [5, (next) => ({ method: "GET", path: `/v1/entities/soak?limit=50&prefix=k${Math.floor(next() * 10)}`, options: {} })],
-  [10, (_next, client, seq) => ({
-    // A retry: the same keyed request as one sent a little earlier, answered by replay.
-    method: "POST",
-    path: `/v1/entities/soak/retry-${client}/ops`,
-    options: keyed(jsonRequest({ do: [{ op: "inc", path: "/n", value: 1 }], upsert: true }), `retry-${client}-${Math.floor(seq / 4)}`),
-  })],
+  [
+    10,
+    (_next, client, seq) => ({
+      // A retry: the same keyed request as one sent a little earlier, answered by replay.
+      method: "POST",
+      path: `/v1/entities/soak/retry-${client}/ops`,
+      options: keyed(
+        jsonRequest({ do: [{ op: "inc", path: "/n", value: 1 }], upsert: true }),
+        `retry-${client}-${Math.floor(seq / 4)}`,
+      ),
+    }),
+  ],
 ];
 const TOTAL_WEIGHT = ACTIONS.reduce((sum, [weight]) => sum + weight, 0);
 
@@ -118,7 +161,7 @@ async function main(): Promise<number> {
     const entry = { atSeconds: Math.round((Date.now() - started) / 1000), requests, rss };
     const previous = samples.at(-1);
     samples.push(entry);
-    const rate = previous ? ((entry.requests - previous.requests) / ((entry.atSeconds - previous.atSeconds) || 1)).toFixed(0) : "-";
+    const rate = previous ? ((entry.requests - previous.requests) / (entry.atSeconds - previous.atSeconds || 1)).toFixed(0) : "-";
     console.log(
       `${String(entry.atSeconds).padStart(5)}s  ${String(rate).padStart(6)} req/s  ` +
         [...rss.entries()].map(([role, bytes]) => `${role} ${mb(bytes)} MB`).join("  "),
@@ -156,9 +199,13 @@ async function main(): Promise<number> {
   const elapsed = (Date.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
   const percentile = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
-  console.log(`\n${requests} requests in ${elapsed.toFixed(0)}s: ${(requests / elapsed).toFixed(0)} req/s; latency p50 ${percentile(0.5)} ms, p99 ${percentile(0.99)} ms`);
+  console.log(
+    `\n${requests} requests in ${elapsed.toFixed(0)}s: ${(requests / elapsed).toFixed(0)} req/s; latency p50 ${percentile(0.5)} ms, p99 ${percentile(0.99)} ms`,
+  );
   console.log("answers:", Object.fromEntries([...statuses.entries()].sort()));
-  const serverErrors = [...statuses.entries()].filter(([key]) => /\s5\d\d$/.test(key) && !key.endsWith(" 503")).reduce((sum, [, n]) => sum + n, 0);
+  const serverErrors = [...statuses.entries()]
+    .filter(([key]) => /\s5\d\d$/.test(key) && !key.endsWith(" 503"))
+    .reduce((sum, [, n]) => sum + n, 0);
   const unavailable = [...statuses.entries()].filter(([key]) => key.endsWith(" 503")).reduce((sum, [, n]) => sum + n, 0);
   console.log(`errors: ${serverErrors} 5xx (other than 503), ${unavailable} 503, ${networkErrors} network`);
 
@@ -167,7 +214,8 @@ async function main(): Promise<number> {
    * second quarter of the run (after warm-up) against the last quarter. A leak raises the
    * second figure; a flat process keeps both within the bound.
    */
-  const average = (entries: Sample[], role: string) => entries.reduce((sum, entry) => sum + (entry.rss.get(role) ?? 0), 0) / (entries.length || 1);
+  const average = (entries: Sample[], role: string) =>
+    entries.reduce((sum, entry) => sum + (entry.rss.get(role) ?? 0), 0) / (entries.length || 1);
   const early = samples.filter((entry) => entry.atSeconds >= SECONDS / 4 && entry.atSeconds <= SECONDS / 2);
   const late = samples.filter((entry) => entry.atSeconds >= (SECONDS * 3) / 4);
   let grew = false;

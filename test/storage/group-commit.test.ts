@@ -16,14 +16,21 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0).reverse()) cleanup();
 });
 
-async function openStore(durability: Durability, dir = tempDir()): Promise<{ store: EntityStore; shards: ShardSet; path: string }> {
+async function openStore(
+  durability: Durability,
+  dir = tempDir(),
+): Promise<{ store: EntityStore; shards: ShardSet; path: string }> {
   const shards = await openDataDirectory(dir.path, { shardCount: 1, durability, busyTimeoutMs: 5000, verify: false });
-  cleanups.push(() => dir.remove(), () => shards.close());
+  cleanups.push(
+    () => dir.remove(),
+    () => shards.close(),
+  );
   return { store: new EntityStore(shards), shards, path: dir.path };
 }
 
 const mutation = (id: string, extra: Partial<Mutation> = {}): Mutation => ({ type: "acct", id, preconditions: {}, ...extra });
-const keyed = (id: string, key: string, fingerprint = "request-1"): Mutation => mutation(id, { idempotency: { key, fingerprint } });
+const keyed = (id: string, key: string, fingerprint = "request-1"): Mutation =>
+  mutation(id, { idempotency: { key, fingerprint } });
 const inc = (value: number) => ({ do: [{ op: "inc" as const, path: "/n", value }], upsert: true });
 
 describe.each(["power", "process"] as const)("group commit (--durability=%s)", (durability) => {
@@ -59,7 +66,16 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
       store.ops(mutation("existing"), { if: [{ path: "/n", op: "gt", value: 5 }], do: [{ op: "set", path: "/n", value: 99 }] }),
       // Writes a row, then fails: the savepoint takes the row back with it.
       shards.shards[0]!.commitWrite((tx) => {
-        tx.saveEntity({ type: "acct", id: "half", slot: 0, version: 1, data: "{}", created_at: "x", updated_at: "x", sequence: tx.nextSequence("x") });
+        tx.saveEntity({
+          type: "acct",
+          id: "half",
+          slot: 0,
+          version: 1,
+          data: "{}",
+          created_at: "x",
+          updated_at: "x",
+          sequence: tx.nextSequence("x"),
+        });
         throw new Error("failed after writing");
       }),
       store.put(mutation("after"), { ok: true }),
@@ -98,31 +114,31 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
     expect(JSON.parse(store.get("acct", "counter").data)).toEqual({ n: 11 });
   });
 
-  it(
-    "waits for a lock another process holds without blocking, then commits, or fails as busy",
-    async () => {
-      const dir = tempDir();
-      const shards = await openDataDirectory(dir.path, { shardCount: 1, durability, busyTimeoutMs: 300, verify: false });
-      cleanups.push(() => dir.remove(), () => shards.close());
-      const store = new EntityStore(shards);
-      // Another process's writer, holding the shard's write lock.
-      const other = new Database(shards.shards[0]!.file);
-      cleanups.push(() => other.close());
+  it("waits for a lock another process holds without blocking, then commits, or fails as busy", async () => {
+    const dir = tempDir();
+    const shards = await openDataDirectory(dir.path, { shardCount: 1, durability, busyTimeoutMs: 300, verify: false });
+    cleanups.push(
+      () => dir.remove(),
+      () => shards.close(),
+    );
+    const store = new EntityStore(shards);
+    // Another process's writer, holding the shard's write lock.
+    const other = new Database(shards.shards[0]!.file);
+    cleanups.push(() => other.close());
 
-      other.exec("begin immediate");
-      const waiting = Promise.all(Array.from({ length: 20 }, (_, i) => store.ops(keyed("shared", `k${i}`), inc(1))));
-      // Were SQLite's busy handler waiting (300 ms) with the event loop stopped, this timer
-      // could not fire before the writes had failed as busy.
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      other.exec("commit");
-      await waiting;
-      expect(store.get("acct", "shared")).toMatchObject({ version: 20, data: '{"n":20}' });
+    other.exec("begin immediate");
+    const waiting = Promise.all(Array.from({ length: 20 }, (_, i) => store.ops(keyed("shared", `k${i}`), inc(1))));
+    // Were SQLite's busy handler waiting (300 ms) with the event loop stopped, this timer
+    // could not fire before the writes had failed as busy.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    other.exec("commit");
+    await waiting;
+    expect(store.get("acct", "shared")).toMatchObject({ version: 20, data: '{"n":20}' });
 
-      other.exec("begin immediate");
-      const refused = store.put(mutation("late"), {});
-      await expect(refused).rejects.toBeInstanceOf(ShardBusyError);
-      other.exec("rollback");
-      expect(shards.shards[0]!.readEntity("acct", "late")).toBeUndefined();
-    },
-  );
+    other.exec("begin immediate");
+    const refused = store.put(mutation("late"), {});
+    await expect(refused).rejects.toBeInstanceOf(ShardBusyError);
+    other.exec("rollback");
+    expect(shards.shards[0]!.readEntity("acct", "late")).toBeUndefined();
+  });
 });

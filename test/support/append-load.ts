@@ -30,12 +30,21 @@ interface EntityHistory {
 }
 
 function appendRequest(opId: string): SendOptions {
-  const request = jsonRequest({ do: [{ op: "append", path: "/log", value: opId }, { op: "inc", path: "/n", value: 1 }], upsert: true });
+  const request = jsonRequest({
+    do: [
+      { op: "append", path: "/log", value: opId },
+      { op: "inc", path: "/n", value: 1 },
+    ],
+    upsert: true,
+  });
   return { ...request, headers: { ...request.headers, "idempotency-key": opId } };
 }
 
 function sendAppend(baseUrl: string, op: AppendOp, timeoutMs?: number): Promise<Reply> {
-  return send(baseUrl, "POST", `/v1/entities/${op.type}/${op.id}/ops`, { ...appendRequest(op.opId), ...(timeoutMs !== undefined && { timeoutMs }) });
+  return send(baseUrl, "POST", `/v1/entities/${op.type}/${op.id}/ops`, {
+    ...appendRequest(op.opId),
+    ...(timeoutMs !== undefined && { timeoutMs }),
+  });
 }
 
 export const acknowledged = (op: AppendOp): boolean => op.reply !== undefined && op.reply.status >= 200 && op.reply.status < 300;
@@ -53,7 +62,11 @@ export async function runAppendLoad(
   await Promise.all(
     Array.from({ length: options.clients }, async (_, client) => {
       for (let seq = 0; !options.stop(); seq++) {
-        const op: AppendOp = { type: options.type, id: options.ids[(client + seq * 7) % options.ids.length]!, opId: `${options.prefix}-c${client}-${seq}` };
+        const op: AppendOp = {
+          type: options.type,
+          id: options.ids[(client + seq * 7) % options.ids.length]!,
+          opId: `${options.prefix}-c${client}-${seq}`,
+        };
         ops.push(op);
         for (;;) {
           try {
@@ -106,7 +119,12 @@ export async function settle(baseUrl: string, ops: readonly AppendOp[]): Promise
 }
 
 /** After `settle`, each entity's log holds each op exactly once, and nothing else. */
-export async function expectExactlyOnce(baseUrl: string, type: string, ids: readonly string[], ops: readonly AppendOp[]): Promise<void> {
+export async function expectExactlyOnce(
+  baseUrl: string,
+  type: string,
+  ids: readonly string[],
+  ops: readonly AppendOp[],
+): Promise<void> {
   for (const id of ids) {
     const expected = ops.filter((op) => op.id === id).map((op) => op.opId);
     const history = await readHistory(baseUrl, type, id);

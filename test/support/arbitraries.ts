@@ -11,7 +11,20 @@ import type { Command } from "./store-model.js";
 export const IDS = ["a", "a.b", "a_", "B", "b~"] as const;
 const PREFIXES = ["", "a", "a_", "a.", "B", "b~", "z"] as const;
 const MEMBERS = ["a", "b", "n", "list", "constructor", "x/y", "m~n"] as const;
-const PATHS = ["/a", "/b", "/n", "/list", "/list/0", "/list/1", "/list/-", "/a/b", "/n/x", "/constructor", "/x~1y", "/m~0n"] as const;
+const PATHS = [
+  "/a",
+  "/b",
+  "/n",
+  "/list",
+  "/list/0",
+  "/list/1",
+  "/list/-",
+  "/a/b",
+  "/n/x",
+  "/constructor",
+  "/x~1y",
+  "/m~0n",
+] as const;
 const KEYS = ["k1", "k2", "k3"] as const;
 
 const scalar: fc.Arbitrary<JsonValue> = fc.oneof(
@@ -29,7 +42,11 @@ const data = fc.dictionary(fc.constantFrom(...MEMBERS), value, { maxKeys: 4 }) a
 
 const mergePatch = fc.dictionary(
   fc.constantFrom(...MEMBERS),
-  fc.oneof(value, fc.constant(null), fc.dictionary(fc.constantFrom(...MEMBERS), fc.oneof(scalar, fc.constant(null)), { maxKeys: 2 })),
+  fc.oneof(
+    value,
+    fc.constant(null),
+    fc.dictionary(fc.constantFrom(...MEMBERS), fc.oneof(scalar, fc.constant(null)), { maxKeys: 2 }),
+  ),
   { maxKeys: 3 },
 ) as fc.Arbitrary<JsonObject>;
 
@@ -60,7 +77,10 @@ const operation: fc.Arbitrary<OpsOperation> = fc.oneof(
 );
 
 const opsBody: fc.Arbitrary<OpsBody> = fc.record({
-  if: fc.oneof({ weight: 2, arbitrary: fc.constant<OpsCondition[]>([]) }, { weight: 1, arbitrary: fc.array(condition, { minLength: 1, maxLength: 2 }) }),
+  if: fc.oneof(
+    { weight: 2, arbitrary: fc.constant<OpsCondition[]>([]) },
+    { weight: 1, arbitrary: fc.array(condition, { minLength: 1, maxLength: 2 }) },
+  ),
   do: fc.array(operation, { maxLength: 3 }),
   upsert: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
 });
@@ -88,26 +108,44 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("get"), id, ifNoneMatch: sometimes(ifNoneMatch, 2) }) },
   {
     weight: 3,
-    arbitrary: fc.record({ kind: fc.constant("put"), id, data, ifMatch: precondition, ifNoneMatch: sometimes(fc.constant("*"), 6), key }),
+    arbitrary: fc.record({
+      kind: fc.constant("put"),
+      id,
+      data,
+      ifMatch: precondition,
+      ifNoneMatch: sometimes(fc.constant("*"), 6),
+      key,
+    }),
   },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("mergePatch"), id, patch: mergePatch, ifMatch: precondition, key }) },
   {
     weight: 2,
-    arbitrary: fc.record({ kind: fc.constant("jsonPatch"), id, patch: fc.array(patchOperation, { maxLength: 3 }), ifMatch: precondition, key }),
+    arbitrary: fc.record({
+      kind: fc.constant("jsonPatch"),
+      id,
+      patch: fc.array(patchOperation, { maxLength: 3 }),
+      ifMatch: precondition,
+      key,
+    }),
   },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("ops"), id, body: opsBody, key }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("delete"), id, ifMatch: precondition, key }) },
 ) as fc.Arbitrary<Command>;
 
 /** A step of a run: a new command, a list, or an exact repeat of an earlier step (a retry). */
-type Step = { kind: "command"; command: Command } | { kind: "list"; prefix: string; limit: number } | { kind: "repeat"; back: number };
+type Step =
+  { kind: "command"; command: Command } | { kind: "list"; prefix: string; limit: number } | { kind: "repeat"; back: number };
 
 export const steps: fc.Arbitrary<Step[]> = fc.array(
   fc.oneof(
     { weight: 12, arbitrary: command.map((c): Step => ({ kind: "command", command: c })) },
     {
       weight: 1,
-      arbitrary: fc.record({ kind: fc.constant("list" as const), prefix: fc.constantFrom<string>(...PREFIXES), limit: fc.integer({ min: 1, max: 3 }) }),
+      arbitrary: fc.record({
+        kind: fc.constant("list" as const),
+        prefix: fc.constantFrom<string>(...PREFIXES),
+        limit: fc.integer({ min: 1, max: 3 }),
+      }),
     },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant("repeat" as const), back: fc.integer({ min: 1, max: 6 }) }) },
   ),

@@ -190,7 +190,10 @@ export async function expectExactlyOnce(
     const to = entriesOf(t.to, t.id);
     if (outcome.status === "fulfilled") {
       completed += 1;
-      expect({ from, to }, t.id).toEqual({ from: [{ transfer: t.id, amount: -t.amount }], to: [{ transfer: t.id, amount: t.amount }] });
+      expect({ from, to }, t.id).toEqual({
+        from: [{ transfer: t.id, amount: -t.amount }],
+        to: [{ transfer: t.id, amount: t.amount }],
+      });
     } else if ((outcome.reason as WorkflowError).failedStep === "debit") {
       expect({ from, to }, t.id).toEqual({ from: [], to: [] });
     } else {

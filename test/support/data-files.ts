@@ -8,7 +8,12 @@ export function snapshot(dir: string): Record<string, string> {
   return Object.fromEntries(
     readdirSync(dir)
       .sort()
-      .map((file) => [file, createHash("sha256").update(readFileSync(join(dir, file))).digest("hex")]),
+      .map((file) => [
+        file,
+        createHash("sha256")
+          .update(readFileSync(join(dir, file)))
+          .digest("hex"),
+      ]),
   );
 }
 

@@ -18,8 +18,7 @@ export type PatchOperation =
   | { op: "move" | "copy"; from: string; path: string };
 
 export type OpsCondition =
-  | { path: string; op: "eq" | "ne" | "lt" | "lte" | "gt" | "gte"; value: JsonValue }
-  | { path: string; op: "exists" | "absent" };
+  { path: string; op: "eq" | "ne" | "lt" | "lte" | "gt" | "gte"; value: JsonValue } | { path: string; op: "exists" | "absent" };
 
 export type OpsOperation =
   | { op: "set" | "append"; path: string; value: JsonValue }
@@ -68,7 +67,8 @@ function clone<T extends JsonValue>(value: T): T {
 /** An object with one member changed, built without assignment so no key is special. */
 function withMember(object: JsonObject, key: string, value: JsonValue): JsonObject {
   const copy: JsonObject = {};
-  for (const [k, v] of Object.entries(object)) Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
+  for (const [k, v] of Object.entries(object))
+    Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
   Object.defineProperty(copy, key, { value, enumerable: true, writable: true, configurable: true });
   return copy;
 }
@@ -232,7 +232,8 @@ function conditionHolds(doc: JsonObject, condition: OpsCondition): boolean {
     default: {
       const expected = condition.value;
       const comparable =
-        (typeof actual === "number" && typeof expected === "number") || (typeof actual === "string" && typeof expected === "string");
+        (typeof actual === "number" && typeof expected === "number") ||
+        (typeof actual === "string" && typeof expected === "string");
       if (!comparable) return false;
       const [a, b] = [actual as number | string, expected as number | string];
       return { lt: a < b, lte: a <= b, gt: a > b, gte: a >= b }[condition.op];

@@ -70,7 +70,9 @@ export class FaultProxy {
     const body = Buffer.concat(await req.toArray());
     if (fault === "unavailable") {
       res.writeHead(503, { "Content-Type": "application/problem+json", "Retry-After": "0" });
-      res.end(JSON.stringify({ type: "urn:apostate:problem:unavailable", title: "Unavailable", status: 503, code: "unavailable" }));
+      res.end(
+        JSON.stringify({ type: "urn:apostate:problem:unavailable", title: "Unavailable", status: 503, code: "unavailable" }),
+      );
       return;
     }
     if (fault === "delay") await new Promise((resolve) => setTimeout(resolve, delayMs));
@@ -84,7 +86,10 @@ export class FaultProxy {
   }
 
   /** Sends the request on and reads the whole answer, so the server has finished with it. */
-  private forward(req: IncomingMessage, body: Buffer): Promise<{ status: number; headers: Record<string, string | string[]>; body: Buffer }> {
+  private forward(
+    req: IncomingMessage,
+    body: Buffer,
+  ): Promise<{ status: number; headers: Record<string, string | string[]>; body: Buffer }> {
     return new Promise((resolve, reject) => {
       const headers = { ...req.headers, host: this.target.host };
       const outgoing = httpRequest(

@@ -19,7 +19,10 @@ export async function listAll(baseUrl: string, type: string, prefix: string, lim
     if (cursor !== null) query.set("cursor", cursor);
     const reply = await send(baseUrl, "GET", `/v1/entities/${type}?${query}`);
     expect(reply.status, reply.text).toBe(200);
-    const body = bodyOf(reply) as { items: { type: string; id: string; version: number; data: JsonValue }[]; nextCursor: string | null };
+    const body = bodyOf(reply) as {
+      items: { type: string; id: string; version: number; data: JsonValue }[];
+      nextCursor: string | null;
+    };
     expect(body.items.length).toBeLessThanOrEqual(limit);
     for (const item of body.items) {
       expect(item.type).toBe(type);

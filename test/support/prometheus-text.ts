@@ -38,7 +38,7 @@ export function parsePrometheusText(text: string): Samples {
 }
 
 /** The key of a series: `name{a="1",b="2"}` with the labels sorted. */
-export function series(name: string, labels: Record<string, string> = {}): string {
+function series(name: string, labels: Record<string, string> = {}): string {
   const parts = Object.entries(labels)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([key, value]) => `${key}="${value}"`);

@@ -84,7 +84,9 @@ export function prepare(type: string, command: Command): PreparedRequest {
   if ("ifMatch" in command && command.ifMatch !== undefined) headers["if-match"] = command.ifMatch;
   if ("key" in command && command.key !== undefined) headers["idempotency-key"] = command.key;
   Object.assign(headers, body.headers);
-  const fingerprint = [method, path, headers["if-match"], headers["if-none-match"], headers["content-type"], body.body].join("\n");
+  const fingerprint = [method, path, headers["if-match"], headers["if-none-match"], headers["content-type"], body.body].join(
+    "\n",
+  );
   return { method, path, options: { headers, ...(body.body !== undefined && { body: body.body }) }, fingerprint };
 }
 
@@ -224,7 +226,14 @@ export class StoreModel {
     expected: { status: 200 | 201; view: EntityView },
     context: string,
   ): { createdAt: string } {
-    const body = bodyOf(reply) as { type: string; id: string; version: number; data: JsonValue; createdAt: string; updatedAt: string };
+    const body = bodyOf(reply) as {
+      type: string;
+      id: string;
+      version: number;
+      data: JsonValue;
+      createdAt: string;
+      updatedAt: string;
+    };
     expect(
       {
         status: reply.status,
@@ -255,7 +264,12 @@ function replayOf(reply: Reply) {
 }
 
 function expectProblem(reply: Reply, expected: Extract<Expected, { kind: "problem" }>, context: string): void {
-  const body = bodyOf(reply) as { status?: number; code?: string; current?: { version: number; data: JsonValue } | null; failed?: unknown };
+  const body = bodyOf(reply) as {
+    status?: number;
+    code?: string;
+    current?: { version: number; data: JsonValue } | null;
+    failed?: unknown;
+  };
   const view = (entity: { version: number; data: JsonValue } | null | undefined) =>
     entity === null || entity === undefined ? entity : { version: entity.version, data: canonical(entity.data) };
   expect(

@@ -12,16 +12,10 @@ describe("applyMergePatch", () => {
     ["removes one of two", { target: '{"a":"b","b":"c"}', patch: '{"a":null}', want: '{"b":"c"}' }],
     ["replaces an array by a string", { target: '{"a":["b"]}', patch: '{"a":"c"}', want: '{"a":"c"}' }],
     ["replaces a string by an array", { target: '{"a":"c"}', patch: '{"a":["b"]}', want: '{"a":["b"]}' }],
-    [
-      "merges nested objects",
-      { target: '{"a":{"b":"c"}}', patch: '{"a":{"b":"d","c":null}}', want: '{"a":{"b":"d"}}' },
-    ],
+    ["merges nested objects", { target: '{"a":{"b":"c"}}', patch: '{"a":{"b":"d","c":null}}', want: '{"a":{"b":"d"}}' }],
     ["replaces arrays whole", { target: '{"a":[{"b":"c"}]}', patch: '{"a":[1]}', want: '{"a":[1]}' }],
     ["keeps existing nulls", { target: '{"e":null}', patch: '{"a":1}', want: '{"e":null,"a":1}' }],
-    [
-      "drops nulls inside a new member",
-      { target: "{}", patch: '{"a":{"bb":{"ccc":null}}}', want: '{"a":{"bb":{}}}' },
-    ],
+    ["drops nulls inside a new member", { target: "{}", patch: '{"a":{"bb":{"ccc":null}}}', want: '{"a":{"bb":{}}}' }],
   ];
   it.each(rfc)("RFC 7396: %s", (_, { target, patch, want }) => {
     expect(applyMergePatch(JSON.parse(target), JSON.parse(patch))).toEqual(JSON.parse(want));

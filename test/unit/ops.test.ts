@@ -1,9 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  ConditionFailedError,
-  InvalidDocumentError,
-  PatchConflictError,
-} from "../../server/documents/document-errors.js";
+import { ConditionFailedError, InvalidDocumentError, PatchConflictError } from "../../server/documents/document-errors.js";
 import type { Condition, JsonObject, Operation } from "../../server/documents/json-value.js";
 import { applyOps } from "../../server/documents/ops.js";
 
@@ -95,14 +91,17 @@ describe("applyOps conditions", () => {
   it("names the first false condition with its value", () => {
     const failed = new Array<unknown>();
     try {
-      applyOps({ balance: 5 }, {
-        if: [
-          { path: "/balance", op: "exists" },
-          { path: "/balance", op: "gte", value: 10 },
-          { path: "/missing", op: "exists" },
-        ],
-        do: [],
-      });
+      applyOps(
+        { balance: 5 },
+        {
+          if: [
+            { path: "/balance", op: "exists" },
+            { path: "/balance", op: "gte", value: 10 },
+            { path: "/missing", op: "exists" },
+          ],
+          do: [],
+        },
+      );
     } catch (error) {
       failed.push(error);
     }
@@ -130,10 +129,16 @@ describe("applyOps conditions", () => {
   });
 
   it("checks conditions against the document before any operation", () => {
-    const result = applyOps({ a: 1 }, {
-      if: [{ path: "/a", op: "eq", value: 1 }, { path: "/b", op: "absent" }],
-      do: [{ op: "set", path: "/b", value: 2 }],
-    });
+    const result = applyOps(
+      { a: 1 },
+      {
+        if: [
+          { path: "/a", op: "eq", value: 1 },
+          { path: "/b", op: "absent" },
+        ],
+        do: [{ op: "set", path: "/b", value: 2 }],
+      },
+    );
     expect(result).toEqual({ a: 1, b: 2 });
   });
 
@@ -164,12 +169,21 @@ describe("applyOps operations", () => {
     ["set a new member", { doc: {}, ops: [{ op: "set", path: "/status", value: "open" }], want: { status: "open" } }],
     ["set replaces a member", { doc: { a: [1] }, ops: [{ op: "set", path: "/a", value: { b: 2 } }], want: { a: { b: 2 } } }],
     ["set creates missing parents", { doc: {}, ops: [{ op: "set", path: "/a/b/c", value: 1 }], want: { a: { b: { c: 1 } } } }],
-    ["set creates parents next to others", { doc: { a: { x: 1 } }, ops: [{ op: "set", path: "/a/b/c", value: null }], want: { a: { x: 1, b: { c: null } } } }],
+    [
+      "set creates parents next to others",
+      { doc: { a: { x: 1 } }, ops: [{ op: "set", path: "/a/b/c", value: null }], want: { a: { x: 1, b: { c: null } } } },
+    ],
     ["set replaces an array element", { doc: { a: [1, 2] }, ops: [{ op: "set", path: "/a/0", value: 0 }], want: { a: [0, 2] } }],
     ["set at index == length appends", { doc: { a: [1] }, ops: [{ op: "set", path: "/a/1", value: 2 }], want: { a: [1, 2] } }],
     ["set at - appends", { doc: { a: [1] }, ops: [{ op: "set", path: "/a/-", value: 2 }], want: { a: [1, 2] } }],
-    ["set inside an array element", { doc: { a: [{}] }, ops: [{ op: "set", path: "/a/0/b", value: 1 }], want: { a: [{ b: 1 }] } }],
-    ["set creates a parent inside an array element", { doc: { a: [{}] }, ops: [{ op: "set", path: "/a/0/b/c", value: 1 }], want: { a: [{ b: { c: 1 } }] } }],
+    [
+      "set inside an array element",
+      { doc: { a: [{}] }, ops: [{ op: "set", path: "/a/0/b", value: 1 }], want: { a: [{ b: 1 }] } },
+    ],
+    [
+      "set creates a parent inside an array element",
+      { doc: { a: [{}] }, ops: [{ op: "set", path: "/a/0/b/c", value: 1 }], want: { a: [{ b: { c: 1 } }] } },
+    ],
     ["set of the whole document", { doc: { a: 1 }, ops: [{ op: "set", path: "", value: { b: 2 } }], want: { b: 2 } }],
     ["set of escaped names", { doc: {}, ops: [{ op: "set", path: "/a~1b/c~0d", value: 1 }], want: { "a/b": { "c~d": 1 } } }],
     ["set of the empty name", { doc: {}, ops: [{ op: "set", path: "/", value: 1 }], want: { "": 1 } }],
@@ -182,15 +196,27 @@ describe("applyOps operations", () => {
     ["remove - is a no-op", { doc: { a: [1] }, ops: [{ op: "remove", path: "/a/-" }], want: { a: [1] } }],
     ["inc an existing number", { doc: { n: 10 }, ops: [{ op: "inc", path: "/n", value: -10 }], want: { n: 0 } }],
     ["inc counts a missing member as 0", { doc: {}, ops: [{ op: "inc", path: "/n", value: 5 }], want: { n: 5 } }],
-    ["inc creates missing parents", { doc: {}, ops: [{ op: "inc", path: "/stats/hits", value: 1 }], want: { stats: { hits: 1 } } }],
+    [
+      "inc creates missing parents",
+      { doc: {}, ops: [{ op: "inc", path: "/stats/hits", value: 1 }], want: { stats: { hits: 1 } } },
+    ],
     ["inc by a fraction", { doc: { n: 1 }, ops: [{ op: "inc", path: "/n", value: 0.5 }], want: { n: 1.5 } }],
     ["inc an array element", { doc: { a: [1, 2] }, ops: [{ op: "inc", path: "/a/1", value: 3 }], want: { a: [1, 5] } }],
     ["inc up to 2^53 - 1", { doc: { n: MAX_SAFE - 1 }, ops: [{ op: "inc", path: "/n", value: 1 }], want: { n: MAX_SAFE } }],
-    ["inc down to -(2^53 - 1)", { doc: { n: -MAX_SAFE + 1 }, ops: [{ op: "inc", path: "/n", value: -1 }], want: { n: -MAX_SAFE } }],
+    [
+      "inc down to -(2^53 - 1)",
+      { doc: { n: -MAX_SAFE + 1 }, ops: [{ op: "inc", path: "/n", value: -1 }], want: { n: -MAX_SAFE } },
+    ],
     ["inc by 0", { doc: { n: 3 }, ops: [{ op: "inc", path: "/n", value: 0 }], want: { n: 3 } }],
-    ["append to an array", { doc: { h: [1] }, ops: [{ op: "append", path: "/h", value: { at: 2 } }], want: { h: [1, { at: 2 }] } }],
+    [
+      "append to an array",
+      { doc: { h: [1] }, ops: [{ op: "append", path: "/h", value: { at: 2 } }], want: { h: [1, { at: 2 }] } },
+    ],
     ["append creates the array", { doc: {}, ops: [{ op: "append", path: "/h", value: 1 }], want: { h: [1] } }],
-    ["append creates the parents", { doc: {}, ops: [{ op: "append", path: "/a/b/h", value: [1] }], want: { a: { b: { h: [[1]] } } } }],
+    [
+      "append creates the parents",
+      { doc: {}, ops: [{ op: "append", path: "/a/b/h", value: [1] }], want: { a: { b: { h: [[1]] } } } },
+    ],
     ["append to a nested array", { doc: { a: [[]] }, ops: [{ op: "append", path: "/a/0", value: null }], want: { a: [[null]] } }],
     [
       "operations see earlier ones",
@@ -254,9 +280,21 @@ describe("applyOps operations", () => {
     ["append to null", { doc: { h: null }, ops: [{ op: "append", path: "/h", value: 1 }] }],
     ["append to the whole document", { doc: {}, ops: [{ op: "append", path: "", value: 1 }] }],
     ["append through a scalar", { doc: { h: 1 }, ops: [{ op: "append", path: "/h/x", value: 1 }] }],
-    ["a result nested deeper than 64", { doc: {}, ops: [{ op: "set", path: "/a/b", value: JSON.parse("[".repeat(63) + "]".repeat(63)) }] }],
+    [
+      "a result nested deeper than 64",
+      { doc: {}, ops: [{ op: "set", path: "/a/b", value: JSON.parse("[".repeat(63) + "]".repeat(63)) }] },
+    ],
     ["a very long path", { doc: {}, ops: [{ op: "set", path: "/a".repeat(100_000), value: 1 }] }],
-    ["a later operation", { doc: { a: 1 }, ops: [{ op: "set", path: "/b", value: 2 }, { op: "inc", path: "/b/c", value: 1 }] }],
+    [
+      "a later operation",
+      {
+        doc: { a: 1 },
+        ops: [
+          { op: "set", path: "/b", value: 2 },
+          { op: "inc", path: "/b/c", value: 1 },
+        ],
+      },
+    ],
   ];
   it.each(conflicts)("refuses %s as a conflict", (_, { doc, ops }) => {
     expect(() => applyOps(doc, { do: ops })).toThrow(PatchConflictError);
@@ -271,7 +309,10 @@ describe("applyOps operations", () => {
     ["a __proto__ in append", { op: "append", path: "/constructor/__proto__", value: 1 }],
     ["a __proto__ remove", { op: "remove", path: "/__proto__" }],
     ["a __proto__ key in a value", { op: "set", path: "/a", value: JSON.parse('{"__proto__": {"polluted": true}}') }],
-    ["a __proto__ key in an appended value", { op: "append", path: "/a", value: JSON.parse('[{"__proto__": {"polluted": true}}]') }],
+    [
+      "a __proto__ key in an appended value",
+      { op: "append", path: "/a", value: JSON.parse('[{"__proto__": {"polluted": true}}]') },
+    ],
     ["a value nested deeper than 64", { op: "set", path: "/a", value: JSON.parse("[".repeat(65) + "]".repeat(65)) }],
     ["a missing set value", { op: "set", path: "/a" } as Operation],
     ["a non-number inc", { op: "inc", path: "/a", value: "1" } as unknown as Operation],
@@ -290,12 +331,15 @@ describe("applyOps operations", () => {
   });
 
   it("stores constructor as data and leaves Object.prototype alone", () => {
-    const result = applyOps({}, {
-      do: [
-        { op: "set", path: "/constructor/prototype/polluted", value: true },
-        { op: "set", path: "/prototype", value: { polluted: true } },
-      ],
-    });
+    const result = applyOps(
+      {},
+      {
+        do: [
+          { op: "set", path: "/constructor/prototype/polluted", value: true },
+          { op: "set", path: "/prototype", value: { polluted: true } },
+        ],
+      },
+    );
     expect(Object.hasOwn(result, "constructor")).toBe(true);
     expect(Object.getPrototypeOf(result)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined();
@@ -317,7 +361,15 @@ describe("applyOps operations", () => {
 
   it("sets the whole document to a copy", () => {
     const value = { a: 1 };
-    const result = applyOps({ old: true }, { do: [{ op: "set", path: "", value }, { op: "inc", path: "/a", value: 1 }] });
+    const result = applyOps(
+      { old: true },
+      {
+        do: [
+          { op: "set", path: "", value },
+          { op: "inc", path: "/a", value: 1 },
+        ],
+      },
+    );
     expect(result).toEqual({ a: 2 });
     expect(value).toEqual({ a: 1 });
   });

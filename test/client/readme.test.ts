@@ -13,11 +13,11 @@ const README_URL = "http://127.0.0.1:8080";
 const BUILT = existsSync(join(ROOT, "dist/client/index.js"));
 const SKIPPED = BUILT ? "" : " (SKIPPED: dist/ is not built; `npm test` builds it first)";
 
-/** The code of the README block between `<!-- name:start -->` and `<!-- name:end -->`. */
-function block(name: string): string {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const marked = new RegExp(`<!-- ${name}:start -->\\s*\`\`\`\\w+\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(readme);
-  if (!marked?.[1]) throw new Error(`README.md has no ${name} block`);
+/** The code of the block between `<!-- name:start -->` and `<!-- name:end -->` in a Markdown file of the repository. */
+function block(file: string, name: string): string {
+  const markdown = readFileSync(join(ROOT, file), "utf8");
+  const marked = new RegExp(`<!-- ${name}:start -->\\s*\`\`\`\\w+\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(markdown);
+  if (!marked?.[1]) throw new Error(`${file} has no ${name} block`);
   return marked[1];
 }
 
@@ -46,14 +46,14 @@ async function runScript(code: string): Promise<string[]> {
   return stdout.trimEnd().split("\n");
 }
 
-describe("README ## Client", () => {
+describe("README ## The client, and docs/design.md ### A workflow on the wire", () => {
   it.skipIf(!BUILT)(`the usage block runs${SKIPPED}`, async () => {
-    const output = await runScript(block("client-usage"));
+    const output = await runScript(block("README.md", "client-usage"));
     expect(output.at(-1)).toBe("true");
   });
 
   it.skipIf(!BUILT)(`the transfer example prints what it promises, and the same again on a second run${SKIPPED}`, async () => {
-    const code = block("client-example");
+    const code = block("README.md", "client-example");
     const promised = promisedOutput(code);
     expect(promised).toHaveLength(3);
     expect(await runScript(code)).toEqual(promised);
@@ -61,9 +61,13 @@ describe("README ## Client", () => {
   });
 
   it.skipIf(!BUILT)(`the curl version of the transfers leaves the state it describes${SKIPPED}`, async () => {
-    const { stdout } = await run("bash", ["-euo", "pipefail", "-c", block("client-curl").replaceAll(README_URL, baseUrl)], {
-      cwd: ROOT,
-    });
+    const { stdout } = await run(
+      "bash",
+      ["-euo", "pipefail", "-c", block("docs/design.md", "client-curl").replaceAll(README_URL, baseUrl)],
+      {
+        cwd: ROOT,
+      },
+    );
     expect(stdout).toContain('"code":"condition-failed"');
     const db = createClient({ baseUrl });
     expect((await db.get("wallet", "alice")).data).toEqual({ balance: 60 });

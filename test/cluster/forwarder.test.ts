@@ -1,0 +1,184 @@
+import { createHash } from "node:crypto";
+import { createServer, type IncomingHttpHeaders, type RequestListener, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { ForwardAnswerLostError, Forwarder, OwnerUnreachableError, endToEndHeaders } from "../../server/cluster/forwarder.js";
+
+const STAMP = { servedBy: "node-b", mapVersion: 42 };
+const servers: Server[] = [];
+const forwarders: Forwarder[] = [];
+
+afterEach(async () => {
+  for (const forwarder of forwarders.splice(0)) forwarder.close();
+  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
+});
+
+async function listen(listener: RequestListener): Promise<{ server: Server; url: string }> {
+  const server = createServer(listener);
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+/** A node that forwards every request to `ownerUrl`; a forwarding failure is answered with the error's class name. */
+async function forwardingNode(ownerUrl: string, timeoutMs = 5_000): Promise<string> {
+  const forwarder = new Forwarder({ timeoutMs });
+  forwarders.push(forwarder);
+  const { url } = await listen((req, res) => {
+    forwarder.forward(req, res, ownerUrl, STAMP).catch((error: Error) => {
+      res.writeHead(599, { "x-error": error.constructor.name }).end(error.message);
+    });
+  });
+  return url;
+}
+
+interface Seen {
+  method: string | undefined;
+  url: string | undefined;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** An owner that records what reached it and answers with a fixed status, headers and body. */
+async function recordingOwner(answer: { status: number; headers: Record<string, string>; body: string }) {
+  const seen: Seen[] = [];
+  let connections = 0;
+  const { server, url } = await listen((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      seen.push({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() });
+      res.writeHead(answer.status, answer.headers).end(answer.body);
+    });
+  });
+  server.on("connection", () => (connections += 1));
+  return { url, seen, connections: () => connections };
+}
+
+describe("endToEndHeaders", () => {
+  it.each<[string, IncomingHttpHeaders, IncomingHttpHeaders]>([
+    [
+      "keeps end-to-end headers",
+      { authorization: "Bearer t", "if-match": '"3"' },
+      { authorization: "Bearer t", "if-match": '"3"' },
+    ],
+    [
+      "drops the hop-by-hop ones",
+      {
+        connection: "keep-alive",
+        "keep-alive": "timeout=5",
+        te: "trailers",
+        "transfer-encoding": "chunked",
+        upgrade: "h2c",
+        a: "1",
+      },
+      { a: "1" },
+    ],
+    [
+      "drops what Connection names",
+      { connection: "close, X-Secret", "x-secret": "s", "x-request-id": "r" },
+      { "x-request-id": "r" },
+    ],
+  ])("%s", (_name, given, want) => {
+    expect(endToEndHeaders(given)).toEqual(want);
+  });
+});
+
+describe("Forwarder", () => {
+  it("passes method, path, query, body and end-to-end headers to the owner, and its answer back with the stamp", async () => {
+    const owner = await recordingOwner({
+      status: 201,
+      headers: { etag: '"1"', location: "/v1/entities/acct/a", "content-type": "application/json", "keep-alive": "timeout=9" },
+      body: '{"version":1}',
+    });
+    const node = await forwardingNode(owner.url);
+
+    const res = await fetch(`${node}/v1/entities/acct/a?x=1&prefix=b*`, {
+      method: "PUT",
+      headers: {
+        authorization: "Bearer data",
+        "idempotency-key": "k-1",
+        "if-match": '"7"',
+        "x-request-id": "req-1",
+        "content-type": "application/json",
+        connection: "keep-alive",
+      },
+      body: '{"balance":10}',
+    });
+
+    expect(res.status).toBe(201);
+    expect(await res.text()).toBe('{"version":1}');
+    expect(res.headers.get("etag")).toBe('"1"');
+    expect(res.headers.get("location")).toBe("/v1/entities/acct/a");
+    expect(res.headers.get("apostate-served-by")).toBe("node-b");
+    expect(res.headers.get("apostate-map-version")).toBe("42");
+    expect(res.headers.get("x-error")).toBeNull();
+    expect(owner.seen).toHaveLength(1);
+    const [seen] = owner.seen;
+    expect(seen).toMatchObject({ method: "PUT", url: "/v1/entities/acct/a?x=1&prefix=b*", body: '{"balance":10}' });
+    expect(seen?.headers).toMatchObject({
+      authorization: "Bearer data",
+      "idempotency-key": "k-1",
+      "if-match": '"7"',
+      "x-request-id": "req-1",
+      "content-type": "application/json",
+      host: new URL(owner.url).host,
+    });
+  });
+
+  it("streams a large body intact", async () => {
+    const owner = await recordingOwner({ status: 200, headers: {}, body: "ok" });
+    const node = await forwardingNode(owner.url);
+    const body = "x".repeat(3 * 1024 * 1024);
+
+    const res = await fetch(`${node}/big`, { method: "POST", body });
+
+    expect(res.status).toBe(200);
+    const digest = (text: string) => createHash("sha256").update(text).digest("hex");
+    expect(digest(owner.seen[0]?.body ?? "")).toBe(digest(body));
+  });
+
+  it("reuses one pooled connection to the owner for requests that follow each other", async () => {
+    const owner = await recordingOwner({ status: 200, headers: {}, body: "ok" });
+    const node = await forwardingNode(owner.url);
+
+    for (let i = 0; i < 5; i += 1) expect((await fetch(`${node}/r/${i}`)).status).toBe(200);
+
+    expect(owner.seen.map((seen) => seen.url)).toEqual(["/r/0", "/r/1", "/r/2", "/r/3", "/r/4"]);
+    expect(owner.connections()).toBe(1);
+  });
+
+  it("rejects with OwnerUnreachableError when nothing answers at the owner's address", async () => {
+    const { server, url: deadUrl } = await listen(() => undefined);
+    await new Promise((resolve) => server.close(resolve));
+    servers.splice(servers.indexOf(server), 1);
+    const node = await forwardingNode(deadUrl);
+
+    const res = await fetch(`${node}/v1/entities/acct/a`, { method: "DELETE" });
+
+    expect(res.status).toBe(599);
+    expect(res.headers.get("x-error")).toBe(OwnerUnreachableError.name);
+  });
+
+  it("rejects with ForwardAnswerLostError when the owner drops the connection without answering", async () => {
+    const { url } = await listen((req) => req.socket.destroy());
+    const node = await forwardingNode(url);
+
+    const res = await fetch(`${node}/v1/entities/acct/a/ops`, { method: "POST", body: "{}" });
+
+    expect(res.status).toBe(599);
+    expect(res.headers.get("x-error")).toBe(ForwardAnswerLostError.name);
+  });
+
+  it("rejects with ForwardAnswerLostError when the owner answers nothing within the timeout", async () => {
+    const { url } = await listen(() => undefined);
+    const node = await forwardingNode(url, 200);
+
+    const started = Date.now();
+    const res = await fetch(`${node}/slow`);
+
+    expect(res.status).toBe(599);
+    expect(res.headers.get("x-error")).toBe(ForwardAnswerLostError.name);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+});

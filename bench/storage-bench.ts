@@ -90,8 +90,8 @@ try {
       ),
       selectRecord: db.prepare('select * from "idempotency" where "type" = @type and "id" = @id and "key" = @key'),
       insertRecord: db.prepare(
-        'insert into "idempotency" ("type", "id", "key", "fingerprint", "status", "etag", "location", "body", "created_at") ' +
-          "values (@type, @id, @key, @fingerprint, 200, @etag, null, @body, @created_at)",
+        'insert into "idempotency" ("type", "id", "key", "slot", "sequence", "fingerprint", "kind", "version", "representation", "created_at") ' +
+          "values (@type, @id, @key, @slot, @sequence, @fingerprint, 'updated', @version, @representation, @created_at)",
       ),
     };
   });
@@ -125,14 +125,15 @@ try {
       const next = (sequence.get({ now }) as { sequence: number }).sequence;
       const saved = { ...row, slot, version: row.version + 1, data: JSON.stringify(doc), updated_at: now, sequence: next };
       upsert.run(saved);
-      const body = entityJson(saved as LiveEntityRow);
       insertRecord.run({
         type: ENTITY_TYPE,
         id,
         key,
+        slot,
+        sequence: next,
         fingerprint: key,
-        etag: `"${saved.version}"`,
-        body,
+        version: saved.version,
+        representation: entityJson(saved as LiveEntityRow),
         created_at: Date.now(),
       });
     }),

@@ -5,6 +5,7 @@ import { EntityConflictError, IdempotencyKeyReusedError, VersionMismatchError } 
 import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
 import type { Durability } from "../../server/storage/shard.js";
 import { ShardBusyError } from "../../server/storage/storage-errors.js";
+import type { WriteOutcome } from "../../server/entities/write-outcome.js";
 import { tempDir } from "../support/temp-dir.js";
 
 /*
@@ -31,6 +32,7 @@ async function openStore(
 const mutation = (id: string, extra: Partial<Mutation> = {}): Mutation => ({ type: "acct", id, preconditions: {}, ...extra });
 const keyed = (id: string, key: string, fingerprint = "request-1"): Mutation =>
   mutation(id, { idempotency: { key, fingerprint } });
+const representationOf = (outcome: WriteOutcome) => (outcome.kind === "deleted" ? null : outcome.representation);
 const inc = (value: number) => ({ do: [{ op: "inc" as const, path: "/n", value }], upsert: true });
 
 describe.each(["power", "process"] as const)("group commit (--durability=%s)", (durability) => {
@@ -51,7 +53,7 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
     await probe;
 
     expect(seenInside).toBe(0);
-    expect(outcomes.map((outcome) => outcome.status)).toEqual(Array(100).fill(201));
+    expect(outcomes.map((outcome) => outcome.kind)).toEqual(Array(100).fill("created"));
     expect(committedRows()).toBe(100);
     for (let i = 0; i < 100; i += 1) expect(JSON.parse(store.get("acct", `e${i}`).data)).toEqual({ i });
   });
@@ -102,15 +104,15 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
       store.ops(keyed("counter", "k2"), inc(10)),
     ]);
 
-    expect(first).toMatchObject({ status: "fulfilled", value: { status: 201, replayed: false } });
-    expect(duplicate).toMatchObject({ status: "fulfilled", value: { status: 201, replayed: true } });
+    expect(first).toMatchObject({ status: "fulfilled", value: { kind: "created", version: 1, replayed: false } });
+    expect(duplicate).toMatchObject({ status: "fulfilled", value: { kind: "created", version: 1, replayed: true } });
     expect(reused).toMatchObject({ status: "rejected", reason: expect.any(IdempotencyKeyReusedError) });
-    expect(other).toMatchObject({ status: "fulfilled", value: { status: 200, replayed: false } });
-    const recorded = first.status === "fulfilled" ? first.value.body : null;
-    expect(duplicate.status === "fulfilled" && duplicate.value.body).toBe(recorded);
+    expect(other).toMatchObject({ status: "fulfilled", value: { kind: "updated", version: 2, replayed: false } });
+    const recorded = first.status === "fulfilled" ? representationOf(first.value) : null;
+    expect(duplicate.status === "fulfilled" && representationOf(duplicate.value)).toBe(recorded);
 
     const later = await store.ops(keyed("counter", "k1"), inc(1));
-    expect(later).toMatchObject({ replayed: true, body: recorded });
+    expect(later).toMatchObject({ kind: "created", replayed: true, representation: recorded });
     expect(JSON.parse(store.get("acct", "counter").data)).toEqual({ n: 11 });
   });
 

@@ -58,6 +58,60 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
     for (let i = 0; i < 100; i += 1) expect(JSON.parse(store.get("acct", `e${i}`).data)).toEqual({ i });
   });
 
+  it("numbers a batch's writes in order, stores the sequence once, and continues from other processes' writes", async () => {
+    const { store, shards } = await openStore(durability);
+    const shard = shards.shards[0]!;
+    const observer = new Database(shard.file, { readonly: true });
+    const other = new Database(shard.file);
+    cleanups.push(
+      () => observer.close(),
+      () => other.close(),
+    );
+    const sequences = () =>
+      (observer.prepare("select sequence from entities order by sequence").all() as { sequence: number }[]).map(
+        (row) => row.sequence,
+      );
+
+    await Promise.all(Array.from({ length: 50 }, (_, i) => store.put(mutation(`e${i}`), { i })));
+    expect(sequences()).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(shard.state()).toMatchObject({ sequence: 50, last_write_at: expect.any(String) });
+
+    // Another worker's write between two batches.
+    other.prepare("update shard_state set sequence = sequence + 1").run();
+    await Promise.all(Array.from({ length: 10 }, (_, i) => store.ops(keyed(`k${i}`, `key${i}`), inc(1))));
+    expect(sequences().slice(50)).toEqual(Array.from({ length: 10 }, (_, i) => 52 + i));
+    expect(shard.state().sequence).toBe(61);
+    // Each record carries the slot and the sequence of the write that recorded it.
+    const records = observer
+      .prepare(
+        "select r.slot, r.sequence, e.slot as entity_slot, e.sequence as entity_sequence from idempotency r join entities e using (type, id)",
+      )
+      .all() as { slot: number; sequence: number; entity_slot: number; entity_sequence: number }[];
+    expect(records).toHaveLength(10);
+    for (const record of records) expect([record.slot, record.sequence]).toEqual([record.entity_slot, record.entity_sequence]);
+  });
+
+  it("keeps the sequence growing when the write that advanced it in shard_state is rolled back", async () => {
+    const { store, shards } = await openStore(durability);
+    const shard = shards.shards[0]!;
+    const failAfterNumber = () =>
+      shard.commitWrite((tx) => {
+        tx.nextSequence("x");
+        throw new Error("failed after taking a number");
+      });
+
+    await expect(failAfterNumber()).rejects.toThrow("failed after taking a number");
+    expect(shard.state().sequence).toBe(0);
+
+    const [failed, saved] = await Promise.allSettled([failAfterNumber(), store.put(mutation("next"), {})]);
+    expect([failed.status, saved.status]).toEqual(["rejected", "fulfilled"]);
+    // The failed write's number is a gap, never reused.
+    expect(shard.readEntity("acct", "next")?.sequence).toBe(2);
+    expect(shard.state().sequence).toBe(2);
+    await store.put(mutation("after"), {});
+    expect(shard.readEntity("acct", "after")?.sequence).toBe(3);
+  });
+
   it("rolls back a failing write alone; its neighbours in the batch commit", async () => {
     const { store, shards } = await openStore(durability);
     await store.put(mutation("existing"), { n: 1 });

@@ -243,12 +243,10 @@ try {
   const representation = entityJson({
     type: ENTITY_TYPE,
     id: entityId(0),
-    slot: 0,
     version: 1,
     data: JSON.stringify(entityData(0)),
     created_at: now,
     updated_at: now,
-    sequence: 1,
   });
   const uniformGets = getRequests(uniformIndex(ENTITIES));
 

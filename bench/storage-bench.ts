@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { slotOf } from "../schema/placement.js";
+import { entityJson, type LiveEntityRow } from "../server/entities/entity.js";
 import { EntityStore } from "../server/entities/entity-store.js";
 import { openDataDirectory } from "../server/storage/data-directory.js";
 import type { ShardTransaction } from "../server/storage/shard.js";
@@ -87,6 +88,11 @@ try {
           'on conflict ("type", "id") do update set "version" = "excluded"."version", "data" = "excluded"."data", ' +
           '"created_at" = "excluded"."created_at", "updated_at" = "excluded"."updated_at", "sequence" = "excluded"."sequence"',
       ),
+      selectRecord: db.prepare('select * from "idempotency" where "type" = @type and "id" = @id and "key" = @key'),
+      insertRecord: db.prepare(
+        'insert into "idempotency" ("type", "id", "key", "slot", "sequence", "fingerprint", "kind", "version", "representation", "created_at") ' +
+          "values (@type, @id, @key, @slot, @sequence, @fingerprint, 'updated', @version, @representation, @created_at)",
+      ),
     };
   });
   const rawWrite = raw.map(({ db, select, sequence, upsert }) =>
@@ -106,6 +112,33 @@ try {
       });
     }),
   );
+
+  // The keyed `ops` increment as the least hand-written code does it: look for the record, read,
+  // parse, apply, serialise, save the entity and the record, one transaction per request.
+  const rawKeyedIncrement = raw.map(({ db, select, sequence, upsert, selectRecord, insertRecord }) =>
+    db.transaction((id: string, slot: number, key: string) => {
+      if (selectRecord.get({ type: ENTITY_TYPE, id, key }) !== undefined) return;
+      const row = select.get({ type: ENTITY_TYPE, id }) as EntityRow;
+      const doc = JSON.parse(row.data ?? "{}") as { balance: number };
+      doc.balance += 1;
+      const now = new Date().toISOString();
+      const next = (sequence.get({ now }) as { sequence: number }).sequence;
+      const saved = { ...row, slot, version: row.version + 1, data: JSON.stringify(doc), updated_at: now, sequence: next };
+      upsert.run(saved);
+      insertRecord.run({
+        type: ENTITY_TYPE,
+        id,
+        key,
+        slot,
+        sequence: next,
+        fingerprint: key,
+        version: saved.version,
+        representation: entityJson(saved as LiveEntityRow),
+        created_at: Date.now(),
+      });
+    }),
+  );
+  const INCREMENT = { do: [{ op: "inc" as const, path: "/balance", value: 1 }] };
 
   const cases: Case[] = [];
   // Alternated and best of three each, so neither side gains from running second (warm caches)
@@ -181,6 +214,21 @@ try {
       return shards.shards[shard]?.commitWrite((tx) => saveNext(tx, id, slot));
     },
     rawWrite1,
+  );
+
+  // Every request a new key, as a client's retried-once mutations are.
+  let run = 0;
+  await compare(
+    "keyed ops: EntityStore.ops",
+    "keyed ops: raw better-sqlite3",
+    (i) => {
+      const idempotency = { key: `k${(run += 1)}`, fingerprint: "inc" };
+      return store.ops({ type: ENTITY_TYPE, id: key(i).id, preconditions: {}, idempotency }, INCREMENT);
+    },
+    (i) => {
+      const { id, slot, shard } = key(i);
+      rawKeyedIncrement[shard]?.immediate(id, slot, `k${(run += 1)}`);
+    },
   );
 
   for (const { db } of raw) db.close();

@@ -1,7 +1,7 @@
 import { slotOf } from "../../schema/placement.js";
 import type { ShardSet } from "../storage/data-directory.js";
 import type { ShardTransaction } from "../storage/shard.js";
-import type { EntityRow, IdempotencyRow } from "../storage/tables.js";
+import type { EntityRow, IdempotencyRow, ListedEntityRow } from "../storage/tables.js";
 import { entityJson, isLive, parseData, rowToEntity, type LiveEntityRow } from "./entity.js";
 import { ConditionFailedError, PatchConflictError, TestFailedError } from "../documents/document-errors.js";
 import { EntityConflictError, EntityNotFoundError, IdempotencyKeyReusedError, VersionMismatchError } from "./errors.js";
@@ -11,11 +11,18 @@ import { ListCursorCodec } from "./list-cursor.js";
 import { applyMergePatch } from "../documents/merge-patch.js";
 import { applyOps } from "../documents/ops.js";
 import { preconditionsHold, type Preconditions } from "./preconditions.js";
+import { outcomeOf, recordedOutcome, recordOf, type WriteOutcome } from "./write-outcome.js";
 
 /** The caller's idempotency key and the fingerprint of the request that carries it. */
 export interface Idempotency {
   key: string;
   fingerprint: string;
+  /**
+   * The request's fingerprint as records written before the records held write outcomes
+   * recorded it, worked out only for a record that does not match `fingerprint`; a retry that
+   * spans the upgrade is still replayed.
+   */
+  formerFingerprint?: () => string;
 }
 
 export interface Mutation {
@@ -25,19 +32,6 @@ export interface Mutation {
   idempotency?: Idempotency;
 }
 
-/**
- * The outcome of a mutation as it is recorded (the activity) and answered. A replay returns the
- * recorded outcome byte for byte, whatever has happened to the entity since.
- */
-export interface WriteOutcome {
-  status: 200 | 201 | 204;
-  etag: string | null;
-  location: string | null;
-  /** The entity's representation after the change; null for a delete. */
-  body: string | null;
-  replayed: boolean;
-}
-
 export interface ListPage {
   items: string[];
   nextCursor: string | null;
@@ -45,14 +39,6 @@ export interface ListPage {
 
 /** What a mutation does to the entity it finds: new data, or a delete. */
 type Change = { data: JsonObject } | { delete: true };
-
-export function entityLocation(type: string, id: string): string {
-  return `/v1/entities/${type}/${encodeURIComponent(id)}`;
-}
-
-export function etagOf(version: number): string {
-  return `"${version}"`;
-}
 
 /**
  * The data plane's rules: single-entity reads and atomic writes with preconditions and
@@ -108,9 +94,9 @@ export class EntityStore {
     const after = options.cursor === undefined ? "" : this.cursors.decode(options.cursor, { type, prefix: options.prefix });
     const range = { type, after, prefix: options.prefix, limit: options.limit + 1 };
     const runs = this.shards.shards.map((shard) => shard.iterateEntities(range));
-    let rows: LiveEntityRow[];
+    let rows: ListedEntityRow[];
     try {
-      rows = mergeById(runs, range.limit) as LiveEntityRow[];
+      rows = mergeById(runs, range.limit);
     } finally {
       for (const run of runs) run.return();
     }
@@ -145,70 +131,51 @@ export class EntityStore {
       if (!preconditionsHold(mutation.preconditions, row)) {
         throw new VersionMismatchError(isLive(row) ? rowToEntity(row) : null);
       }
-      const outcome = apply(tx, { type, id, slot }, row, applyChange(change, row));
-      if (idempotency) {
-        tx.recordIdempotency({
-          type,
-          id,
-          key: idempotency.key,
-          fingerprint: idempotency.fingerprint,
-          status: outcome.status,
-          etag: outcome.etag,
-          location: outcome.location,
-          body: outcome.body,
-          created_at: Date.now(),
-        });
-      }
+      const saved = save(tx, { type, id, slot }, row, applyChange(change, row));
+      const outcome = outcomeOf(row, saved);
+      if (idempotency) tx.recordIdempotency(recordOf(saved, outcome, idempotency));
       return outcome;
     });
   }
 }
 
-function apply(
+/** Saves the entity's next row, which takes the shard's next change sequence; returns it. */
+function save(
   tx: ShardTransaction,
   { type, id, slot }: { type: string; id: string; slot: number },
   row: EntityRow | undefined,
   change: Change,
-): WriteOutcome {
+): EntityRow {
   const now = new Date().toISOString();
   const sequence = tx.nextSequence(now);
-  const version = (row?.version ?? 0) + 1;
-  const created = !isLive(row);
   const next: EntityRow = {
     type,
     id,
     slot,
-    version,
+    version: (row?.version ?? 0) + 1,
     data: "delete" in change ? null : JSON.stringify(change.data),
-    created_at: created ? now : row.created_at,
+    created_at: isLive(row) ? row.created_at : now,
     updated_at: now,
     sequence,
   };
   tx.saveEntity(next);
-  if (!isLive(next)) return { status: 204, etag: null, location: null, body: null, replayed: false };
-  return {
-    status: created ? 201 : 200,
-    etag: etagOf(version),
-    location: created ? entityLocation(type, id) : null,
-    body: entityJson(next),
-    replayed: false,
-  };
+  return next;
 }
 
 /**
  * The first `count` rows of sorted runs, in id order. Ids are ASCII, so JS string order is
  * SQLite's byte order; with a handful of shards, scanning the heads beats a heap.
  */
-function mergeById(runs: Iterator<EntityRow>[], count: number): EntityRow[] {
+function mergeById<Row extends { id: string }>(runs: Iterator<Row>[], count: number): Row[] {
   const heads = runs.map((run) => run.next());
-  const merged: EntityRow[] = [];
+  const merged: Row[] = [];
   while (merged.length < count) {
     let smallest = -1;
     heads.forEach((head, i) => {
-      if (!head.done && (smallest < 0 || head.value.id < (heads[smallest]!.value as EntityRow).id)) smallest = i;
+      if (!head.done && (smallest < 0 || head.value.id < (heads[smallest]!.value as Row).id)) smallest = i;
     });
     if (smallest < 0) break;
-    merged.push(heads[smallest]!.value as EntityRow);
+    merged.push(heads[smallest]!.value as Row);
     heads[smallest] = runs[smallest]!.next();
   }
   return merged;
@@ -216,16 +183,10 @@ function mergeById(runs: Iterator<EntityRow>[], count: number): EntityRow[] {
 
 /** The recorded outcome of the request `mutation` repeats, or 422 when the key named another request. */
 function replay({ type, id, idempotency }: Mutation, recorded: IdempotencyRow): WriteOutcome {
-  if (recorded.fingerprint !== idempotency?.fingerprint) {
+  if (recorded.fingerprint !== idempotency?.fingerprint && recorded.fingerprint !== idempotency?.formerFingerprint?.()) {
     throw new IdempotencyKeyReusedError(`the key was used on ${type}/${id} for another request`);
   }
-  return {
-    status: recorded.status as WriteOutcome["status"],
-    etag: recorded.etag,
-    location: recorded.location,
-    body: recorded.body,
-    replayed: true,
-  };
+  return recordedOutcome(recorded);
 }
 
 function requireLive(mutation: Mutation, row: EntityRow | undefined): LiveEntityRow {

@@ -1,5 +1,5 @@
 import type { components } from "../../client/generated/openapi.js";
-import type { EntityRow } from "../storage/tables.js";
+import type { EntityRow, ListedEntityRow } from "../storage/tables.js";
 import type { JsonObject } from "../documents/json-value.js";
 
 export type Entity = components["schemas"]["Entity"];
@@ -15,7 +15,7 @@ export function isLive(row: EntityRow | undefined): row is LiveEntityRow {
  * The one row → representation mapper. The stored data is already JSON text, so the
  * representation is assembled around it rather than parsed and serialised again.
  */
-export function entityJson(row: LiveEntityRow): string {
+export function entityJson(row: ListedEntityRow): string {
   return `{"type":${JSON.stringify(row.type)},"id":${JSON.stringify(row.id)},"version":${row.version},"data":${row.data},"createdAt":"${row.created_at}","updatedAt":"${row.updated_at}"}`;
 }
 

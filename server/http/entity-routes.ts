@@ -1,7 +1,8 @@
 import type { ServerResponse } from "node:http";
 import type { operations } from "../../client/generated/openapi.js";
 import { entityJson } from "../entities/entity.js";
-import { entityLocation, etagOf, type EntityStore, type Mutation, type WriteOutcome } from "../entities/entity-store.js";
+import type { EntityStore, Mutation } from "../entities/entity-store.js";
+import type { WriteOutcome } from "../entities/write-outcome.js";
 import type { JsonObject, JsonPatchOperation, OpsRequest } from "../documents/json-value.js";
 import { assertSafeDocument } from "../documents/document-limits.js";
 import type { ApiRequest } from "./openapi-validation.js";
@@ -39,7 +40,8 @@ export function entityHandlers(store: EntityStore) {
     },
 
     putEntity: async (req, res) => {
-      send(res, await store.put(mutationOf(req), safeBody<JsonObject>(req)));
+      const mutation = mutationOf(req);
+      send(res, mutation, await store.put(mutation, safeBody<JsonObject>(req)));
     },
 
     patchEntity: async (req, res) => {
@@ -48,15 +50,17 @@ export function entityHandlers(store: EntityStore) {
         mediaTypeOf(req) === JSON_PATCH_TYPE
           ? store.jsonPatch(mutation, safeBody<JsonPatchOperation[]>(req))
           : store.mergePatch(mutation, safeBody<JsonObject>(req));
-      send(res, await outcome);
+      send(res, mutation, await outcome);
     },
 
     applyOps: async (req, res) => {
-      send(res, await store.ops(mutationOf(req, "/ops"), safeBody<OpsRequest>(req)));
+      const mutation = mutationOf(req, "/ops");
+      send(res, mutation, await store.ops(mutation, safeBody<OpsRequest>(req)));
     },
 
     deleteEntity: async (req, res) => {
-      send(res, await store.delete(mutationOf(req)));
+      const mutation = mutationOf(req);
+      send(res, mutation, await store.delete(mutation));
     },
 
     listEntities: (req, res) => {
@@ -106,11 +110,26 @@ function sendJson(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
-function send(res: ServerResponse, outcome: WriteOutcome): void {
+function etagOf(version: number): string {
+  return `"${version}"`;
+}
+
+function entityLocation(type: string, id: string): string {
+  return `/v1/entities/${type}/${encodeURIComponent(id)}`;
+}
+
+/**
+ * The answer to a write, from what it did alone: a replay derives the same status and headers
+ * from its record as the first request did from its write, whatever has happened since.
+ */
+function send(res: ServerResponse, { type, id }: Mutation, outcome: WriteOutcome): void {
   if (outcome.replayed) res.setHeader("Idempotent-Replayed", "true");
-  if (outcome.etag !== null) res.setHeader("ETag", outcome.etag);
-  if (outcome.location !== null) res.setHeader("Location", outcome.location);
-  res.statusCode = outcome.status;
-  if (outcome.body === null) res.end();
-  else sendJson(res, outcome.status, outcome.body);
+  if (outcome.kind === "deleted") {
+    res.statusCode = 204;
+    res.end();
+    return;
+  }
+  res.setHeader("ETag", etagOf(outcome.version));
+  if (outcome.kind === "created") res.setHeader("Location", entityLocation(type, id));
+  sendJson(res, outcome.kind === "created" ? 201 : 200, outcome.representation);
 }

@@ -15,26 +15,31 @@ export function rememberBodyDigest(req: IncomingMessage, body: Buffer): void {
 }
 
 /**
- * The key and the request's fingerprint: method, path, `If-Match`, `If-None-Match`,
- * `Content-Type` and the SHA-256 of the body as sent. The path is the canonical one for the
- * entity, so two spellings of one id (percent-encoded or not) are the same request.
+ * The key and the request's fingerprint: method, `If-Match`, `If-None-Match`, `Content-Type`
+ * and the SHA-256 of the body as sent, one per line (a header value holds no line break). The
+ * path is the record's own key: a record belongs to its entity, and the method tells the
+ * entity's routes apart (POST is `/ops`), so two spellings of one id are one request. The body's
+ * digest is the only hash a request costs: the fingerprint is compared as it is.
  */
 export function idempotencyOf(req: IncomingMessage, canonicalPath: string): Idempotency | undefined {
   const key = req.headers["idempotency-key"];
   if (typeof key !== "string") return undefined;
-  const fingerprint = createHash("sha256")
-    .update(
-      [
-        req.method ?? "",
-        canonicalPath,
-        req.headers["if-match"] ?? "",
-        req.headers["if-none-match"] ?? "",
-        req.headers["content-type"] ?? "",
-        bodyDigests.get(req) ?? EMPTY_BODY_DIGEST,
-      ].join("\n"),
-    )
-    .digest("hex");
-  return { key, fingerprint };
+  const parts = [
+    req.method ?? "",
+    req.headers["if-match"] ?? "",
+    req.headers["if-none-match"] ?? "",
+    req.headers["content-type"] ?? "",
+    bodyDigests.get(req) ?? EMPTY_BODY_DIGEST,
+  ];
+  return {
+    key,
+    fingerprint: parts.join("\n"),
+    // Records of the first schema hold a SHA-256 of the same parts with the canonical path second.
+    formerFingerprint: () =>
+      createHash("sha256")
+        .update([parts[0], canonicalPath, ...parts.slice(1)].join("\n"))
+        .digest("hex"),
+  };
 }
 
 export function preconditionsOf(req: IncomingMessage): Preconditions {

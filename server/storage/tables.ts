@@ -13,15 +13,24 @@ interface EntityTable {
   sequence: number;
 }
 
+/** What a recorded write did to its entity. */
+export type WriteKind = "created" | "updated" | "deleted";
+
+/** An idempotency record: the request's fingerprint and what its write did, to answer a replay. */
 interface IdempotencyTable {
   type: string;
   id: string;
   key: string;
+  /** The entity's slot: records move with their entity's slot range. */
+  slot: number;
+  /** The shard change sequence of the write that recorded it (0 for records older than the column). */
+  sequence: number;
   fingerprint: string;
-  status: number;
-  etag: string | null;
-  location: string | null;
-  body: string | null;
+  kind: WriteKind;
+  /** The entity's version after the write; null for a delete. */
+  version: number | null;
+  /** The entity's representation after the write, as JSON text; null for a delete. */
+  representation: string | null;
   /** Unix milliseconds, for the retention purge. */
   created_at: number;
 }
@@ -42,5 +51,7 @@ export interface ShardDatabase {
 }
 
 export type EntityRow = Selectable<EntityTable>;
+/** The columns of a live entity that its representation needs, which is all a list reads. */
+export type ListedEntityRow = Pick<EntityRow, "type" | "id" | "version" | "created_at" | "updated_at"> & { data: string };
 export type IdempotencyRow = Selectable<IdempotencyTable>;
 export type ShardStateRow = Selectable<ShardStateTable>;

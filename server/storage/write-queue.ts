@@ -1,7 +1,16 @@
 import type Database from "better-sqlite3";
 import { sqliteCode } from "./storage-errors.js";
 
+/** The batch's own work inside its transaction, around its writes. */
+export interface BatchHooks {
+  /** After BEGIN, before the first write. */
+  begin(): void;
+  /** After the last write, before COMMIT; a failure here fails the whole batch. */
+  end(): void;
+}
+
 export interface WriteQueueOptions {
+  hooks?: BatchHooks;
   /**
    * Runs after each COMMIT; the batch's writes are acknowledged once it resolves (and fail if
    * it rejects). Under `power` durability it makes the commit durable, off the event loop.
@@ -125,8 +134,10 @@ export class WriteQueue<Tx> {
   private commit(batch: PendingWrite<Tx>[]): void {
     const outcomes: Outcome[] = [];
     try {
+      this.options.hooks?.begin();
       if (batch.length === 1) outcomes.push({ ok: true, value: (batch[0] as PendingWrite<Tx>).fn(this.tx) });
       else for (const write of batch) outcomes.push(this.runInSavepoint(write));
+      this.options.hooks?.end();
       this.statements.commit.run();
     } catch (error) {
       // A lone write's own failure, or one that ended the transaction (I/O, disk full, COMMIT

@@ -1,5 +1,6 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { answerOf } from "../support/answer.js";
 import { expectProblem } from "../support/problem.js";
 import { createTestApp, type TestApp } from "../support/test-app.js";
 
@@ -37,6 +38,68 @@ describe("Idempotency-Key", () => {
     expect(replay.text).toBe(first.text);
     expect(replay.body).toMatchObject({ version: 1, data: { n: 1 } });
     expect(await read("c2")).toMatchObject({ version: 3, data: { n: 100 } });
+  });
+
+  /*
+   * Each case: a keyed request, what happens to the entity after it, and the same request
+   * again. The replay gives back the first answer (status, every header, the body's bytes)
+   * whatever the entity has become; only `Idempotent-Replayed` is added.
+   */
+  const put = (id: string, key: string, body: object) =>
+    request(t.app).put(`/v1/entities/counter/${id}`).set("Idempotency-Key", key).send(body);
+  const del = (id: string, key: string) => request(t.app).delete(`/v1/entities/counter/${id}`).set("Idempotency-Key", key);
+  const nothing = async () => undefined;
+  it.each([
+    {
+      name: "a create (201) after a later update",
+      id: "r1",
+      before: nothing,
+      keyed: () => put("r1", "create", { n: 1 }),
+      after: () => put("r1", "other", { n: 2 }),
+      want: { status: 201, etag: '"1"', location: "/v1/entities/counter/r1" },
+    },
+    {
+      name: "an ops upsert that created (201) after a later delete",
+      id: "r2",
+      before: nothing,
+      keyed: () => opsWithKey("r2", "upsert"),
+      after: () => del("r2", "gone"),
+      want: { status: 201, etag: '"1"', location: "/v1/entities/counter/r2" },
+    },
+    {
+      name: "an update (200) after a delete and a re-creation",
+      id: "r3",
+      before: () => put("r3", "first", { n: 1 }),
+      keyed: () => put("r3", "update", { n: 2 }),
+      after: async () => {
+        await del("r3", "gone");
+        await put("r3", "again", { n: 3 });
+      },
+      want: { status: 200, etag: '"2"', location: undefined },
+    },
+    {
+      name: "a delete (204) after a re-creation",
+      id: "r4",
+      before: () => put("r4", "first", { n: 1 }),
+      keyed: () => del("r4", "delete"),
+      after: () => put("r4", "again", { n: 2 }),
+      want: { status: 204, etag: undefined, location: undefined },
+    },
+  ])("replays $name byte for byte", async ({ id, before, keyed, after, want }) => {
+    await before();
+    const first = await keyed();
+    expect({ status: first.status, etag: first.headers.etag, location: first.headers.location }).toEqual(want);
+    expect(first.headers["idempotent-replayed"]).toBeUndefined();
+
+    await after();
+    const current = await request(t.app).get(`/v1/entities/counter/${id}`);
+    expect(current.text).not.toBe(first.text);
+
+    const replay = await keyed();
+    expect(replay.headers["idempotent-replayed"]).toBe("true");
+    expect(answerOf(replay)).toEqual(answerOf(first));
+    // Nothing was applied again.
+    expect((await request(t.app).get(`/v1/entities/counter/${id}`)).text).toBe(current.text);
   });
 
   it("answers the same key with another body with 422 and changes nothing", async () => {

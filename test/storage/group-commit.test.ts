@@ -5,6 +5,7 @@ import { EntityConflictError, IdempotencyKeyReusedError, VersionMismatchError } 
 import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
 import type { Durability } from "../../server/storage/shard.js";
 import { ShardBusyError } from "../../server/storage/storage-errors.js";
+import type { WriteOutcome } from "../../server/entities/write-outcome.js";
 import { tempDir } from "../support/temp-dir.js";
 
 /*
@@ -31,6 +32,7 @@ async function openStore(
 const mutation = (id: string, extra: Partial<Mutation> = {}): Mutation => ({ type: "acct", id, preconditions: {}, ...extra });
 const keyed = (id: string, key: string, fingerprint = "request-1"): Mutation =>
   mutation(id, { idempotency: { key, fingerprint } });
+const representationOf = (outcome: WriteOutcome) => (outcome.kind === "deleted" ? null : outcome.representation);
 const inc = (value: number) => ({ do: [{ op: "inc" as const, path: "/n", value }], upsert: true });
 
 describe.each(["power", "process"] as const)("group commit (--durability=%s)", (durability) => {
@@ -51,9 +53,63 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
     await probe;
 
     expect(seenInside).toBe(0);
-    expect(outcomes.map((outcome) => outcome.status)).toEqual(Array(100).fill(201));
+    expect(outcomes.map((outcome) => outcome.kind)).toEqual(Array(100).fill("created"));
     expect(committedRows()).toBe(100);
     for (let i = 0; i < 100; i += 1) expect(JSON.parse(store.get("acct", `e${i}`).data)).toEqual({ i });
+  });
+
+  it("numbers a batch's writes in order, stores the sequence once, and continues from other processes' writes", async () => {
+    const { store, shards } = await openStore(durability);
+    const shard = shards.shards[0]!;
+    const observer = new Database(shard.file, { readonly: true });
+    const other = new Database(shard.file);
+    cleanups.push(
+      () => observer.close(),
+      () => other.close(),
+    );
+    const sequences = () =>
+      (observer.prepare("select sequence from entities order by sequence").all() as { sequence: number }[]).map(
+        (row) => row.sequence,
+      );
+
+    await Promise.all(Array.from({ length: 50 }, (_, i) => store.put(mutation(`e${i}`), { i })));
+    expect(sequences()).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(shard.state()).toMatchObject({ sequence: 50, last_write_at: expect.any(String) });
+
+    // Another worker's write between two batches.
+    other.prepare("update shard_state set sequence = sequence + 1").run();
+    await Promise.all(Array.from({ length: 10 }, (_, i) => store.ops(keyed(`k${i}`, `key${i}`), inc(1))));
+    expect(sequences().slice(50)).toEqual(Array.from({ length: 10 }, (_, i) => 52 + i));
+    expect(shard.state().sequence).toBe(61);
+    // Each record carries the slot and the sequence of the write that recorded it.
+    const records = observer
+      .prepare(
+        "select r.slot, r.sequence, e.slot as entity_slot, e.sequence as entity_sequence from idempotency r join entities e using (type, id)",
+      )
+      .all() as { slot: number; sequence: number; entity_slot: number; entity_sequence: number }[];
+    expect(records).toHaveLength(10);
+    for (const record of records) expect([record.slot, record.sequence]).toEqual([record.entity_slot, record.entity_sequence]);
+  });
+
+  it("keeps the sequence growing when the write that advanced it in shard_state is rolled back", async () => {
+    const { store, shards } = await openStore(durability);
+    const shard = shards.shards[0]!;
+    const failAfterNumber = () =>
+      shard.commitWrite((tx) => {
+        tx.nextSequence("x");
+        throw new Error("failed after taking a number");
+      });
+
+    await expect(failAfterNumber()).rejects.toThrow("failed after taking a number");
+    expect(shard.state().sequence).toBe(0);
+
+    const [failed, saved] = await Promise.allSettled([failAfterNumber(), store.put(mutation("next"), {})]);
+    expect([failed.status, saved.status]).toEqual(["rejected", "fulfilled"]);
+    // The failed write's number is a gap, never reused.
+    expect(shard.readEntity("acct", "next")?.sequence).toBe(2);
+    expect(shard.state().sequence).toBe(2);
+    await store.put(mutation("after"), {});
+    expect(shard.readEntity("acct", "after")?.sequence).toBe(3);
   });
 
   it("rolls back a failing write alone; its neighbours in the batch commit", async () => {
@@ -102,15 +158,15 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
       store.ops(keyed("counter", "k2"), inc(10)),
     ]);
 
-    expect(first).toMatchObject({ status: "fulfilled", value: { status: 201, replayed: false } });
-    expect(duplicate).toMatchObject({ status: "fulfilled", value: { status: 201, replayed: true } });
+    expect(first).toMatchObject({ status: "fulfilled", value: { kind: "created", version: 1, replayed: false } });
+    expect(duplicate).toMatchObject({ status: "fulfilled", value: { kind: "created", version: 1, replayed: true } });
     expect(reused).toMatchObject({ status: "rejected", reason: expect.any(IdempotencyKeyReusedError) });
-    expect(other).toMatchObject({ status: "fulfilled", value: { status: 200, replayed: false } });
-    const recorded = first.status === "fulfilled" ? first.value.body : null;
-    expect(duplicate.status === "fulfilled" && duplicate.value.body).toBe(recorded);
+    expect(other).toMatchObject({ status: "fulfilled", value: { kind: "updated", version: 2, replayed: false } });
+    const recorded = first.status === "fulfilled" ? representationOf(first.value) : null;
+    expect(duplicate.status === "fulfilled" && representationOf(duplicate.value)).toBe(recorded);
 
     const later = await store.ops(keyed("counter", "k1"), inc(1));
-    expect(later).toMatchObject({ replayed: true, body: recorded });
+    expect(later).toMatchObject({ kind: "created", replayed: true, representation: recorded });
     expect(JSON.parse(store.get("acct", "counter").data)).toEqual({ n: 11 });
   });
 

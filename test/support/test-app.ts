@@ -12,11 +12,14 @@ export interface TestApp {
   close: () => void;
 }
 
-/** The HTTP app over a new, empty data directory, in-process (for supertest). */
+/**
+ * The HTTP app in-process (for supertest), over a new, empty data directory, or over `dataDir`
+ * (which `close()` then leaves in place).
+ */
 export async function createTestApp(
-  options: { shardCount?: number; bodyLimit?: number; token?: string; adminToken?: string } = {},
+  options: { shardCount?: number; bodyLimit?: number; token?: string; adminToken?: string; dataDir?: string } = {},
 ): Promise<TestApp> {
-  const dir = tempDir();
+  const dir = options.dataDir === undefined ? tempDir() : { path: options.dataDir, remove: () => undefined };
   const shards = await openDataDirectory(dir.path, {
     shardCount: options.shardCount ?? 8,
     durability: "process",

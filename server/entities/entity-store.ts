@@ -184,7 +184,7 @@ function apply(
     updated_at: now,
     sequence,
   };
-  tx.saveEntity(next);
+  tx.saveEntity(next, row);
   if (!isLive(next)) return { status: 204, etag: null, location: null, body: null, replayed: false };
   return {
     status: created ? 201 : 200,

@@ -136,6 +136,12 @@ export class Shard {
           .set({ sequence: sql<number>`sequence + 1`, last_write_at: param<string>("now") })
           .returning("sequence"),
       ),
+      adjustTallies: prepare(
+        q.updateTable("shard_state").set({
+          entities: sql<number>`entities + ${param<number>("entities")}`,
+          idempotency_records: sql<number>`idempotency_records + ${param<number>("records")}`,
+        }),
+      ),
       purgeIdempotency: prepare(
         q
           .deleteFrom("idempotency")
@@ -150,6 +156,8 @@ export class Shard {
           ),
       ),
       selectState: prepare(q.selectFrom("shard_state").selectAll()),
+      markOpen: prepare(q.updateTable("shard_state").set({ clean_close: 0 }).where("clean_close", "!=", 0)),
+      markClean: prepare(q.updateTable("shard_state").set({ clean_close: 1 })),
     };
     this.writeTransaction = db.transaction((fn: () => unknown) => fn());
     this.transaction = transactionOn(this.statements);
@@ -164,6 +172,7 @@ export class Shard {
         nextSequence: onWriter(this.statements.nextSequence),
         upsertEntity: onWriter(this.statements.upsertEntity),
         insertIdempotency: onWriter(this.statements.insertIdempotency),
+        adjustTallies: onWriter(this.statements.adjustTallies),
       }),
       {
         ...(walSync && { afterCommit: () => walSync.sync() }),
@@ -196,6 +205,8 @@ export class Shard {
       writer = openWriter(file);
       const shard = new Shard(placement, file, db, writer, options);
       shard.assertIdentity();
+      // Until a clean close sets it again, the file counts as one a crash may have left behind.
+      shard.statements.markOpen.run();
       return shard;
     } catch (error) {
       writer?.close();
@@ -254,7 +265,19 @@ export class Shard {
 
   /** Deletes at most `limit` idempotency records created before `before` (Unix ms). */
   purgeIdempotency(before: number, limit: number): number {
-    return this.run(() => this.statements.purgeIdempotency.run({ before, limit }).changes);
+    return this.write(() => {
+      const deleted = this.statements.purgeIdempotency.run({ before, limit }).changes;
+      tallyIdempotencyRecords(this.statements, -deleted);
+      return deleted;
+    });
+  }
+
+  /**
+   * Records that the shard is being closed cleanly: call it once no other process writes to the
+   * shard any more, just before the last checkpoint and {@link Shard.close}.
+   */
+  markClosedCleanly(): void {
+    this.run(() => this.statements.markClean.run());
   }
 
   /** The shard's figures for operators, read from the file in one snapshot. */
@@ -322,25 +345,39 @@ export interface ShardTransaction {
   readIdempotency(type: string, id: string, key: string): IdempotencyRow | undefined;
   /** Advances the shard's change sequence and returns the new value. */
   nextSequence(now: string): number;
-  saveEntity(row: EntityRow): void;
+  /** Writes `row` over `previous` (the row {@link ShardTransaction.readEntity} found), keeping the live-entity tally. */
+  saveEntity(row: EntityRow, previous: EntityRow | undefined): void;
   recordIdempotency(row: IdempotencyRow): void;
 }
 
 type TransactionStatements = Record<
-  "selectEntity" | "selectIdempotency" | "nextSequence" | "upsertEntity" | "insertIdempotency",
+  "selectEntity" | "selectIdempotency" | "nextSequence" | "upsertEntity" | "insertIdempotency" | "adjustTallies",
   Database.Statement
 >;
+
+const isLive = (row: EntityRow | undefined) => row !== undefined && row.data !== null;
+
+/*
+ * Every change to the number of idempotency records goes through here, in the transaction that
+ * makes it, so the tally read by the figures stays equal to a count of the table.
+ */
+function tallyIdempotencyRecords(statements: Pick<TransactionStatements, "adjustTallies">, change: number): void {
+  if (change !== 0) statements.adjustTallies.run({ entities: 0, records: change });
+}
 
 function transactionOn(statements: TransactionStatements): ShardTransaction {
   return {
     readEntity: (type, id) => statements.selectEntity.get({ type, id }) as EntityRow | undefined,
     readIdempotency: (type, id, key) => statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined,
     nextSequence: (now) => (statements.nextSequence.get({ now }) as { sequence: number }).sequence,
-    saveEntity: (row) => {
+    saveEntity: (row, previous) => {
       statements.upsertEntity.run(row);
+      const change = Number(isLive(row)) - Number(isLive(previous));
+      if (change !== 0) statements.adjustTallies.run({ entities: change, records: 0 });
     },
     recordIdempotency: (row) => {
       statements.insertIdempotency.run(row);
+      tallyIdempotencyRecords(statements, 1);
     },
   };
 }

@@ -156,8 +156,13 @@ export class Shard {
           ),
       ),
       selectState: prepare(q.selectFrom("shard_state").selectAll()),
-      markOpen: prepare(q.updateTable("shard_state").set({ clean_close: 0 }).where("clean_close", "!=", 0)),
-      markClean: prepare(q.updateTable("shard_state").set({ clean_close: 1 })),
+      markOpen: prepare(
+        q
+          .updateTable("shard_state")
+          .set({ clean_close: sql.lit(0) })
+          .where("clean_close", "!=", sql.lit(0)),
+      ),
+      markClean: prepare(q.updateTable("shard_state").set({ clean_close: sql.lit(1) })),
     };
     this.writeTransaction = db.transaction((fn: () => unknown) => fn());
     this.transaction = transactionOn(this.statements);

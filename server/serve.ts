@@ -44,6 +44,12 @@ async function openShards(config: ServeConfig, verify: boolean): Promise<ShardSe
 async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   // Verified once, read-only first, before any worker opens a file for writing.
   const shards = await openShards(config, true);
+  if (shards.uncleanShards.length > 0) {
+    logger.warn(
+      { shards: shards.uncleanShards },
+      "shards not closed cleanly last time: their WAL, size and structure were checked; `apostate check` reads every page",
+    );
+  }
   logger.info({ dataDir: shards.directory, shards: shards.shards.length }, "data directory ready");
 
   const registry = new Registry();
@@ -112,6 +118,7 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   await stopped;
   await purger.stop();
   // The workers are gone: nothing reads the WALs any more, so they can be emptied completely.
+  markClosedCleanly(shards, logger);
   checkpointAll(shards, "TRUNCATE", logger);
   shards.close();
   removeServerLock(shards.directory);
@@ -196,6 +203,17 @@ function drain(server: Server, logger: Logger): Promise<void> {
     });
     server.closeIdleConnections();
   });
+}
+
+/** Records in each shard that nothing writes to it any more, so the next start-up can trust it. */
+function markClosedCleanly(shards: ShardSet, logger: Logger): void {
+  for (const shard of shards.shards) {
+    try {
+      shard.markClosedCleanly();
+    } catch (error) {
+      logger.warn({ err: error, shard: shard.placement.shard }, "could not record a clean close");
+    }
+  }
 }
 
 /**

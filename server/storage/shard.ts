@@ -437,33 +437,3 @@ async function migrate(db: Database.Database, file: string): Promise<void> {
     throw new DataDirectoryError(`cannot migrate shard file ${file}: ${(error as Error).message}`, { cause: error });
   }
 }
-
-/**
- * Verifies a shard file without writing to it: SQLite's quick check, read-only. Start-up runs it
- * before anything opens the file for writing, so a damaged file is reported, never "repaired".
- */
-export function verifyShardFile(file: string): void {
-  let db: Database.Database;
-  try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-  } catch (error) {
-    throw new DataDirectoryError(`cannot open shard file ${file}: ${(error as Error).message}`, { cause: error });
-  }
-  try {
-    const rows = db.pragma("quick_check") as { quick_check: string }[];
-    const messages = rows.map((row) => row.quick_check).filter((message) => message !== "ok");
-    if (messages.length > 0) {
-      throw new DataDirectoryError(`shard file ${file} is corrupt: ${messages.slice(0, 5).join("; ")}`);
-    }
-    // An empty file (e.g. truncated to nothing) passes the quick check; opening it for writing
-    // would run the migrations into it, so it is refused here, before anything writes.
-    if (db.prepare("select 1 from sqlite_master where type = 'table' and name = 'shard_state'").get() === undefined) {
-      throw new DataDirectoryError(`shard file ${file} is empty or not an apostate shard: it has no shard_state table`);
-    }
-  } catch (error) {
-    if (error instanceof DataDirectoryError) throw error;
-    throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });
-  } finally {
-    db.close();
-  }
-}

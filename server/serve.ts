@@ -9,6 +9,7 @@ import { IdempotencyPurger } from "./storage/idempotency-purger.js";
 import { answerWorkerMetricsRequests, workerMetrics } from "./metrics/cluster-metrics.js";
 import { purgeMetrics } from "./metrics/purge-metrics.js";
 import { registerShardMetrics } from "./metrics/shard-metrics.js";
+import { RestartBackoff, WORKER_RESTART_BACKOFF } from "./restart-backoff.js";
 import { removeServerLock, writeServerLock } from "./storage/server-lock.js";
 import { openDataDirectory, type ShardSet } from "./storage/data-directory.js";
 
@@ -70,25 +71,39 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   });
 
   const workers = () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
-  const stopped = new Promise<void>((resolve) => {
-    cluster.on("exit", (worker, code, signal) => {
-      if (!stopping && listening < config.workers) {
-        // A worker that cannot even start (port taken, files refused) would fail again.
-        logger.error({ worker: worker.process.pid, code, signal }, "a worker failed to start; stopping");
-        for (const other of workers()) other.process.kill("SIGKILL");
-        process.exit(1);
-      }
-      if (!stopping) {
-        logger.error({ worker: worker.process.pid, code, signal }, "worker died; starting another");
-        cluster.fork();
-        return;
-      }
-      // A worker still loading when the signal reached its process group dies of it before it
-      // can handle it; it had served nothing, so that is a clean stop too.
-      const diedOfStopSignal = signal === "SIGTERM" || signal === "SIGINT";
-      if (code !== 0 && !diedOfStopSignal) failed = true;
-      if (workers().length === 0) resolve();
-    });
+  const startedAt = new WeakMap<Worker, number>();
+  const fork = () => {
+    const worker = cluster.fork();
+    startedAt.set(worker, performance.now());
+    logger.info({ worker: worker.process.pid }, "worker started");
+  };
+  const backoff = new RestartBackoff(WORKER_RESTART_BACKOFF);
+  let resolveStopped = () => {};
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  // A stop may come while a replacement waits out its back-off, with no worker left to exit.
+  const resolveOnceAllGone = () => {
+    if (workers().length === 0) resolveStopped();
+  };
+  cluster.on("exit", (worker, code, signal) => {
+    if (!stopping && listening < config.workers) {
+      // A worker that cannot even start (port taken, files refused) would fail again.
+      logger.error({ worker: worker.process.pid, code, signal }, "a worker failed to start; stopping");
+      for (const other of workers()) other.process.kill("SIGKILL");
+      process.exit(1);
+    }
+    if (!stopping) {
+      const delayMs = backoff.next(performance.now() - (startedAt.get(worker) ?? 0));
+      logger.error({ worker: worker.process.pid, code, signal, delayMs }, "worker died; starting another");
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, delayMs);
+      return;
+    }
+    // A worker still loading when the signal reached its process group dies of it before it
+    // can handle it; it had served nothing, so that is a clean stop too.
+    const diedOfStopSignal = signal === "SIGTERM" || signal === "SIGINT";
+    if (code !== 0 && !diedOfStopSignal) failed = true;
+    resolveOnceAllGone();
   });
 
   /*
@@ -105,6 +120,7 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
     stopping = true;
     logger.info({ signal }, "stopping: finishing requests in flight");
     for (const worker of workers()) if (worker.isConnected()) worker.send(SHUTDOWN_MESSAGE);
+    resolveOnceAllGone();
     setTimeout(() => {
       logger.error({ boundMs: SHUTDOWN_BOUND_MS }, "workers did not stop in time; killing them");
       for (const worker of workers()) worker.process.kill("SIGKILL");
@@ -113,7 +129,15 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  for (let i = 0; i < config.workers; i += 1) cluster.fork();
+  /*
+   * Each worker accepts from the shared listening socket itself instead of the primary accepting
+   * and handing connections over (node's default on Linux): a connection then belongs to one
+   * process only, and when a worker dies the kernel closes its connections, where a handed-over
+   * connection in flight to a dead worker could hang; connections not yet accepted wait in the
+   * socket's backlog for the other workers.
+   */
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  for (let i = 0; i < config.workers; i += 1) fork();
 
   await stopped;
   await purger.stop();

@@ -429,7 +429,17 @@ function openDatabase(file: string, { create }: { create: boolean }): Database.D
   }
 }
 
+/** Whether every migration is recorded as applied: then a start, and every worker's, skips the Migrator. */
+function isMigrated(db: Database.Database): boolean {
+  const hasTable =
+    db.prepare("select 1 from sqlite_master where type = 'table' and name = 'kysely_migration'").get() !== undefined;
+  if (!hasTable) return false;
+  const applied = new Set(db.prepare("select name from kysely_migration").pluck().all() as string[]);
+  return Object.keys(migrations).every((name) => applied.has(name));
+}
+
 async function migrate(db: Database.Database, file: string): Promise<void> {
+  if (isMigrated(db)) return;
   const kysely = new Kysely<unknown>({ dialect: new SqliteDialect({ database: db }) });
   const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
   const { error } = await migrator.migrateToLatest();

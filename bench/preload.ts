@@ -31,7 +31,7 @@ export async function preload(dataDir: string, count: number): Promise<PreloadRe
   let jsonBytes = 0;
   const flush = (shard: Shard, rows: EntityRow[]) => {
     shard.write((tx) => {
-      for (const row of rows) tx.saveEntity({ ...row, sequence: tx.nextSequence(now) });
+      for (const row of rows) tx.saveEntity({ ...row, sequence: tx.nextSequence(now) }, undefined);
     });
     rows.length = 0;
   };

@@ -185,16 +185,19 @@ try {
     const row = tx.readEntity(ENTITY_TYPE, id);
     const now = new Date().toISOString();
     const sequence = tx.nextSequence(now);
-    tx.saveEntity({
-      type: ENTITY_TYPE,
-      id,
-      slot,
-      version: (row?.version ?? 0) + 1,
-      data,
-      created_at: row?.created_at ?? now,
-      updated_at: now,
-      sequence,
-    });
+    tx.saveEntity(
+      {
+        type: ENTITY_TYPE,
+        id,
+        slot,
+        version: (row?.version ?? 0) + 1,
+        data,
+        created_at: row?.created_at ?? now,
+        updated_at: now,
+        sequence,
+      },
+      row,
+    );
   };
   await compare(
     "single write: Shard.write",

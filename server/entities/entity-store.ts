@@ -158,7 +158,7 @@ function save(
     updated_at: now,
     sequence,
   };
-  tx.saveEntity(next);
+  tx.saveEntity(next, row);
   return next;
 }
 

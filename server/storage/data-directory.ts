@@ -2,14 +2,17 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { dirname, join, resolve } from "node:path";
 import { SLOT_COUNT, slotOf } from "../../schema/placement.js";
 import { MANIFEST_FILE, newManifest, parseManifest, type Manifest } from "./manifest.js";
-import { Shard, verifyShardFile, type ShardOptions } from "./shard.js";
+import { Shard, type ShardOptions } from "./shard.js";
+import { verifyShardFile } from "./shard-verification.js";
 import { DataDirectoryError } from "./storage-errors.js";
-import { assertWalComplete } from "./wal-index.js";
 
 export interface OpenOptions extends ShardOptions {
   /** Shard count for a new data directory; an existing one keeps its manifest's. */
   shardCount: number;
-  /** Run SQLite's quick check on every shard before opening it for writing (the primary does). */
+  /**
+   * Verify every shard before opening it for writing (the primary does): what a crash or a
+   * careless copy can have damaged, in a time that does not grow with the data.
+   */
   verify: boolean;
 }
 
@@ -21,6 +24,8 @@ export class ShardSet {
     readonly directory: string,
     readonly manifest: Manifest,
     readonly shards: readonly Shard[],
+    /** The shards that were not closed cleanly last time (only known when opened with `verify`). */
+    readonly uncleanShards: readonly number[] = [],
   ) {
     this.shardOfSlot = new Uint16Array(SLOT_COUNT);
     for (const shard of shards)
@@ -55,12 +60,9 @@ export async function openDataDirectory(directory: string, options: OpenOptions)
   }
   const manifest = parseManifest(readFileSync(manifestPath, "utf8"), manifestPath);
   assertFilesMatch(root, manifest);
-  if (options.verify) {
-    for (const { file } of manifest.shards) {
-      assertWalComplete(join(root, file));
-      verifyShardFile(join(root, file));
-    }
-  }
+  const uncleanShards = options.verify
+    ? manifest.shards.filter(({ file }) => !verifyShardFile(join(root, file)).closedCleanly).map(({ shard }) => shard)
+    : [];
   const shards: Shard[] = [];
   try {
     for (const entry of manifest.shards) {
@@ -70,7 +72,7 @@ export async function openDataDirectory(directory: string, options: OpenOptions)
     for (const shard of shards) shard.close();
     throw error;
   }
-  return new ShardSet(root, manifest, shards);
+  return new ShardSet(root, manifest, shards, uncleanShards);
 }
 
 /*
@@ -85,6 +87,7 @@ async function initialise(root: string, options: OpenOptions): Promise<void> {
   const manifest = newManifest(options.shardCount);
   for (const entry of manifest.shards) {
     const shard = await Shard.open(join(staging, entry.file), entry, { ...options, create: true });
+    shard.markClosedCleanly();
     shard.close();
   }
   writeFileSync(join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);

@@ -16,26 +16,63 @@ export type ShardKey = components["schemas"]["ShardKey"];
 
 const MAX_INTEGRITY_MESSAGES = 100;
 
-/** The figures of one shard, all from one read snapshot. */
+type Tallies = Pick<ShardStateRow, "entities" | "idempotency_records">;
+
+/**
+ * The figures of one shard, in one row read: the entity and record counts are the running
+ * tallies that every write keeps in `shard_state`. A file from before the tallies (read by the
+ * offline CLI; a server migrates it at start-up) is counted instead.
+ */
 export function readShardStats(db: Database.Database, file: string): ShardStats {
+  const tallied = hasTallies(db);
   const read = db.transaction(() => {
     const state = db.prepare("select sequence, last_write_at from shard_state").get() as Pick<
       ShardStateRow,
       "sequence" | "last_write_at"
     >;
-    const entities = db.prepare("select count(*) from entities where data is not null").pluck().get() as number;
-    const records = db.prepare("select count(*) from idempotency").pluck().get() as number;
-    return { state, entities, records };
+    return { state, tallies: tallied ? readTallies(db) : countTallies(db) };
   });
-  const { state, entities, records } = read.deferred();
+  const { state, tallies } = read.deferred();
   return {
-    entities,
+    entities: tallies.entities,
     fileBytes: sizeOf(file),
     walBytes: sizeOf(`${file}-wal`),
     sequence: state.sequence,
-    idempotencyRecords: records,
+    idempotencyRecords: tallies.idempotency_records,
     lastWriteAt: state.last_write_at,
   };
+}
+
+function hasTallies(db: Database.Database): boolean {
+  return db.prepare("select 1 from pragma_table_info('shard_state') where name = 'entities'").get() !== undefined;
+}
+
+function readTallies(db: Database.Database): Tallies {
+  return db.prepare("select entities, idempotency_records from shard_state").get() as Tallies;
+}
+
+/** What the tallies must equal: a count of every row. */
+function countTallies(db: Database.Database): Tallies {
+  return {
+    entities: db.prepare("select count(*) from entities where data is not null").pluck().get() as number,
+    idempotency_records: db.prepare("select count(*) from idempotency").pluck().get() as number,
+  };
+}
+
+/** The tallies compared with a real count, in one snapshot; a message for each that differs. */
+function checkTallies(db: Database.Database): string[] {
+  if (!hasTallies(db)) return [];
+  const { kept, counted } = db.transaction(() => ({ kept: readTallies(db), counted: countTallies(db) })).deferred();
+  const messages: string[] = [];
+  if (kept.entities !== counted.entities) {
+    messages.push(`the entity tally is ${kept.entities}, but the shard holds ${counted.entities} live entities`);
+  }
+  if (kept.idempotency_records !== counted.idempotency_records) {
+    messages.push(
+      `the idempotency-record tally is ${kept.idempotency_records}, but the shard holds ${counted.idempotency_records} records`,
+    );
+  }
+  return messages;
 }
 
 /** Up to `limit` live keys after `after` (exclusive), ordered by type, then id. */
@@ -50,13 +87,15 @@ export function listShardKeys(db: Database.Database, after: { type: string; id: 
 }
 
 /**
- * SQLite's full integrity check; returns its complaints, none when the file is sound. A file
- * too damaged to be read at all is reported the same way rather than thrown.
+ * SQLite's full integrity check, then the running tallies against a real count; returns the
+ * complaints, none when the file is sound. A file too damaged to be read at all is reported the
+ * same way rather than thrown.
  */
 export function checkIntegrity(db: Database.Database): string[] {
   try {
     const rows = db.pragma(`integrity_check(${MAX_INTEGRITY_MESSAGES})`) as { integrity_check: string }[];
-    return rows.map((row) => row.integrity_check).filter((message) => message !== "ok");
+    const messages = rows.map((row) => row.integrity_check).filter((message) => message !== "ok");
+    return messages.length > 0 ? messages : checkTallies(db);
   } catch (error) {
     return [(error as Error).message];
   }

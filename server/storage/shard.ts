@@ -140,6 +140,12 @@ export class Shard {
       saveSequence: prepare(
         q.updateTable("shard_state").set({ sequence: param<number>("sequence"), last_write_at: param<string>("now") }),
       ),
+      adjustTallies: prepare(
+        q.updateTable("shard_state").set({
+          entities: sql<number>`entities + ${param<number>("entities")}`,
+          idempotency_records: sql<number>`idempotency_records + ${param<number>("records")}`,
+        }),
+      ),
       purgeIdempotency: prepare(
         q
           .deleteFrom("idempotency")
@@ -157,6 +163,13 @@ export class Shard {
           ),
       ),
       selectState: prepare(q.selectFrom("shard_state").selectAll()),
+      markOpen: prepare(
+        q
+          .updateTable("shard_state")
+          .set({ clean_close: sql.lit(0) })
+          .where("clean_close", "!=", sql.lit(0)),
+      ),
+      markClean: prepare(q.updateTable("shard_state").set({ clean_close: sql.lit(1) })),
     };
     this.transaction = transactionOn(this.statements);
     const transaction = this.transaction;
@@ -176,6 +189,7 @@ export class Shard {
       saveSequence: onWriter(this.statements.saveSequence),
       upsertEntity: onWriter(this.statements.upsertEntity),
       insertIdempotency: onWriter(this.statements.insertIdempotency),
+      adjustTallies: onWriter(this.statements.adjustTallies),
     });
     this.writes = new WriteQueue<ShardTransaction>(writer, queued, {
       hooks: queued,
@@ -208,6 +222,8 @@ export class Shard {
       writer = openWriter(file);
       const shard = new Shard(placement, file, db, writer, options);
       shard.assertIdentity();
+      // Until a clean close sets it again, the file counts as one a crash may have left behind.
+      shard.statements.markOpen.run();
       return shard;
     } catch (error) {
       writer?.close();
@@ -266,7 +282,19 @@ export class Shard {
 
   /** Deletes at most `limit` idempotency records created before `before` (Unix ms). */
   purgeIdempotency(before: number, limit: number): number {
-    return this.run(() => this.statements.purgeIdempotency.run({ before, limit }).changes);
+    return this.write(() => {
+      const deleted = this.statements.purgeIdempotency.run({ before, limit }).changes;
+      tallyIdempotencyRecords(this.statements, -deleted);
+      return deleted;
+    });
+  }
+
+  /**
+   * Records that the shard is being closed cleanly: call it once no other process writes to the
+   * shard any more, just before the last checkpoint and {@link Shard.close}.
+   */
+  markClosedCleanly(): void {
+    this.run(() => this.statements.markClean.run());
   }
 
   /** The shard's figures for operators, read from the file in one snapshot. */
@@ -338,14 +366,25 @@ export interface ShardTransaction {
    * write rolled back alone after taking a number leaves a gap: the sequence only ever grows.
    */
   nextSequence(now: string): number;
-  saveEntity(row: EntityRow): void;
+  /** Writes `row` over `previous` (the row {@link ShardTransaction.readEntity} found), keeping the live-entity tally. */
+  saveEntity(row: EntityRow, previous: EntityRow | undefined): void;
   recordIdempotency(row: IdempotencyRow): void;
 }
 
 type TransactionStatements = Record<
-  "selectEntity" | "selectIdempotency" | "nextSequence" | "saveSequence" | "upsertEntity" | "insertIdempotency",
+  "selectEntity" | "selectIdempotency" | "nextSequence" | "saveSequence" | "upsertEntity" | "insertIdempotency" | "adjustTallies",
   Database.Statement
 >;
+
+const isLive = (row: EntityRow | undefined) => row !== undefined && row.data !== null;
+
+/*
+ * Every change to the number of idempotency records goes through here, in the transaction that
+ * makes it, so the tally read by the figures stays equal to a count of the table.
+ */
+function tallyIdempotencyRecords(statements: Pick<TransactionStatements, "adjustTallies">, change: number): void {
+  if (change !== 0) statements.adjustTallies.run({ entities: 0, records: change });
+}
 
 /*
  * A transaction's first write advances the shard's sequence in shard_state (under the write
@@ -374,11 +413,14 @@ function transactionOn(statements: TransactionStatements): ShardTransaction & Ba
       sequence = stored;
       return sequence;
     },
-    saveEntity: (row) => {
+    saveEntity: (row, previous) => {
       statements.upsertEntity.run(row);
+      const change = Number(isLive(row)) - Number(isLive(previous));
+      if (change !== 0) statements.adjustTallies.run({ entities: change, records: 0 });
     },
     recordIdempotency: (row) => {
       statements.insertIdempotency.run(row);
+      tallyIdempotencyRecords(statements, 1);
     },
   };
 }
@@ -425,41 +467,21 @@ function openDatabase(file: string, { create }: { create: boolean }): Database.D
   }
 }
 
+/** Whether every migration is recorded as applied: then a start, and every worker's, skips the Migrator. */
+function isMigrated(db: Database.Database): boolean {
+  const hasTable =
+    db.prepare("select 1 from sqlite_master where type = 'table' and name = 'kysely_migration'").get() !== undefined;
+  if (!hasTable) return false;
+  const applied = new Set(db.prepare("select name from kysely_migration").pluck().all() as string[]);
+  return Object.keys(migrations).every((name) => applied.has(name));
+}
+
 async function migrate(db: Database.Database, file: string): Promise<void> {
+  if (isMigrated(db)) return;
   const kysely = new Kysely<unknown>({ dialect: new SqliteDialect({ database: db }) });
   const migrator = new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } });
   const { error } = await migrator.migrateToLatest();
   if (error) {
     throw new DataDirectoryError(`cannot migrate shard file ${file}: ${(error as Error).message}`, { cause: error });
-  }
-}
-
-/**
- * Verifies a shard file without writing to it: SQLite's quick check, read-only. Start-up runs it
- * before anything opens the file for writing, so a damaged file is reported, never "repaired".
- */
-export function verifyShardFile(file: string): void {
-  let db: Database.Database;
-  try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-  } catch (error) {
-    throw new DataDirectoryError(`cannot open shard file ${file}: ${(error as Error).message}`, { cause: error });
-  }
-  try {
-    const rows = db.pragma("quick_check") as { quick_check: string }[];
-    const messages = rows.map((row) => row.quick_check).filter((message) => message !== "ok");
-    if (messages.length > 0) {
-      throw new DataDirectoryError(`shard file ${file} is corrupt: ${messages.slice(0, 5).join("; ")}`);
-    }
-    // An empty file (e.g. truncated to nothing) passes the quick check; opening it for writing
-    // would run the migrations into it, so it is refused here, before anything writes.
-    if (db.prepare("select 1 from sqlite_master where type = 'table' and name = 'shard_state'").get() === undefined) {
-      throw new DataDirectoryError(`shard file ${file} is empty or not an apostate shard: it has no shard_state table`);
-    }
-  } catch (error) {
-    if (error instanceof DataDirectoryError) throw error;
-    throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });
-  } finally {
-    db.close();
   }
 }

@@ -42,6 +42,12 @@ interface ShardStateTable {
   slot_to: number;
   sequence: number;
   last_write_at: string | null;
+  /** Running tally of live entities (tombstones not counted), kept by every write. */
+  entities: number;
+  /** Running tally of idempotency records, kept by every record and purge. */
+  idempotency_records: number;
+  /** 1 once the shard was closed cleanly; 0 while a server has it open for writing. */
+  clean_close: number;
 }
 
 export interface ShardDatabase {

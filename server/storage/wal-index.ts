@@ -15,7 +15,8 @@ const WAL_INDEX_VERSION = 3_007_000;
 const WAL_HEADER_BYTES = 32;
 const FRAME_HEADER_BYTES = 24;
 
-function readPrefix(file: string, length: number): Buffer {
+/** Up to `length` bytes from the start of `file`. */
+export function readPrefix(file: string, length: number): Buffer {
   const fd = openSync(file, "r");
   try {
     const buffer = Buffer.alloc(length);

@@ -111,6 +111,17 @@ describe("start-up detects damaged shard files and changes nothing", () => {
     expectUntouched(dir, before);
   });
 
+  it("knows which shards a crash left open and which a clean stop closed", async () => {
+    for (const [base, unclean] of [
+      [stopped, []],
+      [crashed, [0, 1]],
+    ] as const) {
+      const shards = await open(copyDirectory(base, join(root.path, `case-${++cases}`)));
+      shards.close();
+      expect(shards.uncleanShards).toEqual(unclean);
+    }
+  });
+
   it("an undamaged crashed directory opens with every write", async () => {
     const shards = await open(copyDirectory(crashed, join(root.path, "intact")));
     try {

@@ -122,16 +122,19 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
       store.ops(mutation("existing"), { if: [{ path: "/n", op: "gt", value: 5 }], do: [{ op: "set", path: "/n", value: 99 }] }),
       // Writes a row, then fails: the savepoint takes the row back with it.
       shards.shards[0]!.commitWrite((tx) => {
-        tx.saveEntity({
-          type: "acct",
-          id: "half",
-          slot: 0,
-          version: 1,
-          data: "{}",
-          created_at: "x",
-          updated_at: "x",
-          sequence: tx.nextSequence("x"),
-        });
+        tx.saveEntity(
+          {
+            type: "acct",
+            id: "half",
+            slot: 0,
+            version: 1,
+            data: "{}",
+            created_at: "x",
+            updated_at: "x",
+            sequence: tx.nextSequence("x"),
+          },
+          undefined,
+        );
         throw new Error("failed after writing");
       }),
       store.put(mutation("after"), { ok: true }),
@@ -147,6 +150,8 @@ describe.each(["power", "process"] as const)("group commit (--durability=%s)", (
     expect(JSON.parse(store.get("acct", "existing").data)).toEqual({ n: 1 });
     expect(shards.shards[0]!.readEntity("acct", "half")).toBeUndefined();
     expect(shards.shards[0]!.readEntity("acct", "absent")).toBeUndefined();
+    // The failed write's tally went back with its savepoint: existing, before and after.
+    expect(shards.shards[0]!.stats().entities).toBe(3);
   });
 
   it("applies a keyed request once when its duplicates arrive in the same batch or later", async () => {

@@ -1,0 +1,48 @@
+import type { Logger } from "pino";
+import type { ServeConfig } from "./config.js";
+import { openDataDirectory, type ShardSet } from "./storage/data-directory.js";
+
+/*
+ * What the primary and the workers of `apostate serve` share, kept apart from both so that the
+ * primary loads none of the workers' HTTP modules.
+ */
+
+/** How long a worker lets requests in flight finish after a shutdown signal. */
+export const DRAIN_MS = 10_000;
+
+/** The primary asks its workers to stop with this message rather than a signal (see runPrimary). */
+export const SHUTDOWN_MESSAGE = "apostate:shutdown";
+
+export async function openShards(config: ServeConfig, verify: boolean): Promise<ShardSet> {
+  return openDataDirectory(config.dataDir, {
+    shardCount: config.shards,
+    durability: config.durability,
+    busyTimeoutMs: config.busyTimeoutMs,
+    verify,
+  });
+}
+
+/** Records in each shard that nothing writes to it any more, so the next start-up can trust it. */
+export function markClosedCleanly(shards: ShardSet, logger: Logger): void {
+  for (const shard of shards.shards) {
+    try {
+      shard.markClosedCleanly();
+    } catch (error) {
+      logger.warn({ err: error, shard: shard.placement.shard }, "could not record a clean close");
+    }
+  }
+}
+
+/**
+ * Checkpoints every shard's WAL; a shard another process still reads is skipped with a warning
+ * (SQLite finishes the job later), so shutdown never fails on it.
+ */
+export function checkpointAll(shards: ShardSet, mode: "PASSIVE" | "TRUNCATE", logger: Logger): void {
+  for (const shard of shards.shards) {
+    try {
+      shard.checkpoint(mode);
+    } catch (error) {
+      logger.warn({ err: error, shard: shard.placement.shard, mode }, "checkpoint skipped");
+    }
+  }
+}

@@ -1,0 +1,88 @@
+import { statSync } from "node:fs";
+import Database from "better-sqlite3";
+import { DataDirectoryError } from "./storage-errors.js";
+import { assertWalComplete, readPrefix } from "./wal-index.js";
+
+/** What start-up learnt of a shard file it verified. */
+export interface ShardFileState {
+  /** The server that last had it open for writing closed it cleanly. */
+  closedCleanly: boolean;
+}
+
+/*
+ * The database header: https://www.sqlite.org/fileformat2.html#the_database_header. The page
+ * count at offset 28 is trusted only when the "version-valid-for" number at 92 equals the
+ * change counter at 24 (older writers did not keep it).
+ */
+const HEADER_BYTES = 100;
+const MAGIC = "SQLite format 3\0";
+const WAL_HEADER_BYTES = 32;
+
+/**
+ * Verifies a shard file before anything opens it for writing, in a time that does not grow with
+ * the file: what a crash or a careless copy can damage, never every page (that is `apostate
+ * check`). A SIGKILL cannot corrupt a WAL-mode file; what can go wrong is outside SQLite: a WAL
+ * deleted or cut short ({@link assertWalComplete}), a file truncated or its header overwritten.
+ * Then the root page of every table is read, which finds a file whose structure was scribbled
+ * over, and the shard's identity table must be there. Read-only throughout: a damaged file is
+ * reported, never "repaired".
+ *
+ * @throws DataDirectoryError naming the file.
+ * @example
+ * const { closedCleanly } = verifyShardFile("/var/lib/apostate/shard-000.sqlite");
+ */
+export function verifyShardFile(file: string): ShardFileState {
+  assertWalComplete(file);
+  assertSizeMatchesHeader(file);
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw new DataDirectoryError(`cannot open shard file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    const tables = db.prepare("select name from sqlite_master where type = 'table' and rootpage > 0").pluck().all() as string[];
+    // An empty file (e.g. truncated to nothing) is a valid empty database; opening it for writing
+    // would run the migrations into it, so it is refused here, before anything writes.
+    if (!tables.includes("shard_state")) {
+      throw new DataDirectoryError(`shard file ${file} is empty or not an apostate shard: it has no shard_state table`);
+    }
+    for (const table of tables) db.prepare(`select 1 from "${table.replaceAll('"', '""')}" limit 1`).get();
+    const columns = db.prepare("select name from pragma_table_info('shard_state')").pluck().all() as string[];
+    // A file from before the flag existed was last closed by a server that did not record it.
+    const closedCleanly =
+      columns.includes("clean_close") && db.prepare("select clean_close from shard_state").pluck().get() === 1;
+    return { closedCleanly };
+  } catch (error) {
+    if (error instanceof DataDirectoryError) throw error;
+    throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * A file shorter than the pages its header counts was truncated. Only checked when the WAL
+ * holds no frames: otherwise a checkpoint cut short may have written the new header before the
+ * pages after it, which the WAL still holds and SQLite replays.
+ */
+function assertSizeMatchesHeader(file: string): void {
+  const walBytes = statSync(`${file}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+  if (walBytes > WAL_HEADER_BYTES) return;
+  const { size } = statSync(file);
+  // An empty file has no header; the identity check refuses it.
+  if (size === 0) return;
+  const header = readPrefix(file, HEADER_BYTES);
+  if (header.length < HEADER_BYTES || header.toString("latin1", 0, MAGIC.length) !== MAGIC) {
+    throw new DataDirectoryError(`shard file ${file} is corrupt: its header is not an SQLite database header`);
+  }
+  const rawPageSize = header.readUInt16BE(16);
+  const pageSize = rawPageSize === 1 ? 65_536 : rawPageSize;
+  if (header.readUInt32BE(92) !== header.readUInt32BE(24)) return;
+  const pages = header.readUInt32BE(28);
+  if (size < pages * pageSize) {
+    throw new DataDirectoryError(
+      `shard file ${file} is truncated: ${size} bytes, but its header counts ${pages} pages of ${pageSize} bytes (${pages * pageSize} bytes)`,
+    );
+  }
+}

@@ -230,7 +230,6 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Query parameters are ignored. */
         get: operations["healthz"];
         put?: never;
         post?: never;
@@ -248,7 +247,6 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Query parameters are ignored. */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -273,7 +271,7 @@ export interface paths {
          *     `apostate_shard_entities`, `apostate_shard_file_bytes`, `apostate_shard_wal_bytes`,
          *     `apostate_shard_sequence`, `apostate_shard_idempotency_records` (by `shard`),
          *     `apostate_idempotency_purged_total` and `apostate_idempotency_purge_batches_total` (by
-         *     `shard`), and Node.js process metrics. Query parameters are ignored.
+         *     `shard`), and Node.js process metrics.
          */
         get: operations["metrics"];
         put?: never;
@@ -657,6 +655,10 @@ export interface components {
         ListCursor: string;
         /** @description Only ids that start with this string (compared literally). */
         Prefix: string;
+        /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+        IgnoredQuery: {
+            [key: string]: unknown;
+        };
         /** @description The `nextCursor` of the previous page of this shard; a damaged one is 400 `invalid-cursor`. */
         KeyCursor: string;
     };
@@ -1313,7 +1315,10 @@ export interface operations {
     };
     healthz: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1335,7 +1340,10 @@ export interface operations {
     };
     headHealthz: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1355,7 +1363,10 @@ export interface operations {
     };
     readyz: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1378,7 +1389,10 @@ export interface operations {
     };
     headReadyz: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1399,7 +1413,10 @@ export interface operations {
     };
     metrics: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1423,7 +1440,10 @@ export interface operations {
     };
     headMetrics: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;

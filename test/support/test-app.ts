@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { createApp } from "../../server/app.js";
 import { EntityStore } from "../../server/entities/entity-store.js";
 import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
+import { checkedListener } from "./contract.js";
 import { tempDir } from "./temp-dir.js";
 
 export interface TestApp {
@@ -12,7 +13,10 @@ export interface TestApp {
   close: () => void;
 }
 
-/** The HTTP app over a new, empty data directory, in-process (for supertest). */
+/**
+ * The HTTP app over a new, empty data directory, in-process (for supertest). Every exchange with
+ * it is held against openapi.yaml (contract.ts): a disagreement fails the test.
+ */
 export async function createTestApp(
   options: { shardCount?: number; bodyLimit?: number; token?: string; adminToken?: string } = {},
 ): Promise<TestApp> {
@@ -32,7 +36,7 @@ export async function createTestApp(
     adminToken: options.adminToken,
   });
   return {
-    app,
+    app: await checkedListener(app),
     shards,
     dataDir: dir.path,
     close: () => {

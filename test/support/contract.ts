@@ -4,6 +4,7 @@ import { OpenAPIBackend, SetMatchType, ValidationContext, type Operation } from 
 import type { ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import { afterEach } from "vitest";
+import type { Reply, SendOptions } from "./http.js";
 import { problemViolations } from "./problem.js";
 
 /*
@@ -236,10 +237,29 @@ export async function contractViolations(exchange: Exchange): Promise<string[]> 
 }
 
 /** Checks one exchange; what is wrong fails the running test when it ends. */
-export async function checkExchange(exchange: Exchange): Promise<void> {
+async function checkExchange(exchange: Exchange): Promise<void> {
   const found = await contractViolations(exchange);
   const { method, url, status } = exchange;
   for (const violation of found) violations.push(`${method} ${url} → ${status}: ${violation}`);
+}
+
+/**
+ * Checks a request made with `send` against a server in another process, where no listener can
+ * be wrapped; what is wrong fails the running test when it ends.
+ */
+export function checkReply(method: string, path: string, options: SendOptions, reply: Reply): Promise<void> {
+  const requestHeaders = Object.fromEntries(
+    Object.entries(options.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]),
+  );
+  return checkExchange({
+    method,
+    url: path,
+    requestHeaders,
+    requestBody: options.body ?? "",
+    status: reply.status,
+    responseHeaders: reply.headers,
+    responseBody: reply.text,
+  });
 }
 
 /**

@@ -252,7 +252,7 @@ describe("the contract checker", () => {
   });
 });
 
-describe("current: null through the server", () => {
+describe("through the server", () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp({ shardCount: 2 });
@@ -269,6 +269,27 @@ describe("current: null through the server", () => {
       });
     expectProblem(res, 409, "condition-failed");
     expect(res.body).toMatchObject({ current: null, failed: { index: 0, path: "/balance", op: "gte", value: 10 } });
+  });
+
+  it("answers HEAD beside every GET with the GET's status and headers, without a body", async () => {
+    await request(t.app).put("/v1/entities/account/alice").send({ balance: 5 }).expect(201);
+    for (const path of [
+      "/v1/entities/account/alice",
+      "/v1/entities/account/nobody",
+      "/v1/entities/account?limit=1",
+      "/admin/shards",
+      "/admin/shards/1",
+      "/admin/shards/1/entities",
+      "/admin/locate/account/alice",
+      "/healthz",
+      "/readyz",
+      "/metrics",
+    ]) {
+      const [get, head] = [await request(t.app).get(path), await request(t.app).head(path)];
+      expect({ path, status: head.status, text: head.text }).toEqual({ path, status: get.status, text: undefined });
+      expect(head.headers["content-type"], path).toBe(get.headers["content-type"]);
+      expect(head.headers.etag, path).toBe(get.headers.etag);
+    }
   });
 
   it("answers If-Match on an absent entity with 412 and current: null", async () => {

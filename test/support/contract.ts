@@ -130,7 +130,7 @@ class ContractChecker {
       if (exchange.requestBody === "") {
         if (requestBody.required) violations.push("the body is required");
       } else if (!schema) violations.push(`${mediaType} is not a declared media type`);
-      else violations.push(...this.bodyViolations(schema, exchange.requestBody, "body"));
+      else violations.push(...this.bodyViolations(schema, exchange.requestBody, "body", mediaType));
     }
     return violations;
   }
@@ -163,7 +163,7 @@ class ContractChecker {
     const mediaType = mediaTypeOf(responseHeaders["content-type"]);
     const schema = content[mediaType]?.schema;
     if (!schema) return [...violations, `${mediaType || "no content type"} is not declared for ${status}`];
-    violations.push(...this.bodyViolations(schema, responseBody, "body"));
+    violations.push(...this.bodyViolations(schema, responseBody, "body", mediaType));
     if (mediaType === "application/problem+json") {
       const code = (JSON.parse(responseBody) as { code?: unknown }).code;
       const codes = response["x-problem-codes"];
@@ -188,10 +188,10 @@ class ContractChecker {
     ].map((v) => `response: ${v}`);
   }
 
-  private bodyViolations(schema: object, text: string, what: string): string[] {
-    let value: unknown;
+  private bodyViolations(schema: object, text: string, what: string, mediaType = "application/json"): string[] {
+    let value: unknown = text;
     try {
-      value = JSON.parse(text);
+      if (mediaType === "application/json" || mediaType.endsWith("+json")) value = JSON.parse(text);
     } catch {
       return [`${what} is not JSON: ${text.slice(0, 80)}`];
     }

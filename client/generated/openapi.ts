@@ -10,7 +10,10 @@ export interface paths {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -27,11 +30,13 @@ export interface paths {
         post?: never;
         /**
          * Delete an entity.
-         * @description The key keeps a tombstone, so a re-created entity never repeats a version.
+         * @description The key keeps a tombstone, so a re-created entity never repeats a version. Takes no body:
+         *     a non-empty one is 415 `unsupported-media-type` and deletes nothing.
          */
         delete: operations["deleteEntity"];
         options?: never;
-        head?: never;
+        /** `getEntity` without the body: whether the entity exists, and its `ETag`. */
+        head: operations["headGetEntity"];
         /**
          * Change an entity with a merge patch (RFC 7396) or a JSON Patch (RFC 6902).
          * @description All or nothing: when any JSON Patch operation fails, nothing changes. A patch whose
@@ -47,7 +52,10 @@ export interface paths {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -82,7 +90,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `listEntities` without the body. */
+        head: operations["headListEntities"];
         patch?: never;
         trace?: never;
     };
@@ -98,7 +107,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `listShards` without the body. */
+        head: operations["headListShards"];
         patch?: never;
         trace?: never;
     };
@@ -107,7 +117,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -117,7 +127,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `getShard` without the body: whether the shard exists. */
+        head: operations["headGetShard"];
         patch?: never;
         trace?: never;
     };
@@ -126,7 +137,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -137,7 +148,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `listShardKeys` without the body. */
+        head: operations["headListShardKeys"];
         patch?: never;
         trace?: never;
     };
@@ -147,7 +159,10 @@ export interface paths {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -157,7 +172,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `locateEntity` without the body. */
+        head: operations["headLocateEntity"];
         patch?: never;
         trace?: never;
     };
@@ -166,14 +182,17 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
         };
         get?: never;
         put?: never;
-        /** Run SQLite's integrity check on one shard. */
+        /**
+         * Run SQLite's integrity check on one shard.
+         * @description Takes no body; a non-empty one is 415 `unsupported-media-type`.
+         */
         post: operations["checkShard"];
         delete?: never;
         options?: never;
@@ -186,14 +205,17 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
         };
         get?: never;
         put?: never;
-        /** Online backup of one shard into the data directory's `backups/` folder. */
+        /**
+         * Online backup of one shard into the data directory's `backups/` folder.
+         * @description Takes no body; a non-empty one is 415 `unsupported-media-type`.
+         */
         post: operations["backupShard"];
         delete?: never;
         options?: never;
@@ -213,7 +235,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `healthz` without the body. */
+        head: operations["headHealthz"];
         patch?: never;
         trace?: never;
     };
@@ -229,7 +252,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `readyz` without the body. */
+        head: operations["headReadyz"];
         patch?: never;
         trace?: never;
     };
@@ -254,7 +278,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `metrics` without the body. */
+        head: operations["headMetrics"];
         patch?: never;
         trace?: never;
     };
@@ -344,17 +369,32 @@ export interface components {
             op: string;
             value?: components["schemas"]["JsonValue"];
         };
+        /** @description An RFC 9457 problem. No other members are ever sent. */
         Problem: {
-            /** @description A URI naming the problem type. */
+            /** @description `urn:apostate:problem:<code>`. */
             type: string;
+            /** @description The code's fixed title. */
             title: string;
+            /** @description The HTTP status. */
             status: number;
-            detail?: string;
-            instance?: string;
+            /** @description What was wrong with this request. */
+            detail: string;
+            /** @description The request's URL (path and query). */
+            instance: string;
             code: components["schemas"]["ProblemCode"];
-            /** @description The entity's current representation (`null` when absent); on `version-mismatch`, `condition-failed`, `test-failed` and `patch-conflict`. */
-            current?: components["schemas"]["Entity"] | null;
+            /**
+             * @description The entity's current representation, `null` when it does not exist; only on
+             *     `version-mismatch`, `condition-failed`, `test-failed` and `patch-conflict`. (OpenAPI 3.0's
+             *     `nullable` does not reach into `allOf`, so `null` is its own alternative.)
+             */
+            current?: components["schemas"]["Entity"] | (never | null);
+            /** @description The condition that was false; only on `condition-failed`. */
             failed?: components["schemas"]["ConditionFailure"];
+            /** @description What the validator refused, part by part; only on `400` problems that name several parts. */
+            errors?: {
+                path?: string;
+                message?: string;
+            }[];
         };
         /**
          * @description - `entity-not-found` (404): no such entity (GET, PATCH, DELETE, `ops` without `upsert`).
@@ -364,20 +404,21 @@ export interface components {
          *     - `patch-conflict` (409): a JSON Patch or `ops` operation cannot apply to the current document; carries `current`.
          *     - `idempotency-key-reused` (422): the key was used on this entity with another fingerprint.
          *     - `invalid-idempotency-key` (400): empty, too long or non-printable key.
-         *     - `invalid-key` (400): `type` or `id` outside the allowed form.
-         *     - `invalid-body` (400): malformed JSON, a non-object PUT body, a bad patch or `ops` document, nesting deeper than 64, a `__proto__` key or path segment.
+         *     - `invalid-key` (400): `type` or `id` outside the allowed form (`.` and `..` included).
+         *     - `invalid-body` (400): no body or an empty one on PUT, PATCH or `ops`, malformed JSON, a non-object PUT body, a bad patch or `ops` document, nesting deeper than 64, a `__proto__` key or path segment.
          *     - `invalid-cursor` (400): a forged, damaged or foreign list cursor.
-         *     - `invalid-query` (400): a bad `limit` or other query parameter.
-         *     - `unsupported-media-type` (415): a body with a `Content-Type` the route does not take.
+         *     - `invalid-query` (400): a bad `limit` or other query parameter, or one the operation does not declare (on `/v1` and `/admin`).
+         *     - `unsupported-media-type` (415): a body with a `Content-Type` the route does not take, or a non-empty body on a route that takes none.
          *     - `payload-too-large` (413): a body over the limit (every route with a body).
          *     - `route-not-found` (404): no such route.
+         *     - `shard-not-found` (404): an admin request names a shard number the store does not have.
          *     - `method-not-allowed` (405): the route exists, the method does not (with `Allow`).
          *     - `unauthorized` (401): missing or wrong token.
          *     - `unavailable` (503): overloaded or a shard busy beyond its wait; with `Retry-After`.
          *     - `internal` (500): anything else; details only in the log.
          * @enum {string}
          */
-        ProblemCode: "entity-not-found" | "version-mismatch" | "condition-failed" | "test-failed" | "patch-conflict" | "idempotency-key-reused" | "invalid-idempotency-key" | "invalid-key" | "invalid-body" | "invalid-cursor" | "invalid-query" | "unsupported-media-type" | "payload-too-large" | "route-not-found" | "method-not-allowed" | "unauthorized" | "unavailable" | "internal";
+        ProblemCode: "entity-not-found" | "version-mismatch" | "condition-failed" | "test-failed" | "patch-conflict" | "idempotency-key-reused" | "invalid-idempotency-key" | "invalid-key" | "invalid-body" | "invalid-cursor" | "invalid-query" | "unsupported-media-type" | "payload-too-large" | "route-not-found" | "shard-not-found" | "method-not-allowed" | "unauthorized" | "unavailable" | "internal";
         ShardInfo: {
             shard: number;
             /** @description Inclusive slot range. */
@@ -437,8 +478,19 @@ export interface components {
                 "application/json": components["schemas"]["Entity"];
             };
         };
-        /** @description An RFC 9457 problem. */
-        Problem: {
+        /** @description The entity still has the version named in `If-None-Match`. */
+        NotModified: {
+            headers: {
+                ETag: components["headers"]["ETag"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /**
+         * @description `invalid-key` (a `type`, `id` or shard outside its form), `invalid-body`, `invalid-query`
+         *     (a bad or undeclared query parameter), `invalid-cursor` or `invalid-idempotency-key`.
+         */
+        BadRequest: {
             headers: {
                 [name: string]: unknown;
             };
@@ -446,21 +498,169 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description `unauthorized`: the token is missing or wrong. */
+        Unauthorized: {
+            headers: {
+                "WWW-Authenticate": components["headers"]["WWWAuthenticate"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `entity-not-found`. */
+        EntityNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `shard-not-found`: the store has no shard with this number. */
+        ShardNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `method-not-allowed`: the path exists, the method does not; answered on every path of this document. */
+        MethodNotAllowed: {
+            headers: {
+                Allow: components["headers"]["Allow"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `condition-failed` (with `failed` and `current`), `test-failed` or `patch-conflict` (with `current`). */
+        Conflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `version-mismatch`, with `current` (`null` when the entity does not exist). */
+        PreconditionFailed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `payload-too-large`: the body is over the limit (`--body-limit`, 1 MiB by default). */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description `unsupported-media-type`: a body with a `Content-Type` the route does not take, or any
+         *     non-empty body on a route that takes none.
+         */
+        UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `idempotency-key-reused`: the key was used on this entity with another fingerprint. */
+        IdempotencyKeyReused: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `unavailable`: overloaded, a shard busy beyond its wait, out of disk space, or shutting down. */
+        Unavailable: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `internal`: anything else; the details are only in the log. */
+        Internal: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The status and headers the GET would answer with its problem, without the body. */
+        HeadProblem: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description `unauthorized`, without the body. */
+        HeadUnauthorized: {
+            headers: {
+                "WWW-Authenticate": components["headers"]["WWWAuthenticate"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description `unavailable`, without the body. */
+        HeadUnavailable: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
     };
     parameters: {
         EntityType: string;
-        /** @description Percent-decoded before it is checked. */
+        /**
+         * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+         *     URL parsers remove such segments, so no client could address them.
+         */
         EntityId: string;
-        /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+        /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
         ShardId: number;
         /** @description The strong `ETag` (`"<version>"`) the change is conditional on, or `*` (the entity exists). */
         IfMatch: string;
+        /** @description An `ETag` the caller holds; when it matches, the answer is 304 with no body. */
+        IfNoneMatchTag: string;
         /**
          * @description 1–255 printable ASCII characters, scoped to the entity. The same key with the same
          *     fingerprint (method, path, `If-Match`, `If-None-Match`, `Content-Type`, SHA-256 of the
          *     body) replays the recorded response with `Idempotent-Replayed: true`.
          */
         IdempotencyKey: string;
+        /** @description The page size; more than 1000 is 400 `invalid-query`. */
+        Limit: number;
+        /**
+         * @description The `nextCursor` of the previous page, for the same type and prefix. A forged, damaged or
+         *     foreign cursor is 400 `invalid-cursor`.
+         */
+        ListCursor: string;
+        /** @description Only ids that start with this string (compared literally). */
+        Prefix: string;
+        /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+        IgnoredQuery: {
+            [key: string]: unknown;
+        };
+        /** @description The `nextCursor` of the previous page of this shard; a damaged one is 400 `invalid-cursor`. */
+        KeyCursor: string;
     };
     requestBodies: never;
     headers: {
@@ -470,6 +670,12 @@ export interface components {
         Location: string;
         /** @description `true` when this is the recorded response to an earlier request with the same key. */
         IdempotentReplayed: "true";
+        /** @description Seconds to wait before trying again. */
+        RetryAfter: number;
+        /** @description The methods the path takes, comma-separated (`GET, HEAD`). */
+        Allow: string;
+        /** @description `Bearer realm="apostate"`. */
+        WWWAuthenticate: string;
     };
     pathItems: never;
 }
@@ -480,11 +686,14 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description An `ETag` the caller holds; when it matches, the answer is 304 with no body. */
-                "If-None-Match"?: string;
+                "If-None-Match"?: components["parameters"]["IfNoneMatchTag"];
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -501,18 +710,13 @@ export interface operations {
                     "application/json": components["schemas"]["Entity"];
                 };
             };
-            /** @description The entity still has the version named in `If-None-Match`. */
-            304: {
-                headers: {
-                    ETag: components["headers"]["ETag"];
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
-            503: components["responses"]["Problem"];
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["EntityNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
         };
     };
     putEntity: {
@@ -532,7 +736,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -545,13 +752,14 @@ export interface operations {
         responses: {
             200: components["responses"]["Entity"];
             201: components["responses"]["EntityCreated"];
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            412: components["responses"]["Problem"];
-            413: components["responses"]["Problem"];
-            415: components["responses"]["Problem"];
-            422: components["responses"]["Problem"];
-            503: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            412: components["responses"]["PreconditionFailed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
         };
     };
     deleteEntity: {
@@ -569,7 +777,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -584,12 +795,50 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
-            412: components["responses"]["Problem"];
-            422: components["responses"]["Problem"];
-            503: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["EntityNotFound"];
+            412: components["responses"]["PreconditionFailed"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetEntity: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An `ETag` the caller holds; when it matches, the answer is 304 with no body. */
+                "If-None-Match"?: components["parameters"]["IfNoneMatchTag"];
+            };
+            path: {
+                type: components["parameters"]["EntityType"];
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
+                id: components["parameters"]["EntityId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The entity exists. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     patchEntity: {
@@ -607,7 +856,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -620,15 +872,16 @@ export interface operations {
         };
         responses: {
             200: components["responses"]["Entity"];
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
-            409: components["responses"]["Problem"];
-            412: components["responses"]["Problem"];
-            413: components["responses"]["Problem"];
-            415: components["responses"]["Problem"];
-            422: components["responses"]["Problem"];
-            503: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["EntityNotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
         };
     };
     applyOps: {
@@ -644,7 +897,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -657,24 +913,29 @@ export interface operations {
         responses: {
             200: components["responses"]["Entity"];
             201: components["responses"]["EntityCreated"];
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
-            409: components["responses"]["Problem"];
-            413: components["responses"]["Problem"];
-            415: components["responses"]["Problem"];
-            422: components["responses"]["Problem"];
-            503: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["EntityNotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
         };
     };
     listEntities: {
         parameters: {
             query?: {
-                limit?: number;
-                /** @description The `nextCursor` of the previous page, for the same type and prefix. */
-                cursor?: string;
+                /** @description The page size; more than 1000 is 400 `invalid-query`. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `nextCursor` of the previous page, for the same type and prefix. A forged, damaged or
+                 *     foreign cursor is 400 `invalid-cursor`.
+                 */
+                cursor?: components["parameters"]["ListCursor"];
                 /** @description Only ids that start with this string (compared literally). */
-                prefix?: string;
+                prefix?: components["parameters"]["Prefix"];
             };
             header?: never;
             path: {
@@ -693,9 +954,46 @@ export interface operations {
                     "application/json": components["schemas"]["EntityPage"];
                 };
             };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            503: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headListEntities: {
+        parameters: {
+            query?: {
+                /** @description The page size; more than 1000 is 400 `invalid-query`. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `nextCursor` of the previous page, for the same type and prefix. A forged, damaged or
+                 *     foreign cursor is 400 `invalid-cursor`.
+                 */
+                cursor?: components["parameters"]["ListCursor"];
+                /** @description Only ids that start with this string (compared literally). */
+                prefix?: components["parameters"]["Prefix"];
+            };
+            header?: never;
+            path: {
+                type: components["parameters"]["EntityType"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page exists. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     listShards: {
@@ -718,7 +1016,34 @@ export interface operations {
                     };
                 };
             };
-            401: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headListShards: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shards' figures could be read. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     getShard: {
@@ -726,7 +1051,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -742,20 +1067,52 @@ export interface operations {
                     "application/json": components["schemas"]["ShardInfo"];
                 };
             };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetShard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shard exists. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     listShardKeys: {
         parameters: {
             query?: {
-                limit?: number;
-                cursor?: string;
+                /** @description The page size; more than 1000 is 400 `invalid-query`. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page of this shard; a damaged one is 400 `invalid-cursor`. */
+                cursor?: components["parameters"]["KeyCursor"];
             };
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -770,13 +1127,49 @@ export interface operations {
                 content: {
                     "application/json": {
                         items: components["schemas"]["ShardKey"][];
+                        /** @description `null` on the last page. */
                         nextCursor: string | null;
                     };
                 };
             };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headListShardKeys: {
+        parameters: {
+            query?: {
+                /** @description The page size; more than 1000 is 400 `invalid-query`. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page of this shard; a damaged one is 400 `invalid-cursor`. */
+                cursor?: components["parameters"]["KeyCursor"];
+            };
+            header?: never;
+            path: {
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page exists. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     locateEntity: {
@@ -785,7 +1178,10 @@ export interface operations {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -807,8 +1203,41 @@ export interface operations {
                     };
                 };
             };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headLocateEntity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                type: components["parameters"]["EntityType"];
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` (also percent-encoded) are refused:
+                 *     URL parsers remove such segments, so no client could address them.
+                 */
+                id: components["parameters"]["EntityId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key is well formed (the entity may be absent). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     checkShard: {
@@ -816,7 +1245,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -836,9 +1265,12 @@ export interface operations {
                     };
                 };
             };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
         };
     };
     backupShard: {
@@ -846,7 +1278,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -873,14 +1305,20 @@ export interface operations {
                     };
                 };
             };
-            400: components["responses"]["Problem"];
-            401: components["responses"]["Problem"];
-            404: components["responses"]["Problem"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
         };
     };
     healthz: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -896,11 +1334,39 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headHealthz: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process is alive. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
         };
     };
     readyz: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -916,12 +1382,41 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            503: components["responses"]["Problem"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headReadyz: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ready. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     metrics: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -937,8 +1432,35 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            401: components["responses"]["Problem"];
-            503: components["responses"]["Problem"];
+            401: components["responses"]["Unauthorized"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headMetrics: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The metrics could be gathered. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["HeadUnauthorized"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
 }

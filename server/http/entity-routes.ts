@@ -22,7 +22,7 @@ type EntityHandlers = Partial<Record<keyof operations, EntityHandler>>;
  * validated against openapi.yaml, so the handlers only translate between HTTP and the entity store.
  */
 export function entityHandlers(store: EntityStore) {
-  return {
+  const handlers = {
     getEntity: (req, res) => {
       const row = store.get(param(req, "type"), param(req, "id"));
       const etag = etagOf(row.version);
@@ -72,6 +72,12 @@ export function entityHandlers(store: EntityStore) {
       });
       sendJson(res, 200, `{"items":[${page.items.join(",")}],"nextCursor":${JSON.stringify(page.nextCursor)}}`);
     },
+  } satisfies EntityHandlers;
+  // node's response sends no body to a HEAD request by itself, so HEAD is the GET handler.
+  return {
+    ...handlers,
+    headGetEntity: handlers.getEntity,
+    headListEntities: handlers.listEntities,
   } satisfies EntityHandlers;
 }
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { startTempServer, type ServerProcess } from "../support/server-process.js";
 import { IDS, steps } from "../support/arbitraries.js";
 import { canonical } from "../support/document-model.js";
+import { checkReply } from "../support/contract.js";
 import { send } from "../support/http.js";
 import { listAll } from "../support/list.js";
 import { propertyParameters, setting } from "../support/settings.js";
@@ -12,7 +13,8 @@ import { prepare, StoreModel, type Command } from "../support/store-model.js";
  * Model-based test: random command sequences against a live server with two workers (each
  * request on a new connection, so consecutive requests land on different workers) and
  * against StoreModel. Every answer must be the model's: status, version, data, headers,
- * problem code, `current`, `failed`, and byte-identical replays.
+ * problem code, `current`, `failed`, and byte-identical replays. Every exchange is also held
+ * against openapi.yaml (support/contract.ts).
  */
 
 let server: ServerProcess;
@@ -25,6 +27,7 @@ afterAll(() => stop?.());
 async function run(model: StoreModel, command: Command): Promise<void> {
   const request = prepare(model.type, command);
   const reply = await send(server.url, request.method, request.path, request.options);
+  await checkReply(request.method, request.path, request.options, reply);
   model.check(command, request, reply);
 }
 

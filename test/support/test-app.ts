@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { createApp } from "../../server/app.js";
 import { EntityStore } from "../../server/entities/entity-store.js";
 import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
+import { checkedListener } from "./contract.js";
 import { tempDir } from "./temp-dir.js";
 
 export interface TestApp {
@@ -14,7 +15,8 @@ export interface TestApp {
 
 /**
  * The HTTP app in-process (for supertest), over a new, empty data directory, or over `dataDir`
- * (which `close()` then leaves in place).
+ * (which `close()` then leaves in place). Every exchange with it is held against openapi.yaml
+ * (contract.ts): a disagreement fails the test.
  */
 export async function createTestApp(
   options: { shardCount?: number; bodyLimit?: number; token?: string; adminToken?: string; dataDir?: string } = {},
@@ -35,7 +37,7 @@ export async function createTestApp(
     adminToken: options.adminToken,
   });
   return {
-    app,
+    app: await checkedListener(app),
     shards,
     dataDir: dir.path,
     close: () => {

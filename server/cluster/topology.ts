@@ -105,7 +105,7 @@ export function assertValidMap(map: ClusterMap): ClusterMap {
 
 /** The shard that holds `slot` in a valid map. */
 export function ownerOf(map: ClusterMap, slot: number): ShardAssignment {
-  const shard = map.shards.find(({ slots }) => slots.from <= slot && slot <= slots.to);
+  const shard = Number.isInteger(slot) ? map.shards.find(({ slots }) => slots.from <= slot && slot <= slots.to) : undefined;
   if (!shard) throw new RangeError(`slot ${slot} is outside 0-${SLOT_COUNT - 1}`);
   return shard;
 }

@@ -127,6 +127,9 @@ export async function writeMap(cluster: Namespace, previous: ClusterMap, shards:
   throw new StaleMapError(previous.version, kv && modRevision(kv));
 }
 
+/** Enough for every node of a large cluster changing the map at the same moment. */
+const UPDATE_ATTEMPTS = 100;
+
 /** What to do to the map: the new shards, or undefined when there is nothing to change. */
 export type MapChange = (current: ClusterMap) => readonly ShardPlacement[] | undefined;
 
@@ -135,7 +138,7 @@ export type MapChange = (current: ClusterMap) => readonly ShardPlacement[] | und
  * compare-and-set, reading again and re-applying on each conflict. Resolves to the map written,
  * or to the current map when `change` had nothing to change.
  */
-export async function updateMap(cluster: Namespace, change: MapChange, maxAttempts = 20): Promise<ClusterMap> {
+export async function updateMap(cluster: Namespace, change: MapChange): Promise<ClusterMap> {
   for (let attempt = 1; ; attempt++) {
     const current = await readMap(cluster);
     if (!current) throw new MissingMapError("the cluster has no map yet");
@@ -144,7 +147,7 @@ export async function updateMap(cluster: Namespace, change: MapChange, maxAttemp
     try {
       return await writeMap(cluster, current, shards);
     } catch (error) {
-      if (!(error instanceof StaleMapError) || attempt >= maxAttempts) throw error;
+      if (!(error instanceof StaleMapError) || attempt >= UPDATE_ATTEMPTS) throw error;
     }
   }
 }

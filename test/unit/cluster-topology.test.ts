@@ -75,12 +75,12 @@ describe("mapProblem", () => {
       withShard(good, 3, { slots: { from: 3072, to: 4096 } }),
       "shard 3 has slots 3072-4096, not a range within 0-4095",
     ],
+    ["a reversed range", withShard(good, 0, { slots: { from: 10, to: 5 } }), "shard 0 has slots 10-5, not a range within 0-4095"],
     [
-      "a reversed range",
-      withShard(good, 0, { slots: { from: 10, to: 5 } }),
-      "shard 0 has slots 10-5, not a range within 0-4095",
+      "a negative slot",
+      withShard(good, 0, { slots: { from: -1, to: 1023 } }),
+      "shard 0 has slots -1-1023, not a range within 0-4095",
     ],
-    ["a negative slot", withShard(good, 0, { slots: { from: -1, to: 1023 } }), "shard 0 has slots -1-1023, not a range within 0-4095"],
     ["a shard id twice", withShard(good, 1, { shard: 0 }), "shard 0 appears twice"],
     ["a negative shard id", withShard(good, 1, { shard: -1 }), "shard id -1 is not a non-negative integer"],
     ["a bad owner", withShard(good, 2, { node: "Bad" }), 'shard 2 names owner "Bad", not a node id'],
@@ -126,9 +126,7 @@ describe("firstNodeShards", () => {
   it("gives the founding node every shard of its manifest, in its ranges", () => {
     const ranges = slotRanges(8);
     const shards = firstNodeShards("n1", ranges);
-    expect(shards).toEqual(
-      ranges.map((slots, shard) => ({ shard, slots, node: "n1", followers: [], state: "active" })),
-    );
+    expect(shards).toEqual(ranges.map((slots, shard) => ({ shard, slots, node: "n1", followers: [], state: "active" })));
     expect(mapProblem({ version: 1, shards: shards.map((s) => ({ ...s, epoch: 1 })) })).toBeUndefined();
   });
 });
@@ -136,7 +134,12 @@ describe("firstNodeShards", () => {
 describe("topologyAnswer", () => {
   it("names each shard's owner and its url, null while the owner is not alive", () => {
     const map = mapOf(["a", "b"], 42);
-    expect(topologyAnswer(map, [{ node: "a", url: "http://10.0.0.1:8080" }, { node: "z", url: "http://z" }])).toEqual({
+    expect(
+      topologyAnswer(map, [
+        { node: "a", url: "http://10.0.0.1:8080" },
+        { node: "z", url: "http://z" },
+      ]),
+    ).toEqual({
       version: 42,
       slots: 4096,
       shards: [
@@ -205,7 +208,10 @@ describe("rebalancePlan", () => {
       },
     ],
     ["fewer shards than nodes", { map: mapOf(["a", "a"]), live: ["a", "b", "c"], want: [{ shard: 1, from: "a", to: "b" }] }],
-    ["a node named twice counts once", { map: mapOf(["a", "a"]), live: ["a", "b", "b"], want: [{ shard: 1, from: "a", to: "b" }] }],
+    [
+      "a node named twice counts once",
+      { map: mapOf(["a", "a"]), live: ["a", "b", "b"], want: [{ shard: 1, from: "a", to: "b" }] },
+    ],
   ];
   it.each(cases)("%s", (_, { map, live, want }) => {
     const plan = rebalancePlan(map, live);

@@ -2,8 +2,7 @@ import type { Namespace } from "etcd3";
 import { CLUSTER_KEYS, modRevision } from "./etcd-client.js";
 
 /** A move's steps in order; `aborted` may follow any step before `switched`. */
-export const MOVE_STATES = ["copying", "catching-up", "frozen", "switched", "done", "aborted"] as const;
-export type MoveState = (typeof MOVE_STATES)[number];
+type MoveState = "copying" | "catching-up" | "frozen" | "switched" | "done" | "aborted";
 
 /** What `moves/<id>` records, so a new coordinator can resume or abort a move. */
 export interface MoveRecord {

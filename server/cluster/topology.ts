@@ -7,7 +7,9 @@ export function isNodeId(value: string): boolean {
   return NAME.test(value);
 }
 
-export const isClusterName = isNodeId;
+export function isClusterName(value: string): boolean {
+  return NAME.test(value);
+}
 
 export interface SlotRange {
   from: number;
@@ -15,8 +17,8 @@ export interface SlotRange {
 }
 
 /** `moving` and `splitting` shards are busy: a rebalance leaves them where they are. */
-export const SHARD_STATES = ["active", "moving", "splitting"] as const;
-export type ShardState = (typeof SHARD_STATES)[number];
+const SHARD_STATES = ["active", "moving", "splitting"] as const;
+type ShardState = (typeof SHARD_STATES)[number];
 
 export interface ShardAssignment {
   shard: number;

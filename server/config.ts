@@ -2,7 +2,18 @@ import { availableParallelism } from "node:os";
 import bytes from "bytes";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
+import { DEFAULT_LEASE_TTL_SECONDS } from "./cluster/node-registration.js";
+import { isClusterName, isNodeId } from "./cluster/topology.js";
 import type { Durability } from "./storage/shard.js";
+
+/** How a node takes part in a cluster on etcd (`--etcd` and the flags that go with it). */
+export interface ClusterConfig {
+  etcd: string[];
+  cluster: string;
+  node: string;
+  advertise: string;
+  leaseTtlSeconds: number;
+}
 
 /** Everything `apostate serve` can be told, after validation. */
 export interface ServeConfig {
@@ -17,6 +28,8 @@ export interface ServeConfig {
   token: string | undefined;
   adminToken: string | undefined;
   busyTimeoutMs: number;
+  /** Undefined when the node runs on its own, without etcd. */
+  cluster: ClusterConfig | undefined;
 }
 
 /** A commander parser for an integer from `min` to `max`. */
@@ -44,6 +57,47 @@ function duration(value: string): number {
   const ms = Number(match[1]) * DURATION_UNITS_MS[match[2] as keyof typeof DURATION_UNITS_MS];
   if (ms < 1_000) throw new InvalidArgumentError("expected at least 1s");
   return ms;
+}
+
+/** An http(s) URL with nothing after the origin but an optional `/`. */
+function httpOrigin(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  const bare = url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password;
+  return (url.protocol === "http:" || url.protocol === "https:") && bare ? url.origin : undefined;
+}
+
+function originParser(what: string) {
+  return (value: string): string => {
+    const origin = httpOrigin(value.trim());
+    if (!origin) throw new InvalidArgumentError(`expected ${what}, an http(s) URL such as http://10.0.0.1:8080`);
+    return origin;
+  };
+}
+
+function etcdUrls(value: string): string[] {
+  const urls = value.split(",").map((url) => url.trim());
+  return urls.map(originParser("comma-separated etcd client URLs"));
+}
+
+function nameParser(what: string, valid: (value: string) => boolean) {
+  return (value: string): string => {
+    if (!valid(value)) throw new InvalidArgumentError(`expected ${what}: 1 to 32 of a-z, 0-9 and -, not starting with -`);
+    return value;
+  };
+}
+
+/** etcd leases count whole seconds; below 2 s a healthy node could lose its lease to a hiccup. */
+function leaseTtl(value: string): number {
+  const ms = duration(value);
+  if (ms % 1_000 !== 0 || ms < 2_000 || ms > 3_600_000) {
+    throw new InvalidArgumentError("expected whole seconds from 2s to 1h, such as 10s");
+  }
+  return ms / 1_000;
 }
 
 /** A token that can be sent in an `Authorization: Bearer` header as it is. */
@@ -84,6 +138,15 @@ function serveOptions(): Option[] {
     option("--busy-timeout <ms>", "how long a write waits for a shard locked by another worker before 503")
       .default(5000)
       .argParser(integer(0, 600_000)),
+    option("--etcd <urls>", "join a cluster whose topology lives in these etcd servers (comma-separated)").argParser(etcdUrls),
+    option("--cluster <name>", "the cluster's name (with --etcd)").argParser(nameParser("a cluster name", isClusterName)),
+    option("--node <id>", "this node's id in the cluster (with --etcd)").argParser(nameParser("a node id", isNodeId)),
+    option("--advertise <url>", "the URL other nodes and clients reach this node at (with --etcd)").argParser(
+      originParser("the URL to advertise"),
+    ),
+    option("--lease-ttl <duration>", "how long a node that stops answering etcd stays in the cluster (with --etcd)")
+      .default(DEFAULT_LEASE_TTL_SECONDS, `${DEFAULT_LEASE_TTL_SECONDS}s`)
+      .argParser(leaseTtl),
   ];
 }
 
@@ -106,6 +169,33 @@ export function configProblem(config: ServeConfig): string | undefined {
   return undefined;
 }
 
+const CLUSTER_FLAGS = [
+  ["--cluster", "cluster"],
+  ["--node", "node"],
+  ["--advertise", "advertise"],
+] as const;
+
+/** `--etcd` needs `--cluster`, `--node` and `--advertise`, and they mean nothing without it. */
+function clusterOptionsProblem(options: Record<string, unknown>): string | undefined {
+  const given = CLUSTER_FLAGS.filter(([, key]) => options[key] !== undefined).map(([flag]) => flag);
+  if (options.etcd === undefined) {
+    return given.length > 0 ? `${given.join(", ")} only make${given.length === 1 ? "s" : ""} sense with --etcd` : undefined;
+  }
+  const missing = CLUSTER_FLAGS.filter(([, key]) => options[key] === undefined).map(([flag]) => flag);
+  return missing.length > 0 ? `--etcd also needs ${missing.join(", ")}` : undefined;
+}
+
+function toClusterConfig(options: Record<string, unknown>): ClusterConfig | undefined {
+  if (options.etcd === undefined) return undefined;
+  return {
+    etcd: options.etcd as string[],
+    cluster: options.cluster as string,
+    node: options.node as string,
+    advertise: options.advertise as string,
+    leaseTtlSeconds: options.leaseTtl as number,
+  };
+}
+
 export function toServeConfig(options: Record<string, unknown>): ServeConfig {
   return {
     dataDir: options.dataDir as string,
@@ -119,10 +209,15 @@ export function toServeConfig(options: Record<string, unknown>): ServeConfig {
     token: options.token as string | undefined,
     adminToken: options.adminToken as string | undefined,
     busyTimeoutMs: options.busyTimeout as number,
+    cluster: toClusterConfig(options),
   };
 }
 
+/** Adds the serve options; a cluster flag given without the others stops the command. */
 export function addServeOptions(command: Command): Command {
   for (const option of serveOptions()) command.addOption(option);
-  return command;
+  return command.hook("preAction", (serve) => {
+    const problem = clusterOptionsProblem(serve.opts());
+    if (problem) serve.error(`error: ${problem}`);
+  });
 }

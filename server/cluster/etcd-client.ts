@@ -1,0 +1,46 @@
+import { Etcd3, type IKeyValue, type Namespace } from "etcd3";
+
+/** How long a lost watch stream waits before it reconnects: doubling, at most `WATCH_RETRY_MAX_MS`. */
+const WATCH_RETRY_FIRST_MS = 100;
+const WATCH_RETRY_MAX_MS = 2_000;
+
+interface Backoff {
+  readonly duration: number;
+  next(): Backoff;
+}
+
+function doublingBackoff(duration: number): Backoff {
+  return { duration, next: () => doublingBackoff(Math.min(duration * 2, WATCH_RETRY_MAX_MS)) };
+}
+
+/**
+ * A client for the etcd cluster at `hosts`. Its watches reconnect within two seconds of etcd
+ * coming back (the library's default waits up to 30 s), so a node's cached map catches up fast.
+ */
+export function connectEtcd(hosts: readonly string[]): Etcd3 {
+  return new Etcd3({ hosts: [...hosts], faultHandling: { watchBackoff: doublingBackoff(WATCH_RETRY_FIRST_MS) } });
+}
+
+/**
+ * Every key of one cluster, relative to `/apostate/<cluster>/`. The coordinator election keeps
+ * its candidates under `election/coordinator/` (the etcd3 election recipe's layout).
+ */
+export const CLUSTER_KEYS = {
+  map: "map",
+  nodes: "nodes/",
+  node: (node: string) => `nodes/${node}`,
+  moves: "moves/",
+  move: (id: string) => `moves/${id}`,
+  cursorSecret: "cursor-secret",
+  coordinator: "coordinator",
+} as const;
+
+/** The keys of cluster `cluster`, so no code builds a `/apostate/...` path by hand. */
+export function clusterNamespace(etcd: Etcd3, cluster: string): Namespace {
+  return etcd.namespace(`/apostate/${cluster}/`);
+}
+
+/** etcd sends revisions as decimal strings; ours stay far below 2^53. */
+export function modRevision(kv: IKeyValue): number {
+  return Number(kv.mod_revision);
+}

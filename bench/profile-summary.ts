@@ -10,25 +10,43 @@ interface CpuProfile {
 type CallFrame = CpuProfile["nodes"][number]["callFrame"];
 
 /*
- * What a sample counts for: anything under pino or prom-client is the request log and metrics;
- * otherwise the function it was running decides. better-sqlite3's native calls are sampled as
- * the JavaScript that called them, so the storage layer's row stands for SQLite.
+ * What a sample counts for, first match wins: anything under pino counts as the request log,
+ * under prom-client as the metrics, under the token check as auth, under body-parser as the
+ * body reader, under Ajv as validation; otherwise the function it was running decides.
+ * better-sqlite3's native calls are sampled as the JavaScript that called them, so the write
+ * queue's BEGIN IMMEDIATE (which fails and is retried while another worker holds the shard's
+ * lock) stands for locking, its other statements (savepoints, COMMIT) for the write queue, and
+ * the rest of the storage layer for the SQLite statements.
  */
+const under = (pattern: RegExp) => (_leaf: CallFrame, stack: CallFrame[]) => stack.some((frame) => pattern.test(frame.url));
+const inFile = (pattern: RegExp) => (leaf: CallFrame) => pattern.test(leaf.url);
 const CATEGORIES: [string, (leaf: CallFrame, stack: CallFrame[]) => boolean][] = [
-  [
-    "request log and metrics (pino, prom-client)",
-    (_leaf, stack) => stack.some((frame) => /\/(pino|sonic-boom|prom-client)\//.test(frame.url)),
-  ],
+  ["request log (pino)", under(/\/(pino|sonic-boom|thread-stream)\//)],
+  ["metrics (prom-client, server/metrics)", under(/\/prom-client\/|\/server\/metrics\//)],
+  ["request id and timing (request-observer)", under(/\/server\/http\/request-observer\./)],
   ["garbage collection", (leaf) => leaf.functionName === "(garbage collector)"],
-  ["validation (express-openapi-validator, Ajv)", (leaf) => /\/(express-openapi-validator|ajv)\//.test(leaf.url)],
+  ["auth (token check)", under(/\/server\/http\/auth\./)],
+  ["body reader (body-parser, raw-body) and JSON.parse", under(/\/(body-parser|raw-body|iconv-lite|type-is|content-type)\//)],
   [
-    "JSON bodies (body-parser, raw-body)",
-    (leaf) => /\/(body-parser|raw-body|iconv-lite|type-is|content-type|on-finished)\//.test(leaf.url),
+    "validation (Ajv, express-openapi-validator, openapi-validation)",
+    under(/\/(express-openapi-validator|ajv)\/|\/server\/http\/openapi-validation\./),
   ],
-  ["express (router, request and response)", (leaf) => /\/(express|router)\//.test(leaf.url)],
-  ["SQLite and the storage layer (server/storage)", (leaf) => /\/server\/storage\/|better-sqlite3/.test(leaf.url)],
-  ["apostate's HTTP and domain code", (leaf) => /\/(server|schema)\//.test(leaf.url)],
-  ["node's own code (http, sockets, streams, crypto)", (leaf) => leaf.url === "" || leaf.url.startsWith("node:")],
+  ["express (router, request and response)", inFile(/\/(express|router)\//)],
+  [
+    "locking: BEGIN IMMEDIATE and its busy retries (write queue)",
+    (_leaf, stack) => stack.some((frame) => frame.functionName === "begin" && /\/write-queue\./.test(frame.url)),
+  ],
+  ["write queue: savepoints, COMMIT, scheduling", under(/\/server\/storage\/write-queue\./)],
+  ["SQLite statements (server/storage, better-sqlite3)", inFile(/\/server\/storage\/|better-sqlite3/)],
+  ["serialisation (entity JSON, JSON.stringify)", inFile(/\/server\/entities\/entity\./)],
+  ["apostate's domain code (entities, documents, placement)", inFile(/\/server\/(entities|documents)\/|\/schema\//)],
+  ["apostate's HTTP code (routes, data plane, app)", inFile(/\/server\//)],
+  [
+    "HTTP parsing (node's parser, incoming requests)",
+    (leaf) => /^node:_http_(common|incoming)$/.test(leaf.url) || /^parserOn/.test(leaf.functionName),
+  ],
+  ["HTTP responses and sockets (node:_http_outgoing, _http_server, net, streams)", (leaf) => leaf.url.startsWith("node:")],
+  ["native code without a JavaScript frame (V8 builtins, writev, parser execute)", (leaf) => leaf.url === ""],
 ];
 const OTHER = "other libraries";
 

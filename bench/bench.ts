@@ -14,7 +14,7 @@ import { entityJson } from "../server/entities/entity.js";
 import { BenchServer } from "./bench-server.js";
 import { measure, warmUp, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
 import { preload, type PreloadResult } from "./preload.js";
-import { summarizeProfiles } from "./profile-summary.js";
+import { summarizeProfiles, type TimeWindow } from "./profile-summary.js";
 import { formatTable, type Row } from "./report.js";
 import { ENTITY_TYPE, entityData, entityId, uniformIndex, zipfIndex } from "./workload.js";
 
@@ -162,6 +162,11 @@ interface Outcome extends Measurement {
 
 const outcomes: Outcome[] = [];
 
+/** When each server's scenarios were measured, on the monotonic clock V8's CPU profiles use. */
+type MeasuredWindow = TimeWindow & { cpuMicrosPerRequest: number | null };
+const measured = new Map<BenchServer, MeasuredWindow[]>();
+const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
+
 /*
  * On a shared machine the load of other processes drifts within a run, so each scenario is
  * compared with the baselines measured right before and right after it (they keep running,
@@ -187,9 +192,14 @@ async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
       baseline && (await measure(baseline.url, requests, PAIR, () => baseline.workerCpuSeconds()));
     const limitBefore = await onBaseline(baselines?.limit, scenario.requests);
     const expressBefore = await onBaseline(baselines?.express, baselines?.expressRequests ?? scenario.requests);
+    const from = monotonicMicros();
     const measurement = await measure(server.url, scenario.requests, { ...LOAD, warmupSeconds: 0 }, () =>
       server.workerCpuSeconds(),
     );
+    measured.set(server, [
+      ...(measured.get(server) ?? []),
+      { from, to: monotonicMicros(), cpuMicrosPerRequest: measurement.cpuMicrosPerRequest },
+    ]);
     const expressAfter = await onBaseline(baselines?.express, baselines?.expressRequests ?? scenario.requests);
     const limitAfter = await onBaseline(baselines?.limit, scenario.requests);
     const paired = expressBefore && expressAfter && meanOf(expressBefore, expressAfter);
@@ -243,15 +253,23 @@ async function withServer<T>(start: Promise<BenchServer>, fn: (server: BenchServ
     throw error;
   } finally {
     await server.stop();
-    if (server.profileDir) printProfile(server.profileDir, server.pid);
+    if (server.profileDir) printProfile(server.profileDir, server.pid, measured.get(server) ?? []);
   }
 }
 
-/** The workers' busy CPU by what it was spent on, from the profiles `--profile` had them write. */
-function printProfile(dir: string, primaryPid: number | undefined): void {
-  const { samples, shares } = summarizeProfiles(dir, primaryPid);
-  const lines = [...shares].map(([name, share]) => `  ${`${(share * 100).toFixed(1)}%`.padStart(6)}  ${name}`);
-  process.stderr.write(`workers' busy CPU (${samples} samples; profiles in ${dir}):\n${lines.join("\n")}\n`);
+/**
+ * The workers' busy CPU while the scenarios were measured (not while they started, warmed up or
+ * waited for the baselines), by what it was spent on, from the profiles `--profile` had them
+ * write; with one scenario, also in CPU µs per request.
+ */
+function printProfile(dir: string, primaryPid: number | undefined, windows: MeasuredWindow[]): void {
+  const { samples, shares } = summarizeProfiles(dir, primaryPid, windows);
+  const perRequest = windows.length === 1 ? windows[0]?.cpuMicrosPerRequest : null;
+  const lines = [...shares].map(
+    ([name, share]) =>
+      `  ${`${(share * 100).toFixed(1)}%`.padStart(6)}${perRequest ? `${(share * perRequest).toFixed(0).padStart(6)} µs` : ""}  ${name}`,
+  );
+  process.stderr.write(`workers' busy CPU while measured (${samples} samples; profiles in ${dir}):\n${lines.join("\n")}\n`);
 }
 
 let profiles = 0;

@@ -61,7 +61,10 @@ const CATEGORIES: [string, (caller: CallFrame, stack: CallFrame[]) => boolean][]
   ["apostate's HTTP code (routes, data plane, app)", inFile(/\/server\//)],
   [
     "HTTP parsing (node's parser, incoming requests)",
-    (caller) => /^node:_http_(common|incoming)$/.test(caller.url) || /^parserOn/.test(caller.functionName),
+    (caller, stack) =>
+      /^node:_http_(common|incoming)$/.test(caller.url) ||
+      /^parserOn/.test(caller.functionName) ||
+      (stack[0]?.url === "" && stack[0].functionName === "execute"),
   ],
   ["HTTP responses and sockets (node:_http_outgoing, _http_server, net, streams)", (caller) => caller.url.startsWith("node:")],
   ["native code with no JavaScript caller (the HTTP parser, timers, microtasks)", (caller) => caller.url === ""],

@@ -27,8 +27,9 @@ type CallFrame = CpuProfile["nodes"][number]["callFrame"];
  * JSON.parse and JSON.stringify outside the body reader count as serialisation.
  * better-sqlite3's native calls are sampled as the JavaScript that called them, so the write
  * queue's BEGIN IMMEDIATE (which fails and is retried while another worker holds the shard's
- * lock) stands for locking, its other statements (savepoints, COMMIT) for the write queue, and
- * the rest of the storage layer for the SQLite statements.
+ * lock) stands for locking, its own statements (savepoints, COMMIT) for the write queue, and
+ * the statements of the storage layer (those a write runs inside the queue's transaction too)
+ * for SQLite.
  */
 const under = (pattern: RegExp) => (_caller: CallFrame, stack: CallFrame[]) => stack.some((frame) => pattern.test(frame.url));
 const inFile = (pattern: RegExp) => (caller: CallFrame) => pattern.test(caller.url);
@@ -49,7 +50,7 @@ const CATEGORIES: [string, (caller: CallFrame, stack: CallFrame[]) => boolean][]
     "locking: BEGIN IMMEDIATE and its busy retries (write queue)",
     (_leaf, stack) => stack.some((frame) => frame.functionName === "begin" && /\/write-queue\./.test(frame.url)),
   ],
-  ["write queue: savepoints, COMMIT, scheduling", under(/\/server\/storage\/write-queue\./)],
+  ["write queue: savepoints, COMMIT, scheduling", inFile(/\/server\/storage\/write-queue\./)],
   ["SQLite statements (server/storage, better-sqlite3)", inFile(/\/server\/storage\/|better-sqlite3/)],
   [
     "serialisation (entity JSON, JSON.parse and JSON.stringify)",

@@ -6,9 +6,9 @@
  * @example
  * node --import tsx bench/baseline-server.ts express 2 '{"a":1}'
  */
-import cluster from "node:cluster";
 import { createServer } from "node:http";
 import express from "express";
+import { runCluster } from "./cluster.js";
 
 const [kind, workersArg, body = "{}"] = process.argv.slice(2);
 const workers = Number(workersArg);
@@ -16,32 +16,21 @@ if ((kind !== "express" && kind !== "http") || !Number.isInteger(workers) || wor
   throw new Error("usage: baseline-server.ts express|http <workers> [json]");
 }
 
-if (cluster.isPrimary) {
-  let listening = 0;
-  cluster.on("listening", (_worker, address) => {
-    listening += 1;
-    if (listening === workers) console.log(JSON.stringify({ msg: "listening", url: `http://127.0.0.1:${address.port}` }));
-  });
-  const stop = () => {
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill("SIGTERM");
-    process.exit(0);
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-  for (let i = 0; i < workers; i += 1) cluster.fork();
-} else if (kind === "express") {
-  const app = express();
-  app.disable("x-powered-by");
-  // apostate turns express's body-hash ETag off too; keep the work the same.
-  app.set("etag", false);
-  app.use((_req, res) => {
-    res.type("application/json").send(body);
-  });
-  app.listen(0, "127.0.0.1");
-} else {
-  const length = String(Buffer.byteLength(body));
-  createServer((_req, res) => {
-    res.writeHead(200, { "Content-Type": "application/json; charset=utf-8", "Content-Length": length });
-    res.end(body);
-  }).listen(0, "127.0.0.1");
-}
+runCluster(workers, () => {
+  if (kind === "express") {
+    const app = express();
+    app.disable("x-powered-by");
+    // apostate turns express's body-hash ETag off too; keep the work the same.
+    app.set("etag", false);
+    app.use((_req, res) => {
+      res.type("application/json").send(body);
+    });
+    app.listen(0, "127.0.0.1");
+  } else {
+    const length = String(Buffer.byteLength(body));
+    createServer((_req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json; charset=utf-8", "Content-Length": length });
+      res.end(body);
+    }).listen(0, "127.0.0.1");
+  }
+});

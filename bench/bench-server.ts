@@ -73,6 +73,11 @@ export class BenchServer {
     return BenchServer.start(logFile, ["--import", "tsx", "bench/baseline-server.ts", kind, String(workers), body]);
   }
 
+  /** The limit baseline (limit-server.ts), each worker on its own copy of `dataDir` under `workDir`. */
+  static limit(logFile: string, workers: number, dataDir: string, workDir: string): Promise<BenchServer> {
+    return BenchServer.start(logFile, ["--import", "tsx", "bench/limit-server.ts", String(workers), dataDir, workDir]);
+  }
+
   /*
    * The output goes to a file, as in a deployment: apostate logs a line per request, and reading
    * that through a pipe would cost the load generator's process CPU.

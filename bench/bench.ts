@@ -5,6 +5,7 @@
  * npm run bench -- --entities 100000 --connections 64 --duration 10 --million
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,7 +14,7 @@ import { entityJson } from "../server/entities/entity.js";
 import { BenchServer } from "./bench-server.js";
 import { measure, warmUp, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
 import { preload, type PreloadResult } from "./preload.js";
-import { summarizeProfiles } from "./profile-summary.js";
+import { summarizeProfiles, type TimeWindow } from "./profile-summary.js";
 import { formatTable, type Row } from "./report.js";
 import { ENTITY_TYPE, entityData, entityId, uniformIndex, zipfIndex } from "./workload.js";
 
@@ -118,60 +119,111 @@ async function send(url: string, request: BenchRequest): Promise<void> {
   await response.arrayBuffer();
 }
 
+/** Sends `request` on a connection of its own, so that a cluster hands it to its next worker. */
+function sendOnNewConnection(url: string, request: BenchRequest): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url + request.path,
+      { method: request.method, headers: request.headers ?? {}, agent: false },
+      (res) => {
+        res.resume();
+        res.once("end", () =>
+          res.statusCode !== undefined && res.statusCode < 300
+            ? resolve()
+            : reject(new Error(`${request.method} ${request.path}: ${res.statusCode}`)),
+        );
+      },
+    );
+    req.once("error", reject);
+    req.end(request.body);
+  });
+}
+
 interface Scenario {
   name: string;
   label: string;
   requests: () => BenchRequest;
   /** Minimum req/s as a share of the express baseline, when the issue sets one. */
   target?: number;
+  /** Minimum req/s as a share of the limit baseline, when the issue sets one. */
+  limitTarget?: number;
 }
 
 interface Outcome extends Measurement {
   name: string;
   label: string;
   target?: number;
+  limitTarget?: number;
   /** The express baseline, measured again just before and just after this scenario (their mean). */
   paired?: Measurement;
+  /** The limit baseline under the scenario's own requests, measured just before and after it (their mean). */
+  pairedLimit?: Measurement;
 }
 
 const outcomes: Outcome[] = [];
 
+/** When each server's scenarios were measured, on the monotonic clock V8's CPU profiles use. */
+type MeasuredWindow = TimeWindow & { cpuMicrosPerRequest: number | null };
+const measured = new Map<BenchServer, MeasuredWindow[]>();
+const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
+
 /*
  * On a shared machine the load of other processes drifts within a run, so each scenario is
- * compared with the express baseline measured right before and right after it (it keeps
- * running, idle, on a port of its own), not with a figure taken minutes earlier.
+ * compared with the baselines measured right before and right after it (they keep running,
+ * idle, on ports of their own), not with figures taken minutes earlier: express answering a
+ * fixed JSON, and the limit server answering the scenario's own requests.
  */
-let pairedBaseline: { server: BenchServer; requests: () => BenchRequest } | undefined;
-const PAIR: LoadOptions = { connections: LOAD.connections, seconds: Math.max(2, Math.ceil(LOAD.seconds / 3)), warmupSeconds: 0 };
+let pairedBaselines: { express: BenchServer; expressRequests: () => BenchRequest; limit: BenchServer } | undefined;
+const PAIR: LoadOptions = { connections: LOAD.connections, seconds: Math.max(2, Math.ceil(LOAD.seconds / 4)), warmupSeconds: 0 };
 
 async function run(server: BenchServer, scenarios: Scenario[]): Promise<void> {
   for (const scenario of scenarios) {
     if (!selected(scenario.name)) continue;
     process.stderr.write(`  ${scenario.label} …`);
-    const baseline = pairedBaseline;
+    const baselines = pairedBaselines;
     // Warmed first, so that a server that has just started (its workers still compiling and
-    // warming up) does not slow the baseline measured next to it.
-    await warmUp(server.url, scenario.requests, LOAD);
-    const measureBaseline = async () =>
-      baseline && (await measure(baseline.server.url, baseline.requests, PAIR, () => baseline.server.workerCpuSeconds()));
-    const before = await measureBaseline();
+    // warming up) does not slow the baselines measured next to it. The limit server is warmed
+    // with the scenario's requests at the same time: a warm-up measures nothing.
+    await Promise.all([
+      warmUp(server.url, scenario.requests, LOAD),
+      baselines && warmUp(baselines.limit.url, scenario.requests, LOAD),
+    ]);
+    const onBaseline = async (baseline: BenchServer | undefined, requests: () => BenchRequest) =>
+      baseline && (await measure(baseline.url, requests, PAIR, () => baseline.workerCpuSeconds()));
+    const limitBefore = await onBaseline(baselines?.limit, scenario.requests);
+    const expressBefore = await onBaseline(baselines?.express, baselines?.expressRequests ?? scenario.requests);
+    const from = monotonicMicros();
     const measurement = await measure(server.url, scenario.requests, { ...LOAD, warmupSeconds: 0 }, () =>
       server.workerCpuSeconds(),
     );
-    const after = await measureBaseline();
-    const paired = before && after && meanOf(before, after);
+    measured.set(server, [
+      ...(measured.get(server) ?? []),
+      { from, to: monotonicMicros(), cpuMicrosPerRequest: measurement.cpuMicrosPerRequest },
+    ]);
+    const expressAfter = await onBaseline(baselines?.express, baselines?.expressRequests ?? scenario.requests);
+    const limitAfter = await onBaseline(baselines?.limit, scenario.requests);
+    const paired = expressBefore && expressAfter && meanOf(expressBefore, expressAfter);
+    const pairedLimit = limitBefore && limitAfter && meanOf(limitBefore, limitAfter);
     const statuses = Object.entries(measurement.statuses).map(([status, count]) => `${status}: ${count}`);
-    const pairedText =
+    const beforeAndAfter = (name: string, before?: Measurement, after?: Measurement) =>
       before && after
-        ? `; express before and after: ${Math.round(before.requestsPerSecond)}, ${Math.round(after.requestsPerSecond)} req/s`
+        ? `; ${name} before and after: ${Math.round(before.requestsPerSecond)}, ${Math.round(after.requestsPerSecond)} req/s`
         : "";
-    process.stderr.write(` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")}${pairedText})\n`);
+    process.stderr.write(
+      ` ${Math.round(measurement.requestsPerSecond)} req/s (${statuses.join(", ")}` +
+        `${beforeAndAfter("express", expressBefore, expressAfter)}${beforeAndAfter("limit", limitBefore, limitAfter)})\n`,
+    );
+    if (pairedLimit && pairedLimit.errors > 0) {
+      throw new Error(`the limit server failed ${pairedLimit.errors} requests of ${scenario.name}: ${server.log}`);
+    }
     outcomes.push({
       name: scenario.name,
       label: scenario.label,
       ...measurement,
       ...(scenario.target && { target: scenario.target }),
+      ...(scenario.limitTarget && { limitTarget: scenario.limitTarget }),
       ...(paired && { paired }),
+      ...(pairedLimit && { pairedLimit }),
     });
   }
 }
@@ -201,15 +253,23 @@ async function withServer<T>(start: Promise<BenchServer>, fn: (server: BenchServ
     throw error;
   } finally {
     await server.stop();
-    if (server.profileDir) printProfile(server.profileDir, server.pid);
+    if (server.profileDir) printProfile(server.profileDir, server.pid, measured.get(server) ?? []);
   }
 }
 
-/** The workers' busy CPU by what it was spent on, from the profiles `--profile` had them write. */
-function printProfile(dir: string, primaryPid: number | undefined): void {
-  const { samples, shares } = summarizeProfiles(dir, primaryPid);
-  const lines = [...shares].map(([name, share]) => `  ${`${(share * 100).toFixed(1)}%`.padStart(6)}  ${name}`);
-  process.stderr.write(`workers' busy CPU (${samples} samples; profiles in ${dir}):\n${lines.join("\n")}\n`);
+/**
+ * The workers' busy CPU while the scenarios were measured (not while they started, warmed up or
+ * waited for the baselines), by what it was spent on, from the profiles `--profile` had them
+ * write; with one scenario, also in CPU µs per request.
+ */
+function printProfile(dir: string, primaryPid: number | undefined, windows: MeasuredWindow[]): void {
+  const { samples, shares } = summarizeProfiles(dir, primaryPid, windows);
+  const perRequest = windows.length === 1 ? windows[0]?.cpuMicrosPerRequest : null;
+  const lines = [...shares].map(
+    ([name, share]) =>
+      `  ${`${(share * 100).toFixed(1)}%`.padStart(6)}${perRequest ? `${(share * perRequest).toFixed(0).padStart(6)} µs` : ""}  ${name}`,
+  );
+  process.stderr.write(`workers' busy CPU while measured (${samples} samples; profiles in ${dir}):\n${lines.join("\n")}\n`);
 }
 
 let profiles = 0;
@@ -257,25 +317,49 @@ try {
   const expressServer = await BenchServer.baseline(join(root, "express.log"), "express", WORKERS, representation);
   stopAtEnd.push(expressServer);
   await run(expressServer, [{ name: "express", label: "baseline: express 5, fixed JSON", requests: uniformGets }]);
-  pairedBaseline = { server: expressServer, requests: uniformGets };
+  // Started before apostate ever writes to the preloaded directory, so every worker's copy is
+  // the data apostate starts from.
+  const limitServer = await BenchServer.limit(join(root, "limit.log"), WORKERS, main.dataDir, join(root, "limit"));
+  stopAtEnd.push(limitServer);
+  pairedBaselines = { express: expressServer, expressRequests: uniformGets, limit: limitServer };
 
   process.stderr.write(`apostate (${WORKERS} workers, ${ENTITIES.toLocaleString("en")} entities)\n`);
   await withServer(apostate(main.dataDir, WORKERS), async (server) => {
     // Each replayed request is sent once first, so every request the scenario sends is a replay.
     const replayKeys = Math.min(REPLAY_KEYS, ENTITIES);
-    if (selected("replay")) for (let i = 0; i < replayKeys; i += 1) await send(server.url, replayRequest(i));
+    if (selected("replay")) {
+      for (let i = 0; i < replayKeys; i += 1) {
+        await send(server.url, replayRequest(i));
+        // Each limit worker keeps its own copy, so each must see the key once; new connections
+        // go to the workers in turn.
+        for (let copy = 0; copy < 2 * WORKERS; copy += 1) await sendOnNewConnection(limitServer.url, replayRequest(i));
+      }
+    }
     const pickReplay = uniformIndex(replayKeys);
     await run(server, [
-      { name: "get", label: "GET by key, uniform", requests: uniformGets, target: 0.85 },
-      { name: "get-zipf", label: "GET by key, Zipf s=1.1", requests: getRequests(zipfIndex(ENTITIES)), target: 0.85 },
-      { name: "put", label: "PUT replace", requests: putRequests(ENTITIES), target: 0.7 },
+      { name: "get", label: "GET by key, uniform", requests: uniformGets, target: 0.85, limitTarget: 0.8 },
+      {
+        name: "get-zipf",
+        label: "GET by key, Zipf s=1.1",
+        requests: getRequests(zipfIndex(ENTITIES)),
+        target: 0.85,
+        limitTarget: 0.8,
+      },
+      { name: "put", label: "PUT replace", requests: putRequests(ENTITIES), target: 0.7, limitTarget: 0.6 },
       { name: "patch", label: "PATCH merge", requests: patchRequests(ENTITIES), target: 0.7 },
-      { name: "ops", label: "POST ops inc + Idempotency-Key", requests: opsRequests(ENTITIES), target: 0.6 },
+      {
+        name: "ops",
+        label: "POST ops inc + Idempotency-Key",
+        requests: opsRequests(ENTITIES),
+        target: 0.6,
+        limitTarget: 0.8,
+      },
       { name: "replay", label: "POST ops, replayed key", requests: () => replayRequest(pickReplay()), target: 0.8 },
       {
         name: "list",
         label: "GET list, first page (100)",
         requests: () => ({ method: "GET", path: `/v1/entities/${ENTITY_TYPE}` }),
+        limitTarget: 0.5,
       },
       { name: "mixed", label: "mixed 80% GET / 20% PUT", requests: mixedRequests(ENTITIES) },
     ]);
@@ -316,7 +400,11 @@ try {
   const express = outcomes.find((outcome) => outcome.name === "express");
   const rows: Row[] = outcomes.map((outcome) => {
     const baseline = outcome.paired ?? express;
-    return { ...outcome, ratio: baseline ? outcome.requestsPerSecond / baseline.requestsPerSecond : null };
+    return {
+      ...outcome,
+      ratio: baseline ? outcome.requestsPerSecond / baseline.requestsPerSecond : null,
+      limitRatio: outcome.pairedLimit ? outcome.requestsPerSecond / outcome.pairedLimit.requestsPerSecond : null,
+    };
   });
   const machine = `${availableParallelism()} cores (${cpus()[0]?.model ?? "unknown CPU"}), node ${process.version}`;
   const settings = {

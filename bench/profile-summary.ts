@@ -5,38 +5,83 @@ import { join } from "node:path";
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string }; children?: number[] }[];
   samples: number[];
+  /** Microseconds on the monotonic clock (CLOCK_MONOTONIC on Linux, as `process.hrtime`). */
+  startTime: number;
+  /** Microseconds from the previous sample (the first: from `startTime`). */
+  timeDeltas: number[];
+}
+
+/** A span of time in microseconds on the monotonic clock, both ends included. */
+export interface TimeWindow {
+  from: number;
+  to: number;
 }
 
 type CallFrame = CpuProfile["nodes"][number]["callFrame"];
 
 /*
- * What a sample counts for: anything under pino or prom-client is the request log and metrics;
- * otherwise the function it was running decides. better-sqlite3's native calls are sampled as
- * the JavaScript that called them, so the storage layer's row stands for SQLite.
+ * What a sample counts for, first match wins: anything under pino counts as the request log,
+ * under prom-client as the metrics, under the token check as auth, under body-parser as the
+ * body reader, under Ajv as validation; otherwise the function it was running decides, or for
+ * native code (V8 builtins, node's bindings) the nearest JavaScript that called it, except that
+ * JSON.parse and JSON.stringify outside the body reader count as serialisation.
+ * better-sqlite3's native calls are sampled as the JavaScript that called them, so the write
+ * queue's BEGIN IMMEDIATE (which fails and is retried while another worker holds the shard's
+ * lock) stands for locking, its own statements (savepoints, COMMIT) for the write queue, and
+ * the statements of the storage layer (those a write runs inside the queue's transaction too)
+ * for SQLite.
  */
-const CATEGORIES: [string, (leaf: CallFrame, stack: CallFrame[]) => boolean][] = [
+const under = (pattern: RegExp) => (_caller: CallFrame, stack: CallFrame[]) => stack.some((frame) => pattern.test(frame.url));
+const inFile = (pattern: RegExp) => (caller: CallFrame) => pattern.test(caller.url);
+/** Each matcher gets the nearest frame with a source (a native leaf's caller) and the whole stack, leaf first. */
+const CATEGORIES: [string, (caller: CallFrame, stack: CallFrame[]) => boolean][] = [
+  ["request log (pino)", under(/\/(pino|sonic-boom|thread-stream)\//)],
+  ["metrics (prom-client, server/metrics)", under(/\/prom-client\/|\/server\/metrics\//)],
+  ["request id and timing (request-observer)", under(/\/server\/http\/request-observer\./)],
+  ["garbage collection", (_caller, stack) => stack[0]?.functionName === "(garbage collector)"],
+  ["auth (token check)", under(/\/server\/http\/auth\./)],
+  ["body reader (body-parser, raw-body) and JSON.parse", under(/\/(body-parser|raw-body|iconv-lite|type-is|content-type)\//)],
   [
-    "request log and metrics (pino, prom-client)",
-    (_leaf, stack) => stack.some((frame) => /\/(pino|sonic-boom|prom-client)\//.test(frame.url)),
+    "validation (Ajv, express-openapi-validator, openapi-validation)",
+    under(/\/(express-openapi-validator|ajv)\/|\/server\/http\/openapi-validation\./),
   ],
-  ["garbage collection", (leaf) => leaf.functionName === "(garbage collector)"],
-  ["validation (express-openapi-validator, Ajv)", (leaf) => /\/(express-openapi-validator|ajv)\//.test(leaf.url)],
+  ["express (router, request and response)", inFile(/\/(express|router)\//)],
   [
-    "JSON bodies (body-parser, raw-body)",
-    (leaf) => /\/(body-parser|raw-body|iconv-lite|type-is|content-type|on-finished)\//.test(leaf.url),
+    "locking: BEGIN IMMEDIATE and its busy retries (write queue)",
+    (_leaf, stack) => stack.some((frame) => frame.functionName === "begin" && /\/write-queue\./.test(frame.url)),
   ],
-  ["express (router, request and response)", (leaf) => /\/(express|router)\//.test(leaf.url)],
-  ["SQLite and the storage layer (server/storage)", (leaf) => /\/server\/storage\/|better-sqlite3/.test(leaf.url)],
-  ["apostate's HTTP and domain code", (leaf) => /\/(server|schema)\//.test(leaf.url)],
-  ["node's own code (http, sockets, streams, crypto)", (leaf) => leaf.url === "" || leaf.url.startsWith("node:")],
+  ["write queue: savepoints, COMMIT, scheduling", inFile(/\/server\/storage\/write-queue\./)],
+  ["SQLite statements (server/storage, better-sqlite3)", inFile(/\/server\/storage\/|better-sqlite3/)],
+  [
+    "serialisation (entity JSON, JSON.parse and JSON.stringify)",
+    (caller, stack) =>
+      /\/server\/entities\/entity\./.test(caller.url) ||
+      (stack[0]?.url === "" && /^(parse|stringify)$/.test(stack[0].functionName)),
+  ],
+  ["apostate's domain code (entities, documents, placement)", inFile(/\/server\/(entities|documents)\/|\/schema\//)],
+  ["apostate's HTTP code (routes, data plane, app)", inFile(/\/server\//)],
+  [
+    "HTTP parsing (node's parser, incoming requests)",
+    (caller, stack) =>
+      /^node:_http_(common|incoming)$/.test(caller.url) ||
+      /^parserOn/.test(caller.functionName) ||
+      (stack[0]?.url === "" && stack[0].functionName === "execute"),
+  ],
+  ["HTTP responses and sockets (node:_http_outgoing, _http_server, net, streams)", (caller) => caller.url.startsWith("node:")],
+  ["native code with no JavaScript caller (the HTTP parser, timers, microtasks)", (caller) => caller.url === ""],
 ];
 const OTHER = "other libraries";
 
 /**
  * Shares of busy CPU by category over the profiles in `dir` whose process is not `excludePid`
- * (the cluster primary, which mostly starts up and waits). Idle samples are left out.
+ * (the cluster primary, which mostly starts up and waits), counting only samples taken within
+ * `windows` (start-up would otherwise weigh as much as thousands of requests). Idle samples are left out.
  */
-export function summarizeProfiles(dir: string, excludePid: number | undefined): { samples: number; shares: Map<string, number> } {
+export function summarizeProfiles(
+  dir: string,
+  excludePid: number | undefined,
+  windows: TimeWindow[],
+): { samples: number; shares: Map<string, number> } {
   const counts = new Map<string, number>();
   let busy = 0;
   const files = readdirSync(dir).filter((file) => file.endsWith(".cpuprofile") && !file.includes(`.${excludePid}.`));
@@ -52,12 +97,15 @@ export function summarizeProfiles(dir: string, excludePid: number | undefined): 
       const stack: CallFrame[] = [];
       for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at))
         stack.push((byId.get(at) as CpuProfile["nodes"][number]).callFrame);
-      const leaf = stack[0] as CallFrame;
-      const found = CATEGORIES.find(([, matches]) => matches(leaf, stack))?.[0] ?? OTHER;
+      const caller = stack.find((frame) => frame.url !== "") ?? (stack[0] as CallFrame);
+      const found = CATEGORIES.find(([, matches]) => matches(caller, stack))?.[0] ?? OTHER;
       category.set(id, found);
       return found;
     };
-    for (const id of profile.samples) {
+    let time = profile.startTime;
+    for (const [i, id] of profile.samples.entries()) {
+      time += profile.timeDeltas[i] ?? 0;
+      if (!windows.some(({ from, to }) => time >= from && time <= to)) continue;
       const name = byId.get(id)?.callFrame.functionName;
       if (name === "(idle)" || name === "(program)") continue;
       busy += 1;

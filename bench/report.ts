@@ -10,6 +10,12 @@ export interface Row extends Measurement {
   target?: number;
   /** The express baseline measured just before and after this row (their mean), which `ratio` and the p99 bound use. */
   paired?: Measurement;
+  /** req/s as a share of the limit baseline serving the same requests. */
+  limitRatio: number | null;
+  /** The issue's minimum for `limitRatio`, when it sets one. */
+  limitTarget?: number;
+  /** The limit baseline measured just before and after this row (their mean). */
+  pairedLimit?: Measurement;
 }
 
 export interface ReportContext {
@@ -21,7 +27,7 @@ export interface ReportContext {
   machine: string;
 }
 
-/** The issue's p99 bound: at most this many times the express baseline's p99. */
+/** The issue's p99 bound: at most this many times the paired baseline's p99. */
 const P99_FACTOR = 4;
 const POWER_PUT_SHARE = 0.7;
 const LARGE_GET_SHARE = 0.8;
@@ -55,14 +61,12 @@ function relativeTargets(rows: Row[]): Map<string, string> {
   return checks;
 }
 
-function targetText(row: Row, express: Measurement | undefined, relative: Map<string, string>): string {
-  const related = relative.get(row.name);
-  if (related) return related;
-  const baseline = row.paired ?? express;
-  if (row.target === undefined || row.ratio === null || !baseline) return "";
-  const throughput = row.ratio >= row.target;
+/** A row's req/s share of a baseline against its target, and its p99 against the baseline's. */
+function targetText(row: Row, ratio: number | null, target: number | undefined, baseline: Measurement | undefined): string {
+  if (target === undefined || ratio === null || !baseline) return "";
+  const throughput = ratio >= target;
   const p99 = row.p99Ms <= P99_FACTOR * baseline.p99Ms;
-  return `≥ ${row.target}, p99 ≤ ${P99_FACTOR}×: ${throughput && p99 ? "met" : `MISSED${throughput ? " (p99)" : p99 ? "" : " (both)"}`}`;
+  return `≥ ${target}, p99 ≤ ${P99_FACTOR}×: ${throughput && p99 ? "met" : `MISSED${throughput ? " (p99)" : p99 ? "" : " (both)"}`}`;
 }
 
 /** The run as a Markdown table plus the scaling figures, ready to paste into the README. */
@@ -77,6 +81,9 @@ export function formatTable(rows: Row[], context: ReportContext): string {
     "express req/s, p99 ms",
     "× express",
     "target",
+    "limit req/s, p99 ms, CPU µs/req",
+    "× limit",
+    "limit target",
     "CPU µs/req",
   ];
   const body = rows.map((row) => [
@@ -87,7 +94,14 @@ export function formatTable(rows: Row[], context: ReportContext): string {
     String(row.errors),
     row.paired ? `${fixed(row.paired.requestsPerSecond, 0)}, ${fixed(row.paired.p99Ms, 1)}` : "",
     row.ratio === null ? "" : fixed(row.ratio, 2),
-    targetText(row, context.express, relative),
+    relative.get(row.name) ?? targetText(row, row.ratio, row.target, row.paired ?? context.express),
+    row.pairedLimit
+      ? `${fixed(row.pairedLimit.requestsPerSecond, 0)}, ${fixed(row.pairedLimit.p99Ms, 1)}, ${
+          row.pairedLimit.cpuMicrosPerRequest === null ? "?" : fixed(row.pairedLimit.cpuMicrosPerRequest, 0)
+        }`
+      : "",
+    row.limitRatio === null ? "" : fixed(row.limitRatio, 2),
+    targetText(row, row.limitRatio, row.limitTarget, row.pairedLimit),
     row.cpuMicrosPerRequest === null ? "" : fixed(row.cpuMicrosPerRequest, 0),
   ]);
   const lines = [header, header.map(() => "---"), ...body].map((cells) => `| ${cells.join(" | ")} |`);
@@ -97,7 +111,10 @@ export function formatTable(rows: Row[], context: ReportContext): string {
     `${context.machine}; ${settings.workers} workers, ${settings.connections} connections, ` +
       `${settings.seconds} s per scenario after ${settings.warmupSeconds} s warm-up, ${settings.entities.toLocaleString("en")} entities.`,
     "`× express` compares each scenario with the mean of the express baseline measured just before and just after it (the `express` column), " +
-      "and so does the p99 bound; rows compared with another row compare those ratios.",
+      "and so does the p99 bound; rows compared with another row compare those ratios. " +
+      "`× limit` compares it in the same way with the limit baseline (bench/limit-server.ts: the same requests, URLs and SQL " +
+      "on node:http and better-sqlite3 with nothing else, each worker on its own copy of the data, so no write waits for a lock; " +
+      `it serves the ${context.settings.entities.toLocaleString("en")}-entity data in every row, under \`--durability process\`).`,
   );
   for (const [count, workers] of Object.entries(context.rss)) {
     if (workers.length === 0) continue;

@@ -49,12 +49,12 @@ const SQL = {
     `"version" = "excluded"."version", "data" = "excluded"."data", "created_at" = "excluded"."created_at", ` +
     `"updated_at" = "excluded"."updated_at", "sequence" = "excluded"."sequence"`,
   listEntities:
-    `select * from "entities" where "type" = @type and "id" > @after and "id" >= @prefix and "id" < @upper ` +
+    `select "type", "id", "version", "data", "created_at", "updated_at" from "entities" where "type" = @type and "id" > @after and "id" >= @prefix and "id" < @upper ` +
     `and "data" is not null order by "id" limit @limit`,
   selectIdempotency: `select * from "idempotency" where "type" = @type and "id" = @id and "key" = @key`,
   insertIdempotency:
-    `insert into "idempotency" ("type", "id", "key", "fingerprint", "status", "etag", "location", "body", "created_at") ` +
-    `values (@type, @id, @key, @fingerprint, @status, @etag, @location, @body, @created_at)`,
+    `insert into "idempotency" ("type", "id", "key", "slot", "sequence", "fingerprint", "kind", "version", "representation", "created_at") ` +
+    `values (@type, @id, @key, @slot, @sequence, @fingerprint, @kind, @version, @representation, @created_at)`,
   nextSequence: `update "shard_state" set "sequence" = sequence + 1, "last_write_at" = @now returning "sequence"`,
 };
 
@@ -173,8 +173,8 @@ function serve(shards: LimitShard[]) {
       const recorded = shard.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined;
       if (recorded) {
         res.setHeader("Idempotent-Replayed", "true");
-        if (recorded.etag !== null) res.setHeader("ETag", recorded.etag);
-        return answer(res, recorded.status, recorded.body ?? "");
+        if (recorded.version !== null) res.setHeader("ETag", `"${recorded.version}"`);
+        return answer(res, 200, recorded.representation ?? "");
       }
       const next = modify(
         type,
@@ -185,12 +185,13 @@ function serve(shards: LimitShard[]) {
             type,
             id,
             key,
+            slot: next.slot,
+            sequence: next.sequence,
             // No digest: the limit keeps the request itself, about as long as apostate's SHA-256.
             fingerprint: `POST ${path}\n${text}`,
-            status: 200,
-            etag: `"${next.version}"`,
-            location: null,
-            body: entityJson(next),
+            kind: "updated",
+            version: next.version,
+            representation: entityJson(next),
             created_at: Date.now(),
           } satisfies IdempotencyRow),
       );

@@ -31,7 +31,8 @@ export interface paths {
          */
         delete: operations["deleteEntity"];
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headGetEntity"];
         /**
          * Change an entity with a merge patch (RFC 7396) or a JSON Patch (RFC 6902).
          * @description All or nothing: when any JSON Patch operation fails, nothing changes. A patch whose
@@ -82,7 +83,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headListEntities"];
         patch?: never;
         trace?: never;
     };
@@ -98,7 +100,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headListShards"];
         patch?: never;
         trace?: never;
     };
@@ -107,7 +110,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -117,7 +123,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headGetShard"];
         patch?: never;
         trace?: never;
     };
@@ -126,7 +133,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -137,7 +147,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headListShardKeys"];
         patch?: never;
         trace?: never;
     };
@@ -157,7 +168,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headLocateEntity"];
         patch?: never;
         trace?: never;
     };
@@ -166,7 +178,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -186,7 +201,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -213,7 +231,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headHealthz"];
         patch?: never;
         trace?: never;
     };
@@ -229,7 +248,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headReadyz"];
         patch?: never;
         trace?: never;
     };
@@ -254,7 +274,8 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
-        head?: never;
+        /** `GET` without the body. */
+        head: operations["headMetrics"];
         patch?: never;
         trace?: never;
     };
@@ -371,13 +392,14 @@ export interface components {
          *     - `unsupported-media-type` (415): a body with a `Content-Type` the route does not take.
          *     - `payload-too-large` (413): a body over the limit (every route with a body).
          *     - `route-not-found` (404): no such route.
+         *     - `shard-not-found` (404): an admin request names a shard number the store does not have.
          *     - `method-not-allowed` (405): the route exists, the method does not (with `Allow`).
          *     - `unauthorized` (401): missing or wrong token.
          *     - `unavailable` (503): overloaded or a shard busy beyond its wait; with `Retry-After`.
          *     - `internal` (500): anything else; details only in the log.
          * @enum {string}
          */
-        ProblemCode: "entity-not-found" | "version-mismatch" | "condition-failed" | "test-failed" | "patch-conflict" | "idempotency-key-reused" | "invalid-idempotency-key" | "invalid-key" | "invalid-body" | "invalid-cursor" | "invalid-query" | "unsupported-media-type" | "payload-too-large" | "route-not-found" | "method-not-allowed" | "unauthorized" | "unavailable" | "internal";
+        ProblemCode: "entity-not-found" | "version-mismatch" | "condition-failed" | "test-failed" | "patch-conflict" | "idempotency-key-reused" | "invalid-idempotency-key" | "invalid-key" | "invalid-body" | "invalid-cursor" | "invalid-query" | "unsupported-media-type" | "payload-too-large" | "route-not-found" | "shard-not-found" | "method-not-allowed" | "unauthorized" | "unavailable" | "internal";
         ShardInfo: {
             shard: number;
             /** @description Inclusive slot range. */
@@ -446,12 +468,22 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description The headers of an RFC 9457 problem; a `HEAD` answer has no body. */
+        ProblemHead: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
     };
     parameters: {
         EntityType: string;
         /** @description Percent-decoded before it is checked. */
         EntityId: string;
-        /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+        /**
+         * @description A shard number, from 0, in decimal. A number the store does not have is 404
+         *     `shard-not-found`; anything else is 400 `invalid-query`.
+         */
         ShardId: number;
         /** @description The strong `ETag` (`"<version>"`) the change is conditional on, or `*` (the entity exists). */
         IfMatch: string;
@@ -592,6 +624,44 @@ export interface operations {
             503: components["responses"]["Problem"];
         };
     };
+    headGetEntity: {
+        parameters: {
+            query?: never;
+            header?: {
+                "If-None-Match"?: string;
+            };
+            path: {
+                type: components["parameters"]["EntityType"];
+                /** @description Percent-decoded before it is checked. */
+                id: components["parameters"]["EntityId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The entity exists; the headers of its `GET`. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The entity still has the version named in `If-None-Match`. */
+            304: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["ProblemHead"];
+            401: components["responses"]["ProblemHead"];
+            404: components["responses"]["ProblemHead"];
+            415: components["responses"]["ProblemHead"];
+            503: components["responses"]["ProblemHead"];
+        };
+    };
     patchEntity: {
         parameters: {
             query?: never;
@@ -698,6 +768,34 @@ export interface operations {
             503: components["responses"]["Problem"];
         };
     };
+    headListEntities: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+                prefix?: string;
+            };
+            header?: never;
+            path: {
+                type: components["parameters"]["EntityType"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page; the headers of its `GET`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["ProblemHead"];
+            401: components["responses"]["ProblemHead"];
+            415: components["responses"]["ProblemHead"];
+            503: components["responses"]["ProblemHead"];
+        };
+    };
     listShards: {
         parameters: {
             query?: never;
@@ -721,12 +819,35 @@ export interface operations {
             401: components["responses"]["Problem"];
         };
     };
+    headListShards: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The headers of the `GET`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["ProblemHead"];
+            415: components["responses"]["ProblemHead"];
+        };
+    };
     getShard: {
         parameters: {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -747,6 +868,34 @@ export interface operations {
             404: components["responses"]["Problem"];
         };
     };
+    headGetShard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The headers of the `GET`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["ProblemHead"];
+            401: components["responses"]["ProblemHead"];
+            404: components["responses"]["ProblemHead"];
+            415: components["responses"]["ProblemHead"];
+        };
+    };
     listShardKeys: {
         parameters: {
             query?: {
@@ -755,7 +904,10 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -777,6 +929,37 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+        };
+    };
+    headListShardKeys: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The headers of the `GET`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["ProblemHead"];
+            401: components["responses"]["ProblemHead"];
+            404: components["responses"]["ProblemHead"];
+            415: components["responses"]["ProblemHead"];
         };
     };
     locateEntity: {
@@ -811,12 +994,40 @@ export interface operations {
             401: components["responses"]["Problem"];
         };
     };
+    headLocateEntity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                type: components["parameters"]["EntityType"];
+                /** @description Percent-decoded before it is checked. */
+                id: components["parameters"]["EntityId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The headers of the `GET`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["ProblemHead"];
+            401: components["responses"]["ProblemHead"];
+            415: components["responses"]["ProblemHead"];
+        };
+    };
     checkShard: {
         parameters: {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -846,7 +1057,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `route-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -898,6 +1112,24 @@ export interface operations {
             };
         };
     };
+    headHealthz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process is alive. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     readyz: {
         parameters: {
             query?: never;
@@ -917,6 +1149,25 @@ export interface operations {
                 };
             };
             503: components["responses"]["Problem"];
+        };
+    };
+    headReadyz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ready; the headers of the `GET`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            503: components["responses"]["ProblemHead"];
         };
     };
     metrics: {
@@ -939,6 +1190,27 @@ export interface operations {
             };
             401: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
+        };
+    };
+    headMetrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The headers of the `GET`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["ProblemHead"];
+            415: components["responses"]["ProblemHead"];
+            503: components["responses"]["ProblemHead"];
         };
     };
 }

@@ -4,7 +4,7 @@ import { entityJson } from "../entities/entity.js";
 import { entityLocation, etagOf, type EntityStore, type Mutation, type WriteOutcome } from "../entities/entity-store.js";
 import type { JsonObject, JsonPatchOperation, OpsRequest } from "../documents/json-value.js";
 import { assertSafeDocument } from "../documents/document-limits.js";
-import type { ApiRequest } from "./openapi-validation.js";
+import type { ApiRequest } from "./api-request.js";
 import { idempotencyOf, parseEntityTags, preconditionsOf } from "./request-headers.js";
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -83,7 +83,7 @@ function mediaTypeOf(req: ApiRequest): string {
 function mutationOf(req: ApiRequest, suffix = ""): Mutation {
   const type = param(req, "type");
   const id = param(req, "id");
-  const idempotency = idempotencyOf(req, entityLocation(type, id) + suffix);
+  const idempotency = idempotencyOf(req, entityLocation(type, id) + suffix, req.bodyDigest);
   return { type, id, preconditions: preconditionsOf(req), ...(idempotency && { idempotency }) };
 }
 

@@ -19,6 +19,7 @@ const PROBLEMS = {
   "unsupported-media-type": { status: 415, title: "Unsupported media type" },
   "payload-too-large": { status: 413, title: "Payload too large" },
   "route-not-found": { status: 404, title: "Route not found" },
+  "shard-not-found": { status: 404, title: "Shard not found" },
   "method-not-allowed": { status: 405, title: "Method not allowed" },
   unauthorized: { status: 401, title: "Unauthorized" },
   unavailable: { status: 503, title: "Unavailable" },

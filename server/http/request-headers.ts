@@ -3,23 +3,19 @@ import type { IncomingMessage } from "node:http";
 import type { Idempotency } from "../entities/entity-store.js";
 import type { Preconditions, VersionSet } from "../entities/preconditions.js";
 
-/** The SHA-256 of the raw body, set by the body parser when the request has an idempotency key. */
-const bodyDigests = new WeakMap<IncomingMessage, string>();
-
 const EMPTY_BODY_DIGEST = createHash("sha256").digest("hex");
-
-export function rememberBodyDigest(req: IncomingMessage, body: Buffer): void {
-  if (req.headers["idempotency-key"] !== undefined) {
-    bodyDigests.set(req, createHash("sha256").update(body).digest("hex"));
-  }
-}
 
 /**
  * The key and the request's fingerprint: method, path, `If-Match`, `If-None-Match`,
  * `Content-Type` and the SHA-256 of the body as sent. The path is the canonical one for the
- * entity, so two spellings of one id (percent-encoded or not) are the same request.
+ * entity, so two spellings of one id (percent-encoded or not) are the same request. `bodyDigest`
+ * is the body reader's, absent for a request without a body.
  */
-export function idempotencyOf(req: IncomingMessage, canonicalPath: string): Idempotency | undefined {
+export function idempotencyOf(
+  req: IncomingMessage,
+  canonicalPath: string,
+  bodyDigest: string | undefined,
+): Idempotency | undefined {
   const key = req.headers["idempotency-key"];
   if (typeof key !== "string") return undefined;
   const fingerprint = createHash("sha256")
@@ -30,7 +26,7 @@ export function idempotencyOf(req: IncomingMessage, canonicalPath: string): Idem
         req.headers["if-match"] ?? "",
         req.headers["if-none-match"] ?? "",
         req.headers["content-type"] ?? "",
-        bodyDigests.get(req) ?? EMPTY_BODY_DIGEST,
+        bodyDigest ?? EMPTY_BODY_DIGEST,
       ].join("\n"),
     )
     .digest("hex");

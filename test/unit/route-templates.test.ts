@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { OpenApi, routeLabel, UNMATCHED_ROUTE } from "../../server/http/openapi-validation.js";
+import { routeLabel, RouteTable, UNMATCHED_ROUTE } from "../../server/http/route-table.js";
 
-const api = await OpenApi.load();
-const routeOf = (path: string) => routeLabel(api.find(path));
+const table = RouteTable.load();
+const routeOf = (path: string) => routeLabel(table.find(path));
 
 describe("route templates of request paths (metrics and log labels)", () => {
   it.each([

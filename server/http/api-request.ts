@@ -1,0 +1,39 @@
+import type { IncomingMessage } from "node:http";
+import type { ApiRoute } from "./route-table.js";
+
+/**
+ * A request as the route handlers see it: node's request with its route, its percent-decoded
+ * path and query parameters and its parsed body, each checked against openapi.yaml. The
+ * validator fills `params`, `query`, `body` and `bodyDigest`; until then they are empty.
+ */
+export interface ApiRequest extends IncomingMessage {
+  path: string;
+  originalUrl: string;
+  /** The route of openapi.yaml the path matched, found once per request. */
+  apiRoute: ApiRoute | undefined;
+  query: Readonly<Record<string, string | string[]>>;
+  params: Readonly<Record<string, string>>;
+  body: unknown;
+  /** The SHA-256 (hex) of the body as sent, when the request has an `Idempotency-Key`. */
+  bodyDigest: string | undefined;
+}
+
+/**
+ * Gives node's request the fields of {@link ApiRequest}. They are defined rather than assigned:
+ * express 5 declares `query` as a getter on its request prototype, and these take its place.
+ */
+export function toApiRequest(req: IncomingMessage, path: string, route: ApiRoute | undefined): ApiRequest {
+  const fields: Omit<ApiRequest, keyof IncomingMessage> = {
+    path,
+    originalUrl: req.url ?? "/",
+    apiRoute: route,
+    query: {},
+    params: {},
+    body: undefined,
+    bodyDigest: undefined,
+  };
+  for (const [name, value] of Object.entries(fields)) {
+    Object.defineProperty(req, name, { value, writable: true, enumerable: true, configurable: true });
+  }
+  return req as ApiRequest;
+}

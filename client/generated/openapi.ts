@@ -10,7 +10,10 @@ export interface paths {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -48,7 +51,10 @@ export interface paths {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -158,7 +164,10 @@ export interface paths {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -478,7 +487,10 @@ export interface components {
     };
     parameters: {
         EntityType: string;
-        /** @description Percent-decoded before it is checked. */
+        /**
+         * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+         *     parsers remove such path segments, so no client could address them.
+         */
         EntityId: string;
         /**
          * @description A shard number, from 0, in decimal. A number the store does not have is 404
@@ -516,7 +528,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -564,7 +579,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -601,7 +619,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -632,7 +653,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -677,7 +701,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -714,7 +741,10 @@ export interface operations {
             };
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -968,7 +998,10 @@ export interface operations {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;
@@ -1000,7 +1033,10 @@ export interface operations {
             header?: never;
             path: {
                 type: components["parameters"]["EntityType"];
-                /** @description Percent-decoded before it is checked. */
+                /**
+                 * @description Percent-decoded before it is checked. `.` and `..` are refused (400 `invalid-key`): URL
+                 *     parsers remove such path segments, so no client could address them.
+                 */
                 id: components["parameters"]["EntityId"];
             };
             cookie?: never;

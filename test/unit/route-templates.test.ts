@@ -30,3 +30,41 @@ describe("route templates of request paths (metrics and log labels)", () => {
     expect(routeOf(path)).toBe(template);
   });
 });
+
+describe("binding handlers to the operations of openapi.yaml", () => {
+  const entityRoutes = table.routes.filter((route) => route.template.startsWith("/v1/"));
+  const handlers = {
+    getEntity: "get",
+    putEntity: "put",
+    patchEntity: "patch",
+    deleteEntity: "delete",
+    applyOps: "ops",
+    listEntities: "list",
+  };
+
+  it("binds every operation, HEAD to the GET beside it", () => {
+    const bound = table.bind(entityRoutes, handlers);
+    const entity = table.find("/v1/entities/a/b");
+    expect(
+      Object.fromEntries([...(entity?.operations.values() ?? [])].map((operation) => [operation.method, bound.get(operation)])),
+    ).toEqual({
+      GET: "get",
+      HEAD: "get",
+      PUT: "put",
+      PATCH: "patch",
+      DELETE: "delete",
+    });
+  });
+
+  it("fails at once, naming each operation without a handler", () => {
+    const { applyOps: _ops, listEntities: _list, ...incomplete } = handlers;
+    expect(() => table.bind(entityRoutes, incomplete)).toThrow(
+      "openapi.yaml declares operations that have no handler: GET /v1/entities/{type} (listEntities), HEAD /v1/entities/{type} (listEntities), POST /v1/entities/{type}/{id}/ops (applyOps)",
+    );
+  });
+
+  it("takes no inherited member for a handler", () => {
+    const inherited = Object.create({ getEntity: "inherited" }) as Record<string, string>;
+    expect(() => table.bind(entityRoutes, inherited)).toThrow(/GET \/v1\/entities\/\{type\}\/\{id\} \(getEntity\)/);
+  });
+});

@@ -559,6 +559,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
         };
     };
@@ -641,6 +642,7 @@ export interface operations {
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
             412: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
         };
@@ -795,6 +797,7 @@ export interface operations {
             };
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
         };
     };
@@ -846,7 +849,9 @@ export interface operations {
                     };
                 };
             };
+            400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
         };
     };
     headListShards: {
@@ -865,6 +870,7 @@ export interface operations {
                 };
                 content?: never;
             };
+            400: components["responses"]["ProblemHead"];
             401: components["responses"]["ProblemHead"];
             415: components["responses"]["ProblemHead"];
         };
@@ -896,6 +902,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
         };
     };
     headGetShard: {
@@ -959,6 +966,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
         };
     };
     headListShardKeys: {
@@ -1025,6 +1033,7 @@ export interface operations {
             };
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
         };
     };
     headLocateEntity: {
@@ -1086,6 +1095,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
         };
     };
     backupShard: {
@@ -1126,6 +1136,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
         };
     };
     healthz: {
@@ -1146,6 +1157,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            415: components["responses"]["Problem"];
         };
     };
     headHealthz: {
@@ -1164,6 +1176,7 @@ export interface operations {
                 };
                 content?: never;
             };
+            415: components["responses"]["ProblemHead"];
         };
     };
     readyz: {
@@ -1184,6 +1197,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            415: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
         };
     };
@@ -1203,6 +1217,7 @@ export interface operations {
                 };
                 content?: never;
             };
+            415: components["responses"]["ProblemHead"];
             503: components["responses"]["ProblemHead"];
         };
     };
@@ -1225,6 +1240,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
         };
     };

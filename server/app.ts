@@ -87,10 +87,10 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   return (req: IncomingMessage, res: ServerResponse) => {
     // Matched once, before any router rewrites req.url: the log line's label and the dispatch.
     const path = pathOf(req.url ?? "/");
-    const route = table.find(path);
+    const match = table.find(path);
     // First, so that every response is logged and counted, refusals included.
-    observe(req, res, { path, route: routeLabel(route) });
-    if (route && isDataPlaneRoute(route)) serveData(req, res, route, path);
-    else app(toApiRequest(req, path, route), res);
+    observe(req, res, { path, route: routeLabel(match) });
+    if (match && isDataPlaneRoute(match.route)) serveData(req, res, match, path);
+    else app(toApiRequest(req, path, match), res);
   };
 }

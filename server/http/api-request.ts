@@ -1,5 +1,5 @@
 import type { IncomingMessage } from "node:http";
-import type { ApiRoute } from "./route-table.js";
+import type { RouteMatch } from "./route-table.js";
 
 /**
  * A request as the route handlers see it: node's request with its route, its percent-decoded
@@ -10,7 +10,7 @@ export interface ApiRequest extends IncomingMessage {
   path: string;
   originalUrl: string;
   /** The route of openapi.yaml the path matched, found once per request. */
-  apiRoute: ApiRoute | undefined;
+  match: RouteMatch | undefined;
   query: Readonly<Record<string, string | string[]>>;
   params: Readonly<Record<string, string>>;
   body: unknown;
@@ -22,11 +22,11 @@ export interface ApiRequest extends IncomingMessage {
  * Gives node's request the fields of {@link ApiRequest}. They are defined rather than assigned:
  * express 5 declares `query` as a getter on its request prototype, and these take its place.
  */
-export function toApiRequest(req: IncomingMessage, path: string, route: ApiRoute | undefined): ApiRequest {
+export function toApiRequest(req: IncomingMessage, path: string, match: RouteMatch | undefined): ApiRequest {
   const fields: Omit<ApiRequest, keyof IncomingMessage> = {
     path,
     originalUrl: req.url ?? "/",
-    apiRoute: route,
+    match,
     query: {},
     params: {},
     body: undefined,

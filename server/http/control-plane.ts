@@ -19,9 +19,8 @@ export function controlPlane(options: {
   return async (req, res, next) => {
     // The listener made every request an ApiRequest before express saw it.
     const request = req as unknown as ApiRequest;
-    const route = request.apiRoute;
-    if (!route) return next();
-    const operation = operationOf(route, req.method);
+    if (!request.match) return next();
+    const operation = operationOf(request.match.route, req.method);
     await validator.prepare(request, operation);
     // The route table bound a handler to every operation of these routes at start-up.
     await (handlers.get(operation) as ControlHandler)(request, res);

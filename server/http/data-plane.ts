@@ -4,7 +4,7 @@ import type { TokenCheck } from "./auth.js";
 import type { EntityHandler } from "./entity-routes.js";
 import type { ProblemResponder } from "./problem-middleware.js";
 import type { RequestValidator } from "./request-validator.js";
-import { operationOf, type ApiRoute, type Operation } from "./route-table.js";
+import { operationOf, type ApiRoute, type Operation, type RouteMatch } from "./route-table.js";
 
 /** The routes the data plane serves: those of `/v1`. */
 export function isDataPlaneRoute(route: ApiRoute): boolean {
@@ -23,20 +23,20 @@ export function dataPlane(options: {
   validator: RequestValidator;
   checkToken: TokenCheck;
   respond: ProblemResponder;
-}): (req: IncomingMessage, res: ServerResponse, route: ApiRoute, path: string) => void {
+}): (req: IncomingMessage, res: ServerResponse, match: RouteMatch, path: string) => void {
   const { handlers, validator, checkToken, respond } = options;
 
-  const handle = async (req: IncomingMessage, res: ServerResponse, route: ApiRoute, path: string) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, match: RouteMatch, path: string) => {
     checkToken(req, res);
-    const operation = operationOf(route, req.method);
-    const request = toApiRequest(req, path, route);
+    const operation = operationOf(match.route, req.method);
+    const request = toApiRequest(req, path, match);
     await validator.prepare(request, operation);
     // The route table bound a handler to every operation of the data plane's routes at start-up.
     const handler = handlers.get(operation) as EntityHandler;
     await handler(request, res);
   };
 
-  return (req, res, route, path) => {
-    handle(req, res, route, path).catch((error: unknown) => respond(error, req, res, req.url ?? "/"));
+  return (req, res, match, path) => {
+    handle(req, res, match, path).catch((error: unknown) => respond(error, req, res, req.url ?? "/"));
   };
 }

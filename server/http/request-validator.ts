@@ -43,11 +43,10 @@ export class RequestValidator {
    */
   async prepare(req: ApiRequest, operation: Operation): Promise<void> {
     const compiled = this.compiledFor(operation);
-    const route = req.apiRoute;
-    const match = route?.pattern.exec(req.path);
     const params: Record<string, string> = {};
-    route?.paramNames.forEach((name, i) => {
-      params[name] = decodeParameter(match?.[i + 1] ?? "", () => refusal("params", name, "is not percent-encoded correctly"));
+    req.match?.route.paramNames.forEach((name, i) => {
+      const raw = req.match?.values[i] ?? "";
+      params[name] = decodeParameter(raw, () => refusal("params", name, "is not percent-encoded correctly"));
     });
     check(compiled.params, params);
     req.params = params;

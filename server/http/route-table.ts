@@ -40,6 +40,12 @@ export interface ApiRoute {
   allow: string;
 }
 
+/** A path's route and the raw (still percent-encoded) values of its path parameters. */
+export interface RouteMatch {
+  route: ApiRoute;
+  values: readonly string[];
+}
+
 /** The label of a request whose path is no route of the API. */
 export const UNMATCHED_ROUTE = "unmatched";
 
@@ -74,8 +80,12 @@ export class RouteTable {
   }
 
   /** The route a path belongs to, whatever the method. */
-  find(path: string): ApiRoute | undefined {
-    return this.routes.find((route) => route.pattern.test(path));
+  find(path: string): RouteMatch | undefined {
+    for (const route of this.routes) {
+      const match = route.pattern.exec(path);
+      if (match) return { route, values: match.slice(1) };
+    }
+    return undefined;
   }
 
   /**
@@ -112,8 +122,8 @@ export function operationOf(route: ApiRoute, method: string | undefined): Operat
  * A route's template (`/v1/entities/{type}/{id}`), so metrics and logs group requests by route
  * with a bounded set of labels, including requests refused before any handler.
  */
-export function routeLabel(route: ApiRoute | undefined): string {
-  return route?.template ?? UNMATCHED_ROUTE;
+export function routeLabel(match: RouteMatch | undefined): string {
+  return match?.route.template ?? UNMATCHED_ROUTE;
 }
 
 /** The path of a request's URL. */

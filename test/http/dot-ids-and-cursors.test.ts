@@ -58,13 +58,18 @@ describe("a list cursor that is not one of ours is 400 invalid-cursor, never inv
   it.each([
     ["garbage", () => "!!!", "paged", ""],
     ["truncated", () => good.slice(0, -3), "paged", ""],
-    ["a flipped first character", () => flip(good, 0), "paged", ""],
-    ["a flipped last character", () => flip(good, good.length - 1), "paged", ""],
     ["another type's", () => good, "other", ""],
     ["another prefix's", () => good, "paged", "&prefix=a"],
   ])("%s cursor", async (_name, cursor, type, extra) => {
     const reply = await send(t.url, "GET", `/v1/entities/${type}?cursor=${encodeURIComponent(cursor())}${extra}`);
     expectProblem(parsed(reply), 400, "invalid-cursor");
+  });
+
+  it("a cursor with any one character flipped", async () => {
+    for (let at = 0; at < good.length; at++) {
+      const reply = await send(t.url, "GET", `/v1/entities/paged?cursor=${encodeURIComponent(flip(good, at))}`);
+      expectProblem(parsed(reply), 400, "invalid-cursor");
+    }
   });
 
   it("the cursor itself still works", async () => {
@@ -79,7 +84,9 @@ describe("a list cursor that is not one of ours is 400 invalid-cursor, never inv
     const keys = `/admin/shards/${shard}/entities`;
     const adminGood = (bodyOf(await send(t.url, "GET", `${keys}?limit=1`)) as { nextCursor: string }).nextCursor;
     expect(adminGood).toEqual(expect.any(String));
-    for (const cursor of ["!!!", adminGood.slice(0, -3), flip(adminGood, 0), flip(adminGood, adminGood.length - 1)]) {
+    expect((await send(t.url, "GET", `${keys}?cursor=${encodeURIComponent(adminGood)}`)).status).toBe(200);
+    const flipped = [...adminGood].map((_char, at) => flip(adminGood, at));
+    for (const cursor of ["!!!", adminGood.slice(0, -3), `${adminGood}.x`, ...flipped]) {
       const reply = await send(t.url, "GET", `${keys}?cursor=${encodeURIComponent(cursor)}`);
       expectProblem(parsed(reply), 400, "invalid-cursor");
     }

@@ -31,6 +31,13 @@ describe("route templates of request paths (metrics and log labels)", () => {
   });
 });
 
+describe("the values of path parameters", () => {
+  it("are the raw segments, decoded later once", () => {
+    expect(table.find("/v1/entities/account/a%2Fb/ops")?.values).toEqual(["account", "a%2Fb"]);
+    expect(table.find("/admin/shards/")?.values).toEqual([]);
+  });
+});
+
 describe("binding handlers to the operations of openapi.yaml", () => {
   const entityRoutes = table.routes.filter((route) => route.template.startsWith("/v1/"));
   const handlers = {
@@ -44,7 +51,7 @@ describe("binding handlers to the operations of openapi.yaml", () => {
 
   it("binds every operation, HEAD to the GET beside it", () => {
     const bound = table.bind(entityRoutes, handlers);
-    const entity = table.find("/v1/entities/a/b");
+    const entity = table.find("/v1/entities/a/b")?.route;
     expect(
       Object.fromEntries([...(entity?.operations.values() ?? [])].map((operation) => [operation.method, bound.get(operation)])),
     ).toEqual({

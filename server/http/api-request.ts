@@ -19,8 +19,9 @@ export interface ApiRequest extends IncomingMessage {
 }
 
 /**
- * Gives node's request the fields of {@link ApiRequest}. They are defined rather than assigned:
- * express 5 declares `query` as a getter on its request prototype, and these take its place.
+ * Gives node's request the fields of {@link ApiRequest}. It is called before express sees the
+ * request, so they are own properties, which take the place of the getters (`query`, `path`)
+ * that express 5's request prototype has.
  */
 export function toApiRequest(req: IncomingMessage, path: string, match: RouteMatch | undefined): ApiRequest {
   const fields: Omit<ApiRequest, keyof IncomingMessage> = {
@@ -32,8 +33,5 @@ export function toApiRequest(req: IncomingMessage, path: string, match: RouteMat
     body: undefined,
     bodyDigest: undefined,
   };
-  for (const [name, value] of Object.entries(fields)) {
-    Object.defineProperty(req, name, { value, writable: true, enumerable: true, configurable: true });
-  }
-  return req as ApiRequest;
+  return Object.assign(req, fields);
 }

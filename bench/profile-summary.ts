@@ -21,7 +21,7 @@ type CallFrame = CpuProfile["nodes"][number]["callFrame"];
 
 /*
  * What a sample counts for, first match wins: anything under pino counts as the request log,
- * under prom-client as the metrics, under the token check as auth, under body-parser as the
+ * under prom-client as the metrics, under the token check as auth, under json-body.ts as the
  * body reader, under Ajv as validation; otherwise the function it was running decides, or for
  * native code (V8 builtins, node's bindings) the nearest JavaScript that called it, except that
  * JSON.parse and JSON.stringify outside the body reader count as serialisation.
@@ -40,11 +40,8 @@ const CATEGORIES: [string, (caller: CallFrame, stack: CallFrame[]) => boolean][]
   ["request id and timing (request-observer)", under(/\/server\/http\/request-observer\./)],
   ["garbage collection", (_caller, stack) => stack[0]?.functionName === "(garbage collector)"],
   ["auth (token check)", under(/\/server\/http\/auth\./)],
-  ["body reader (body-parser, raw-body) and JSON.parse", under(/\/(body-parser|raw-body|iconv-lite|type-is|content-type)\//)],
-  [
-    "validation (Ajv, express-openapi-validator, openapi-validation)",
-    under(/\/(express-openapi-validator|ajv)\/|\/server\/http\/openapi-validation\./),
-  ],
+  ["body reader and JSON.parse", under(/\/server\/http\/json-body\./)],
+  ["validation (route table, Ajv)", under(/\/ajv\/|\/server\/http\/(route-table|request-validator)\./)],
   ["express (router, request and response)", inFile(/\/(express|router)\//)],
   [
     "locking: BEGIN IMMEDIATE and its busy retries (write queue)",

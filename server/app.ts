@@ -4,15 +4,18 @@ import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { ShardAdmin } from "./admin/shard-admin.js";
 import type { EntityStore } from "./entities/entity-store.js";
-import { adminRoutes } from "./http/admin-routes.js";
+import { adminHandlers } from "./http/admin-routes.js";
+import { toApiRequest } from "./http/api-request.js";
 import { bearerAuth, bearerCheck } from "./http/auth.js";
-import { dataPlane } from "./http/data-plane.js";
+import { controlPlane } from "./http/control-plane.js";
+import { dataPlane, isDataPlaneRoute } from "./http/data-plane.js";
 import { entityHandlers } from "./http/entity-routes.js";
-import { healthRoutes } from "./http/health-routes.js";
-import { metricsRoute } from "./http/metrics-route.js";
-import { jsonBody, OpenApi, pathOf, routeLabel } from "./http/openapi-validation.js";
+import { healthHandlers } from "./http/health-routes.js";
+import { metricsHandlers } from "./http/metrics-route.js";
 import { problemMiddleware, problemResponder, routeNotFound } from "./http/problem-middleware.js";
 import { observeRequests } from "./http/request-observer.js";
+import { RequestValidator } from "./http/request-validator.js";
+import { pathOf, routeLabel, RouteTable } from "./http/route-table.js";
 import { localMetrics, type MetricsSource } from "./metrics/cluster-metrics.js";
 import { HttpMetrics } from "./metrics/http-metrics.js";
 import { registerShardMetrics } from "./metrics/shard-metrics.js";
@@ -47,34 +50,47 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
     registerShardMetrics(registry, shards);
     metricsSource = localMetrics([registry]);
   }
-  const api = await OpenApi.load();
-  const parseJson = jsonBody(bodyLimit);
+  const table = RouteTable.load();
+  const validator = new RequestValidator({ bodyLimit });
   const respond = problemResponder(logger);
   const observe = observeRequests({ logger, metrics: new HttpMetrics(registry) });
-  const data = dataPlane({ api, handlers: entityHandlers(store), checkToken: bearerCheck(token), jsonBody: parseJson, respond });
+  const serveData = dataPlane({
+    handlers: table.bind(table.routes.filter(isDataPlaneRoute), entityHandlers(store)),
+    validator,
+    checkToken: bearerCheck(token),
+    respond,
+  });
+  const controlHandlers = {
+    ...healthHandlers(shards, deps.isStopping ?? (() => false)),
+    ...adminHandlers(new ShardAdmin(shards)),
+    ...metricsHandlers(metricsSource),
+  };
+  const control = controlPlane({
+    handlers: table.bind(
+      table.routes.filter((route) => !isDataPlaneRoute(route)),
+      controlHandlers,
+    ),
+    validator,
+  });
 
   const app = express();
   app.disable("x-powered-by");
   // Entity responses carry their own strong ETag ("<version>"); express's body hash is not one.
   app.set("etag", false);
-  app.use(healthRoutes(shards, deps.isStopping ?? (() => false)));
   // Before any body is read: an unauthenticated request costs no parsing and changes nothing.
   app.use("/v1", bearerAuth(token));
   app.use(["/admin", "/metrics"], bearerAuth(adminToken));
-  app.use(parseJson);
-  app.use(api.middleware());
-  app.use(adminRoutes(new ShardAdmin(shards)));
-  app.use(metricsRoute(metricsSource));
+  app.use(control);
   app.use(routeNotFound);
   app.use(problemMiddleware(respond));
 
   return (req: IncomingMessage, res: ServerResponse) => {
     // Matched once, before any router rewrites req.url: the log line's label and the dispatch.
     const path = pathOf(req.url ?? "/");
-    const route = api.find(path);
+    const match = table.find(path);
     // First, so that every response is logged and counted, refusals included.
-    observe(req, res, { path, route: routeLabel(route) });
-    if (route && data.serves(route)) data.serve(req, res, route, path);
-    else app(req, res);
+    observe(req, res, { path, route: routeLabel(match) });
+    if (match && isDataPlaneRoute(match.route)) serveData(req, res, match, path);
+    else app(toApiRequest(req, path, match), res);
   };
 }

@@ -117,7 +117,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -137,7 +140,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -182,7 +188,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -205,7 +214,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -634,7 +646,10 @@ export interface components {
          *     URL parsers remove such segments, so no client could address them.
          */
         EntityId: string;
-        /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+        /**
+         * @description A shard number, from 0, in decimal. A number the store does not have is 404
+         *     `shard-not-found`; anything else is 400 `invalid-query`.
+         */
         ShardId: number;
         /** @description The strong `ETag` (`"<version>"`) the change is conditional on, or `*` (the entity exists). */
         IfMatch: string;
@@ -1051,7 +1066,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -1080,7 +1098,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -1112,7 +1133,10 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -1150,7 +1174,10 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -1245,7 +1272,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;
@@ -1278,7 +1308,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description A shard number, from 0. A number the store does not have is 404 `shard-not-found`. */
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
                 shard: components["parameters"]["ShardId"];
             };
             cookie?: never;

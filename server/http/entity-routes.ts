@@ -5,7 +5,7 @@ import type { EntityStore, Mutation } from "../entities/entity-store.js";
 import type { WriteOutcome } from "../entities/write-outcome.js";
 import type { JsonObject, JsonPatchOperation, OpsRequest } from "../documents/json-value.js";
 import { assertSafeDocument } from "../documents/document-limits.js";
-import type { ApiRequest } from "./openapi-validation.js";
+import type { ApiRequest } from "./api-request.js";
 import { idempotencyOf, parseEntityTags, preconditionsOf } from "./request-headers.js";
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -22,7 +22,7 @@ type EntityHandlers = Partial<Record<keyof operations, EntityHandler>>;
  * validated against openapi.yaml, so the handlers only translate between HTTP and the entity store.
  */
 export function entityHandlers(store: EntityStore) {
-  const handlers = {
+  return {
     getEntity: (req, res) => {
       const row = store.get(param(req, "type"), param(req, "id"));
       const etag = etagOf(row.version);
@@ -73,12 +73,6 @@ export function entityHandlers(store: EntityStore) {
       sendJson(res, 200, `{"items":[${page.items.join(",")}],"nextCursor":${JSON.stringify(page.nextCursor)}}`);
     },
   } satisfies EntityHandlers;
-  // node's response sends no body to a HEAD request by itself, so HEAD is the GET handler.
-  return {
-    ...handlers,
-    headGetEntity: handlers.getEntity,
-    headListEntities: handlers.listEntities,
-  } satisfies EntityHandlers;
 }
 
 /** A path parameter; the validator has checked that the route has it. */
@@ -93,7 +87,7 @@ function mediaTypeOf(req: ApiRequest): string {
 function mutationOf(req: ApiRequest, suffix = ""): Mutation {
   const type = param(req, "type");
   const id = param(req, "id");
-  const idempotency = idempotencyOf(req, entityLocation(type, id) + suffix);
+  const idempotency = idempotencyOf(req, entityLocation(type, id) + suffix, req.bodyDigest);
   return { type, id, preconditions: preconditionsOf(req), ...(idempotency && { idempotency }) };
 }
 

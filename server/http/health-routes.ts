@@ -1,5 +1,6 @@
-import { Router } from "express";
+import type { operations } from "../../client/generated/openapi.js";
 import type { ShardSet } from "../storage/data-directory.js";
+import type { ControlHandler } from "./control-plane.js";
 import { ProblemError } from "./problems.js";
 
 const RETRY_AFTER_SECONDS = "5";
@@ -9,18 +10,18 @@ const RETRY_AFTER_SECONDS = "5";
  * writable, and shutdown has not begun (a load balancer should stop sending before it ends).
  * Both are open, without a token, for probes.
  */
-export function healthRoutes(shards: ShardSet, isStopping: () => boolean): Router {
-  const router = Router();
-  router.get("/healthz", (_req, res) => {
-    res.json({ status: "ok" });
-  });
-  router.get("/readyz", (_req, res) => {
-    const unavailable = (detail: string) =>
-      new ProblemError("unavailable", detail, { headers: { "Retry-After": RETRY_AFTER_SECONDS } });
-    if (isStopping()) throw unavailable("the server is shutting down");
-    const closed = shards.shards.filter((shard) => !shard.isWritable()).map((shard) => shard.placement.shard);
-    if (closed.length > 0) throw unavailable(`not open for writing: shard ${closed.join(", ")}`);
-    res.json({ status: "ok", shards: shards.shards.length });
-  });
-  return router;
+export function healthHandlers(shards: ShardSet, isStopping: () => boolean) {
+  return {
+    healthz: (_req, res) => {
+      res.json({ status: "ok" });
+    },
+    readyz: (_req, res) => {
+      const unavailable = (detail: string) =>
+        new ProblemError("unavailable", detail, { headers: { "Retry-After": RETRY_AFTER_SECONDS } });
+      if (isStopping()) throw unavailable("the server is shutting down");
+      const closed = shards.shards.filter((shard) => !shard.isWritable()).map((shard) => shard.placement.shard);
+      if (closed.length > 0) throw unavailable(`not open for writing: shard ${closed.join(", ")}`);
+      res.json({ status: "ok", shards: shards.shards.length });
+    },
+  } satisfies Partial<Record<keyof operations, ControlHandler>>;
 }

@@ -3,25 +3,21 @@ import type { IncomingMessage } from "node:http";
 import type { Idempotency } from "../entities/entity-store.js";
 import type { Preconditions, VersionSet } from "../entities/preconditions.js";
 
-/** The SHA-256 of the raw body, set by the body parser when the request has an idempotency key. */
-const bodyDigests = new WeakMap<IncomingMessage, string>();
-
 const EMPTY_BODY_DIGEST = createHash("sha256").digest("hex");
-
-export function rememberBodyDigest(req: IncomingMessage, body: Buffer): void {
-  if (req.headers["idempotency-key"] !== undefined) {
-    bodyDigests.set(req, createHash("sha256").update(body).digest("hex"));
-  }
-}
 
 /**
  * The key and the request's fingerprint: method, `If-Match`, `If-None-Match`, `Content-Type`
  * and the SHA-256 of the body as sent, one per line (a header value holds no line break). The
  * path is the record's own key: a record belongs to its entity, and the method tells the
  * entity's routes apart (POST is `/ops`), so two spellings of one id are one request. The body's
- * digest is the only hash a request costs: the fingerprint is compared as it is.
+ * digest is the only hash a request costs: the fingerprint is compared as it is. `bodyDigest`
+ * is the body reader's, absent for a request without a body.
  */
-export function idempotencyOf(req: IncomingMessage, canonicalPath: string): Idempotency | undefined {
+export function idempotencyOf(
+  req: IncomingMessage,
+  canonicalPath: string,
+  bodyDigest: string | undefined,
+): Idempotency | undefined {
   const key = req.headers["idempotency-key"];
   if (typeof key !== "string") return undefined;
   const parts = [
@@ -29,7 +25,7 @@ export function idempotencyOf(req: IncomingMessage, canonicalPath: string): Idem
     req.headers["if-match"] ?? "",
     req.headers["if-none-match"] ?? "",
     req.headers["content-type"] ?? "",
-    bodyDigests.get(req) ?? EMPTY_BODY_DIGEST,
+    bodyDigest ?? EMPTY_BODY_DIGEST,
   ];
   return {
     key,

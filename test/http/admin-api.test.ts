@@ -153,7 +153,7 @@ describe("shard numbers", () => {
       ["post", "/check"],
       ["post", "/backup"],
     ] as const) {
-      expectProblem(await request(t.app)[method](`/admin/shards/4${suffix}`), 404, "route-not-found");
+      expectProblem(await request(t.app)[method](`/admin/shards/4${suffix}`), 404, "shard-not-found");
       for (const bad of ["-1", "x", "1.5", "..%2F..%2Fetc", "4096"]) {
         const res = await request(t.app)[method](`/admin/shards/${bad}${suffix}`);
         expect(res.status, `${method} ${bad}${suffix}`).toBeGreaterThanOrEqual(400);

@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../support/test-app.js";
@@ -567,9 +567,10 @@ describe("admin shard numbers and backups", () => {
     const query = await send(url, "POST", "/admin/shards/0/backup?file=..%2F..%2Fevil.sqlite");
     expectProblem(query, 400, "invalid-query");
     const body = await send(url, "POST", "/admin/shards/0/backup", jsonRequest({ file: "../../evil.sqlite" }));
-    expect([200, 400, 415], body.text).toContain(body.status);
+    expectProblem(body, 415, "unsupported-media-type");
     expect(outside()).toEqual(before);
-    for (const file of readdirSync(join(testApp.dataDir, "backups"), { recursive: false }) as string[]) {
+    const backups = join(testApp.dataDir, "backups");
+    for (const file of existsSync(backups) ? readdirSync(backups) : []) {
       expect(file).toMatch(/^shard-000-seq\d{12}-\d{8}T\d{9}Z\.sqlite$/);
     }
   });
@@ -672,10 +673,7 @@ describe("slow, truncated and lying request bodies", () => {
     await expectAbsent("short");
   });
 
-  /*
-   * body-parser reads an oversized body to its end (discarding it) before it answers, so that
-   * the connection stays usable; Node's requestTimeout bounds how long that can take.
-   */
+  /* The declared length alone refuses it: nothing is read, and the connection is closed. */
   it("a declared length over the limit is 413, and the body is never parsed", async () => {
     const connection = await RawConnection.open(url);
     const body = `{"a":"${"x".repeat(2_000_000)}"}`;

@@ -61,3 +61,8 @@ export function bodyOf(reply: Reply): unknown {
 export function jsonRequest(value: unknown, contentType = "application/json"): SendOptions {
   return { headers: { "content-type": contentType }, body: JSON.stringify(value) };
 }
+
+/** The reply with its body parsed, in the shape supertest gives (for expectProblem). */
+export function parsed(reply: Reply): Reply & { body: unknown } {
+  return { ...reply, body: bodyOf(reply) };
+}

@@ -1,4 +1,3 @@
-import type { Response } from "supertest";
 import { expect } from "vitest";
 import { PROBLEMS } from "../../server/http/problems.js";
 
@@ -49,9 +48,20 @@ export function problemViolations(body: unknown, status: number): string[] {
   return violations;
 }
 
-/** Asserts an RFC 9457 problem response with the given status and code, its whole body and content type. */
-export function expectProblem(res: Response, status: number, code: string): void {
+/** A response as supertest or test/support/http.ts gives it, the body parsed. */
+interface ProblemResponse {
+  status: number;
+  body: unknown;
+  headers: { "content-type"?: string };
+}
+
+/**
+ * Asserts an RFC 9457 problem response with the given status and code: its whole body, its
+ * content type, and a detail that matches `detail` when given.
+ */
+export function expectProblem(res: ProblemResponse, status: number, code: string, detail?: string | RegExp): void {
   expect({ status: res.status, code: (res.body as { code?: unknown }).code }).toEqual({ status, code });
   expect(problemViolations(res.body, status), JSON.stringify(res.body)).toEqual([]);
   expect(res.headers["content-type"]).toMatch(PROBLEM_CONTENT_TYPE);
+  if (detail !== undefined) expect((res.body as { detail?: unknown }).detail).toMatch(detail);
 }

@@ -7,10 +7,16 @@ import { connect, type Socket } from "node:net";
 export class RawConnection {
   private received = "";
   private readonly closed: Promise<void>;
+  private isClosed = false;
 
   private constructor(private readonly socket: Socket) {
     socket.on("data", (chunk: Buffer) => (this.received += chunk.toString("latin1")));
-    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    this.closed = new Promise((resolve) =>
+      socket.once("close", () => {
+        this.isClosed = true;
+        resolve();
+      }),
+    );
     socket.on("error", () => undefined);
   }
 
@@ -41,6 +47,11 @@ export class RawConnection {
   async response(timeoutMs = 10_000): Promise<string> {
     await Promise.race([this.closed, new Promise((resolve) => setTimeout(resolve, timeoutMs))]);
     return this.received;
+  }
+
+  /** Whether the connection has closed (either side). */
+  get hasClosed(): boolean {
+    return this.isClosed;
   }
 
   /** What has arrived so far. */

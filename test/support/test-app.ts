@@ -1,4 +1,6 @@
-import type { RequestListener } from "node:http";
+import { once } from "node:events";
+import { createServer, type RequestListener } from "node:http";
+import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { createApp } from "../../server/app.js";
 import { EntityStore } from "../../server/entities/entity-store.js";
@@ -43,6 +45,22 @@ export async function createTestApp(
     close: () => {
       shards.close();
       dir.remove();
+    },
+  };
+}
+
+/** A test app listening on a port of its own, for requests no HTTP client library would send. */
+export async function listenTestApp(options: Parameters<typeof createTestApp>[0] = {}): Promise<TestApp & { url: string }> {
+  const t = await createTestApp(options);
+  const server = createServer(t.app).listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    ...t,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+      t.close();
     },
   };
 }

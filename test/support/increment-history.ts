@@ -6,7 +6,7 @@
  */
 
 /** What the sender of one increment learned. */
-export type IncrementOutcome =
+type IncrementOutcome =
   /** Acknowledged (2xx): the counter's version after this increment. */
   | { kind: "acknowledged"; version: number }
   /** Refused for good (4xx): it must not have been applied. */

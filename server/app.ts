@@ -7,6 +7,7 @@ import type { EntityStore } from "./entities/entity-store.js";
 import { adminRoutes } from "./http/admin-routes.js";
 import { bearerAuth, bearerCheck } from "./http/auth.js";
 import { dataPlane } from "./http/data-plane.js";
+import { docsRoutes } from "./http/docs-routes.js";
 import { entityHandlers } from "./http/entity-routes.js";
 import { healthRoutes } from "./http/health-routes.js";
 import { metricsRoute } from "./http/metrics-route.js";
@@ -58,6 +59,7 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   // Entity responses carry their own strong ETag ("<version>"); express's body hash is not one.
   app.set("etag", false);
   app.use(healthRoutes(shards, deps.isStopping ?? (() => false)));
+  app.use(docsRoutes());
   // Before any body is read: an unauthenticated request costs no parsing and changes nothing.
   app.use("/v1", bearerAuth(token));
   app.use(["/admin", "/metrics"], bearerAuth(adminToken));

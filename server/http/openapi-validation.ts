@@ -16,7 +16,7 @@ import { OpenApiValidator } from "express-openapi-validator/dist/openapi.validat
 import { rememberBodyDigest } from "./request-headers.js";
 
 /** openapi.yaml, the one source of truth for the HTTP contract (`npm run build` copies it into dist/). */
-const OPENAPI_PATH = fileURLToPath(new URL("../../openapi.yaml", import.meta.url));
+export const OPENAPI_PATH = fileURLToPath(new URL("../../openapi.yaml", import.meta.url));
 
 const JSON_MEDIA_TYPES = ["application/json", "application/merge-patch+json", "application/json-patch+json"];
 

@@ -25,7 +25,9 @@ describe("route templates of request paths (metrics and log labels)", () => {
     ["/v1/entities//alice", UNMATCHED_ROUTE],
     ["/v1/entities/account/alice/other", UNMATCHED_ROUTE],
     ["/admin/shards/3/restore", UNMATCHED_ROUTE],
-    ["/", UNMATCHED_ROUTE],
+    ["/", "/"],
+    ["/docs/swagger-ui.css", "/docs/{asset}"],
+    ["/nowhere", UNMATCHED_ROUTE],
   ])("%s → %s", (path, template) => {
     expect(routeOf(path)).toBe(template);
   });

@@ -1,8 +1,8 @@
-import { randomUUID } from "node:crypto";
 import createFetchClient, { type Client } from "openapi-fetch";
 import type { components, operations, paths } from "./generated/openapi.js";
 import { isProblemBody, ProblemError, VersionMismatchError } from "./problem-error.js";
 import { HttpError, NetworkError } from "./request-errors.js";
+import { randomUuid } from "./web-crypto.js";
 import { DEFAULT_RETRY, retryDelay, type AttemptOutcome, type RetryOptions } from "./retry.js";
 import { Collection } from "./collection.js";
 import { runWorkflow, type WorkflowOptions, type WorkflowResult, type WorkflowStep } from "./workflow.js";
@@ -232,7 +232,7 @@ export class ApostateClient {
    * await db.put("account", "alice", { balance: 100 }, { ifNoneMatch: "*" });
    */
   async put(type: string, id: string, data: EntityData, options: PutOptions = {}): Promise<Entity> {
-    const key = options.idempotencyKey ?? randomUUID();
+    const key = options.idempotencyKey ?? randomUuid();
     const header = {
       "Idempotency-Key": key,
       "If-Match": entityTag(options.ifMatch),
@@ -280,7 +280,7 @@ export class ApostateClient {
    * });
    */
   async ops(type: string, id: string, body: OpsRequest, options: MutationOptions = {}): Promise<Entity> {
-    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUUID() };
+    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid() };
     const result = await this.send(
       `POST ${type}/${id}/ops`,
       (signal) => this.api.POST("/v1/entities/{type}/{id}/ops", { params: { path: { type, id }, header }, body, signal }),
@@ -297,7 +297,7 @@ export class ApostateClient {
    * await db.delete("account", "alice", { ifMatch: 7 });
    */
   async delete(type: string, id: string, options: ConditionalOptions = {}): Promise<void> {
-    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUUID(), "If-Match": entityTag(options.ifMatch) };
+    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid(), "If-Match": entityTag(options.ifMatch) };
     await this.send(
       `DELETE ${type}/${id}`,
       (signal) => this.api.DELETE("/v1/entities/{type}/{id}", { params: { path: { type, id }, header }, signal }),
@@ -414,7 +414,7 @@ export class ApostateClient {
     contentType: "application/merge-patch+json" | "application/json-patch+json",
     options: ConditionalOptions,
   ): Promise<Entity> {
-    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUUID(), "If-Match": entityTag(options.ifMatch) };
+    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid(), "If-Match": entityTag(options.ifMatch) };
     const result = await this.send(
       `PATCH ${type}/${id}`,
       (signal) =>

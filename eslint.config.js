@@ -6,7 +6,7 @@ import { importX } from "eslint-plugin-import-x";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "data/", "bench/results/", "client/generated/", "node_modules/"] },
+  { ignores: ["dist/", "client/dist/", "data/", "bench/results/", "client/generated/", "node_modules/"] },
   js.configs.recommended,
   tseslint.configs.recommended,
   {

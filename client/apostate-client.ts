@@ -1,9 +1,10 @@
-import { randomUUID } from "node:crypto";
 import createFetchClient, { type Client } from "openapi-fetch";
 import type { components, operations, paths } from "./generated/openapi.js";
 import { isProblemBody, ProblemError, VersionMismatchError } from "./problem-error.js";
 import { HttpError, NetworkError } from "./request-errors.js";
+import { randomUuid } from "./web-crypto.js";
 import { DEFAULT_RETRY, retryDelay, type AttemptOutcome, type RetryOptions } from "./retry.js";
+import { Collection } from "./collection.js";
 import { runWorkflow, type WorkflowOptions, type WorkflowResult, type WorkflowStep } from "./workflow.js";
 
 /**
@@ -86,11 +87,13 @@ export interface ClientOptions {
  * Options every call takes.
  *
  * @example
- * await db.get("account", "alice", { signal: AbortSignal.timeout(1_000) });
+ * await db.get("account", "alice", { signal: AbortSignal.timeout(1_000), retry: { maxAttempts: 1 } });
  */
 export interface CallOptions {
   /** Aborts the call, its retries and its waits; the call rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Overrides of the client's retry policy for this call only, e.g. `{ maxAttempts: 1 }` to fail fast. */
+  retry?: Partial<RetryOptions>;
 }
 
 /**
@@ -143,6 +146,29 @@ export interface ListOptions extends CallOptions {
 }
 
 /**
+ * Options of {@link ApostateClient.listPage}.
+ *
+ * @example
+ * const page = await db.listPage("account", { prefix: "eu-", limit: 50, cursor: previous.nextCursor ?? undefined });
+ */
+export interface ListPageOptions extends CallOptions {
+  /** Only ids that start with this. */
+  prefix?: string;
+  /** Entities in the page (1–1000; the server's default is 100). */
+  limit?: number;
+  /** Where the page starts: the `nextCursor` of the page before; absent for the first page. */
+  cursor?: string;
+}
+
+/**
+ * One page of a listing: `{items, nextCursor}`, `nextCursor` being `null` after the last page.
+ *
+ * @example
+ * const { items, nextCursor }: EntityPage = await db.listPage("account", { limit: 10 });
+ */
+export type EntityPage = components["schemas"]["EntityPage"];
+
+/**
  * Options of {@link ApostateClient.modify}.
  *
  * @example
@@ -193,7 +219,7 @@ export class ApostateClient {
     const result = await this.send(
       `GET ${type}/${id}`,
       (signal) => this.api.GET("/v1/entities/{type}/{id}", { params: { path: { type, id } }, signal }),
-      options.signal,
+      options,
     );
     return dataOf(result);
   }
@@ -206,7 +232,7 @@ export class ApostateClient {
    * await db.put("account", "alice", { balance: 100 }, { ifNoneMatch: "*" });
    */
   async put(type: string, id: string, data: EntityData, options: PutOptions = {}): Promise<Entity> {
-    const key = options.idempotencyKey ?? randomUUID();
+    const key = options.idempotencyKey ?? randomUuid();
     const header = {
       "Idempotency-Key": key,
       "If-Match": entityTag(options.ifMatch),
@@ -215,7 +241,7 @@ export class ApostateClient {
     const result = await this.send(
       `PUT ${type}/${id}`,
       (signal) => this.api.PUT("/v1/entities/{type}/{id}", { params: { path: { type, id }, header }, body: data, signal }),
-      options.signal,
+      options,
     );
     return dataOf(result);
   }
@@ -254,11 +280,11 @@ export class ApostateClient {
    * });
    */
   async ops(type: string, id: string, body: OpsRequest, options: MutationOptions = {}): Promise<Entity> {
-    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUUID() };
+    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid() };
     const result = await this.send(
       `POST ${type}/${id}/ops`,
       (signal) => this.api.POST("/v1/entities/{type}/{id}/ops", { params: { path: { type, id }, header }, body, signal }),
-      options.signal,
+      options,
     );
     return dataOf(result);
   }
@@ -271,11 +297,11 @@ export class ApostateClient {
    * await db.delete("account", "alice", { ifMatch: 7 });
    */
   async delete(type: string, id: string, options: ConditionalOptions = {}): Promise<void> {
-    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUUID(), "If-Match": entityTag(options.ifMatch) };
+    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid(), "If-Match": entityTag(options.ifMatch) };
     await this.send(
       `DELETE ${type}/${id}`,
       (signal) => this.api.DELETE("/v1/entities/{type}/{id}", { params: { path: { type, id }, header }, signal }),
-      options.signal,
+      options,
     );
   }
 
@@ -290,16 +316,43 @@ export class ApostateClient {
   async *list(type: string, options: ListOptions = {}): AsyncGenerator<Entity, void, undefined> {
     let cursor: string | undefined;
     do {
-      const query = { limit: options.pageSize, prefix: options.prefix, cursor };
-      const result = await this.send(
-        `GET ${type}`,
-        (signal) => this.api.GET("/v1/entities/{type}", { params: { path: { type }, query }, signal }),
-        options.signal,
-      );
-      const page = dataOf(result);
+      const page = await this.listPage(type, { ...options, limit: options.pageSize, cursor });
       yield* page.items;
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
+  }
+
+  /**
+   * One page of the entities of a type in id order, for screens that page on demand: pass
+   * `nextCursor` back as `cursor` for the next page; it is `null` after the last one.
+   *
+   * @throws a {@link ProblemError} with code `invalid-cursor` for a cursor of another listing.
+   * @example
+   * const first = await db.listPage("account", { prefix: "eu-", limit: 50 });
+   * const second = first.nextCursor ? await db.listPage("account", { prefix: "eu-", limit: 50, cursor: first.nextCursor }) : null;
+   */
+  async listPage(type: string, options: ListPageOptions = {}): Promise<EntityPage> {
+    const query = { limit: options.limit, prefix: options.prefix, cursor: options.cursor };
+    const result = await this.send(
+      `GET ${type}`,
+      (signal) => this.api.GET("/v1/entities/{type}", { params: { path: { type }, query }, signal }),
+      options,
+    );
+    return dataOf(result);
+  }
+
+  /**
+   * The same methods for one type, with its data typed as `T`. The server does not know `T`:
+   * entities are typed as `T`, not checked, so keep one type's writers in agreement.
+   *
+   * @example
+   * interface Account { balance: number; owner: string }
+   * const accounts = db.collection<Account>("account");
+   * await accounts.put("alice", { balance: 100, owner: "Alice" });
+   * const { data } = await accounts.get("alice"); // data.balance: number
+   */
+  collection<T extends object>(type: string): Collection<T> {
+    return new Collection<T>(this, type);
   }
 
   /**
@@ -324,7 +377,7 @@ export class ApostateClient {
     for (let attempt = 1; ; attempt += 1) {
       const next = await fn(structuredClone(entity.data), entity);
       try {
-        return await this.put(type, id, next, { ifMatch: entity.version, signal: options.signal });
+        return await this.put(type, id, next, { ifMatch: entity.version, signal: options.signal, retry: options.retry });
       } catch (error) {
         if (!(error instanceof VersionMismatchError) || attempt >= maxAttempts) throw error;
         // The 412 carries the winner, so no extra read; `null` means it was deleted meanwhile.
@@ -361,7 +414,7 @@ export class ApostateClient {
     contentType: "application/merge-patch+json" | "application/json-patch+json",
     options: ConditionalOptions,
   ): Promise<Entity> {
-    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUUID(), "If-Match": entityTag(options.ifMatch) };
+    const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid(), "If-Match": entityTag(options.ifMatch) };
     const result = await this.send(
       `PATCH ${type}/${id}`,
       (signal) =>
@@ -371,7 +424,7 @@ export class ApostateClient {
           body,
           signal,
         }),
-      options.signal,
+      options,
     );
     return dataOf(result);
   }
@@ -383,12 +436,14 @@ export class ApostateClient {
   private async send<R extends ApiResult>(
     label: string,
     attempt: (signal: AbortSignal) => Promise<R>,
-    callerSignal: AbortSignal | undefined,
+    options: CallOptions,
   ): Promise<R> {
+    const callerSignal = options.signal;
+    const retry = options.retry ? { ...this.retry, ...options.retry } : this.retry;
     const started = Date.now();
     for (let attempts = 1; ; attempts += 1) {
       callerSignal?.throwIfAborted();
-      const budget = Math.min(this.timeoutMs, this.retry.deadlineMs - (Date.now() - started));
+      const budget = Math.min(this.timeoutMs, retry.deadlineMs - (Date.now() - started));
       const { signal, timedOut, release } = attemptSignal(budget, callerSignal);
       let outcome: AttemptOutcome;
       let failure: unknown;
@@ -409,7 +464,7 @@ export class ApostateClient {
         release();
       }
       const now = Date.now();
-      const delay = retryDelay(outcome, { attempts, elapsedMs: now - started, nowMs: now }, this.retry);
+      const delay = retryDelay(outcome, { attempts, elapsedMs: now - started, nowMs: now }, retry);
       if (delay === null) throw failure;
       await sleep(delay, callerSignal);
     }

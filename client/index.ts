@@ -16,8 +16,10 @@ export {
   type ConditionalOptions,
   type Entity,
   type EntityData,
+  type EntityPage,
   type JsonPatch,
   type ListOptions,
+  type ListPageOptions,
   type MergePatch,
   type ModifyOptions,
   type MutationOptions,
@@ -25,6 +27,7 @@ export {
   type OpsRequest,
   type PutOptions,
 } from "./apostate-client.js";
+export { Collection, type TypedEntity, type TypedEntityPage } from "./collection.js";
 export {
   ConditionFailedError,
   EntityNotFoundError,

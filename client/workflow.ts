@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import type { components } from "./generated/openapi.js";
 import { ConditionFailedError, isProblemBody, ProblemError, type Problem } from "./problem-error.js";
 import { RETRYABLE_STATUSES } from "./retry.js";
+import { sha256Hex } from "./web-crypto.js";
 
 type Entity = components["schemas"]["Entity"];
 type OpsRequest = components["schemas"]["OpsRequest"];
@@ -158,11 +158,11 @@ interface Progress {
  * share a key. A key that would pass the server's 255-character limit is replaced by its hash.
  *
  * @example
- * stepKey("transfer-42", "debit", "compensate"); // "wf/transfer-42/debit/compensate"
+ * await stepKey("transfer-42", "debit", "compensate"); // "wf/transfer-42/debit/compensate"
  */
-function stepKey(workflowId: string, stepName: string, role: "step" | "compensate"): string {
+async function stepKey(workflowId: string, stepName: string, role: "step" | "compensate"): Promise<string> {
   const key = ["wf", workflowId, stepName, ...(role === "compensate" ? ["compensate"] : [])].join("/");
-  return key.length <= MAX_KEY_LENGTH ? key : `wf-sha256/${createHash("sha256").update(key).digest("hex")}`;
+  return key.length <= MAX_KEY_LENGTH ? key : `wf-sha256/${await sha256Hex(key)}`;
 }
 
 /**
@@ -191,7 +191,7 @@ export async function runWorkflow(
   options: WorkflowOptions,
 ): Promise<WorkflowResult> {
   validateSteps(steps);
-  const definition = definitionOf(steps);
+  const definition = await definitionOf(steps);
   const signal = options.signal ? { signal: options.signal } : {};
   const record = async (body: OpsRequest): Promise<Progress> => {
     try {
@@ -222,7 +222,7 @@ export async function runWorkflow(
         let entity: Entity;
         try {
           entity = await store.ops(step.type, step.id, step.ops, {
-            idempotencyKey: stepKey(workflowId, step.name, "step"),
+            idempotencyKey: await stepKey(workflowId, step.name, "step"),
             ...signal,
           });
         } catch (error) {
@@ -253,7 +253,7 @@ export async function runWorkflow(
           break;
         }
         await store.ops(step.type, step.id, step.compensate, {
-          idempotencyKey: stepKey(workflowId, step.name, "compensate"),
+          idempotencyKey: await stepKey(workflowId, step.name, "compensate"),
           ...signal,
         });
         progress = await record({
@@ -292,9 +292,9 @@ function validateSteps(steps: readonly WorkflowStep[]): void {
   }
 }
 
-function definitionOf(steps: readonly WorkflowStep[]): string {
+function definitionOf(steps: readonly WorkflowStep[]): Promise<string> {
   const canonical = steps.map(({ name, type, id, ops, compensate }) => ({ name, type, id, ops, compensate: compensate ?? null }));
-  return createHash("sha256").update(JSON.stringify(canonical)).digest("hex");
+  return sha256Hex(JSON.stringify(canonical));
 }
 
 /** Creates the progress entity, or (409) answers with the one a previous run created. */

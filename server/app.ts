@@ -9,6 +9,8 @@ import { toApiRequest } from "./http/api-request.js";
 import { bearerAuth, bearerCheck } from "./http/auth.js";
 import { controlPlane } from "./http/control-plane.js";
 import { dataPlane, isDataPlaneRoute } from "./http/data-plane.js";
+import { docsHandlers } from "./http/docs-routes.js";
+import { loadOpenApiDocument } from "./http/openapi-document.js";
 import { entityHandlers } from "./http/entity-routes.js";
 import { healthHandlers } from "./http/health-routes.js";
 import { metricsHandlers } from "./http/metrics-route.js";
@@ -50,7 +52,8 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
     registerShardMetrics(registry, shards);
     metricsSource = localMetrics([registry]);
   }
-  const table = RouteTable.load();
+  const openApi = await loadOpenApiDocument();
+  const table = RouteTable.load(openApi.document);
   const validator = new RequestValidator({ bodyLimit });
   const respond = problemResponder(logger);
   const observe = observeRequests({ logger, metrics: new HttpMetrics(registry) });
@@ -64,6 +67,7 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
     ...healthHandlers(shards, deps.isStopping ?? (() => false)),
     ...adminHandlers(new ShardAdmin(shards)),
     ...metricsHandlers(metricsSource),
+    ...docsHandlers(openApi),
   };
   const control = controlPlane({
     handlers: table.bind(

@@ -295,6 +295,101 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Redirects to the API reference page. */
+        get: operations["root"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `root` without the body. */
+        head: operations["headRoot"];
+        patch?: never;
+        trace?: never;
+    };
+    "/docs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This API reference, as an interactive page.
+         * @description This reference, rendered from `/openapi.json` by Swagger UI. Every asset is served by the
+         *     server itself (the page works offline, calls nothing outside the server, and its "Try it
+         *     out" sends requests to the server that served it).
+         */
+        get: operations["docsPage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `docsPage` without the body. */
+        head: operations["headDocsPage"];
+        patch?: never;
+        trace?: never;
+    };
+    "/docs/{asset}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A script, style sheet or icon of the reference page. */
+        get: operations["docsAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `docsAsset` without the body. */
+        head: operations["headDocsAsset"];
+        patch?: never;
+        trace?: never;
+    };
+    "/openapi.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This API description as JSON. */
+        get: operations["openApiJson"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `openApiJson` without the body. */
+        head: operations["headOpenApiJson"];
+        patch?: never;
+        trace?: never;
+    };
+    "/openapi.yaml": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This API description as YAML. */
+        get: operations["openApiYaml"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `openApiYaml` without the body. */
+        head: operations["headOpenApiYaml"];
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -531,6 +626,15 @@ export interface components {
         };
         /** @description `shard-not-found`: the store has no shard with this number. */
         ShardNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `route-not-found`: no such file of the reference page. */
+        RouteNotFound: {
             headers: {
                 [name: string]: unknown;
             };
@@ -1494,6 +1598,255 @@ export interface operations {
             415: components["responses"]["HeadProblem"];
             500: components["responses"]["HeadProblem"];
             503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    root: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the API reference page, `/docs`. */
+            302: {
+                headers: {
+                    Location?: "/docs";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headRoot: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As for GET. */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+        };
+    };
+    docsPage: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headDocsPage: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As for GET. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+        };
+    };
+    docsAsset: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path: {
+                /** @description A script, style sheet or icon of the reference page. */
+                asset: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The asset. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript": string;
+                    "text/css": string;
+                    "image/png": string;
+                };
+            };
+            404: components["responses"]["RouteNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headDocsAsset: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path: {
+                /** @description A script, style sheet or icon of the reference page. */
+                asset: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As for GET. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+        };
+    };
+    openApiJson: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description This document, as JSON. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headOpenApiJson: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As for GET. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+        };
+    };
+    openApiYaml: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description This document, as the server's own YAML file. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": string;
+                };
+            };
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headOpenApiYaml: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As for GET. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
         };
     };
 }

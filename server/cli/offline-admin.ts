@@ -5,6 +5,7 @@ import { writeBackup } from "../admin/backups.js";
 import { shardInfo } from "../admin/shard-admin.js";
 import { MANIFEST_FILE, parseManifest, type Manifest } from "../storage/manifest.js";
 import { backupShardFile, checkIntegrity, readShardStats } from "../storage/shard-inspection.js";
+import { EXIT_CODES } from "./exit-codes.js";
 import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
 
 /**
@@ -16,17 +17,19 @@ import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
 export function offlineAdmin(dataDir: string): OperatorAdmin {
   const root = resolve(dataDir);
   const manifestPath = join(root, MANIFEST_FILE);
-  if (!existsSync(manifestPath)) throw new OperatorError(`${root} is not an apostate data directory: no ${MANIFEST_FILE}`);
+  if (!existsSync(manifestPath))
+    throw new OperatorError(`${root} is not an apostate data directory: no ${MANIFEST_FILE}`, EXIT_CODES.usage);
   let manifest: Manifest;
   try {
     manifest = parseManifest(readFileSync(manifestPath, "utf8"), manifestPath);
   } catch (error) {
-    throw new OperatorError((error as Error).message);
+    throw new OperatorError((error as Error).message, EXIT_CODES.damaged);
   }
   const open = new Map<number, Database.Database>();
   const entry = (shard: number) => {
     const found = manifest.shards[shard];
-    if (!found) throw new OperatorError(`there is no shard ${shard}; ${root} has shards 0-${manifest.shards.length - 1}`);
+    if (!found)
+      throw new OperatorError(`there is no shard ${shard}; ${root} has shards 0-${manifest.shards.length - 1}`, EXIT_CODES.usage);
     return found;
   };
   const database = (shard: number) => {
@@ -36,7 +39,7 @@ export function offlineAdmin(dataDir: string): OperatorAdmin {
       try {
         db = new Database(file, { readonly: true, fileMustExist: true });
       } catch (error) {
-        throw new OperatorError(`cannot open ${file}: ${(error as Error).message}`);
+        throw new OperatorError(`cannot open ${file}: ${(error as Error).message}`, EXIT_CODES.damaged);
       }
       open.set(shard, db);
     }
@@ -51,7 +54,7 @@ export function offlineAdmin(dataDir: string): OperatorAdmin {
         try {
           return shardInfo(placement, readShardStats(db, file));
         } catch (error) {
-          throw new OperatorError(`cannot read ${file}: ${(error as Error).message} (try apostate check)`);
+          throw new OperatorError(`cannot read ${file}: ${(error as Error).message} (try apostate check)`, EXIT_CODES.damaged);
         }
       }),
     check: async (shard) => {

@@ -1,5 +1,6 @@
 import type { BackupInfo } from "../admin/backups.js";
 import type { CheckResult, ShardInfo } from "../admin/shard-admin.js";
+import type { ExitCode } from "./exit-codes.js";
 
 /**
  * What the operator commands (`apostate shards|check|backup`) need, whether they talk to a
@@ -16,5 +17,12 @@ export interface OperatorAdmin {
   close(): void;
 }
 
-/** A failure the operator can act on; the CLI prints its message and exits 1. */
-export class OperatorError extends Error {}
+/** A failure the operator can act on; the CLI prints its message and exits with `exitCode`. */
+export class OperatorError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+  ) {
+    super(message);
+  }
+}

@@ -1,8 +1,8 @@
-import type { BackupInfo } from "../admin/backups.js";
-import type { CheckResult } from "../admin/shard-admin.js";
+import { EXIT_CODES } from "./exit-codes.js";
 import type { OperatorAdmin } from "./operator-admin.js";
 import { backupReport, checkReport, shardTable } from "./operator-output.js";
 import type { OperatorConfig } from "./operator-options.js";
+import type { Progress } from "./progress.js";
 
 /** What a command prints, and its exit code (1 when a check found damage). */
 export interface CommandResult {
@@ -15,27 +15,41 @@ const print = (config: OperatorConfig, value: unknown, text: string) => (config.
 /** `apostate shards`: every shard's figures. */
 export async function shardsCommand(admin: OperatorAdmin, config: OperatorConfig): Promise<CommandResult> {
   const shards = await admin.shards();
-  return { output: print(config, { shards }, shardTable(shards)), exitCode: 0 };
+  return { output: print(config, { shards }, shardTable(shards)), exitCode: EXIT_CODES.ok };
 }
 
 /** `apostate check`: SQLite's integrity check on one shard or all; exit code 1 if any is damaged. */
-export async function checkCommand(admin: OperatorAdmin, config: OperatorConfig): Promise<CommandResult> {
-  const results: CheckResult[] = [];
-  for (const shard of await shardNumbers(admin, config)) results.push(await admin.check(shard));
+export async function checkCommand(admin: OperatorAdmin, config: OperatorConfig, progress: Progress): Promise<CommandResult> {
+  const results = await eachShard(admin, config, progress, (shard) => admin.check(shard));
   return {
     output: print(config, { results }, checkReport(results)),
-    exitCode: results.every((result) => result.ok) ? 0 : 1,
+    exitCode: results.every((result) => result.ok) ? EXIT_CODES.ok : EXIT_CODES.damaged,
   };
 }
 
 /** `apostate backup`: an online backup of one shard or all, into the data directory's `backups/`. */
-export async function backupCommand(admin: OperatorAdmin, config: OperatorConfig): Promise<CommandResult> {
-  const backups: BackupInfo[] = [];
-  for (const shard of await shardNumbers(admin, config)) backups.push(await admin.backup(shard));
-  return { output: print(config, { backups }, backupReport(backups)), exitCode: 0 };
+export async function backupCommand(admin: OperatorAdmin, config: OperatorConfig, progress: Progress): Promise<CommandResult> {
+  const backups = await eachShard(admin, config, progress, (shard) => admin.backup(shard));
+  return { output: print(config, { backups }, backupReport(backups)), exitCode: EXIT_CODES.ok };
 }
 
-async function shardNumbers(admin: OperatorAdmin, config: OperatorConfig): Promise<number[]> {
-  if (config.shard !== undefined) return [config.shard];
-  return admin.shardNumbers();
+/** `run` on one shard (`--shard`) or on each in turn, reporting progress after each. */
+async function eachShard<T>(
+  admin: OperatorAdmin,
+  config: OperatorConfig,
+  progress: Progress,
+  run: (shard: number) => Promise<T>,
+): Promise<T[]> {
+  const shards = config.shard !== undefined ? [config.shard] : await admin.shardNumbers();
+  const results: T[] = [];
+  progress.update(0, shards.length);
+  try {
+    for (const shard of shards) {
+      results.push(await run(shard));
+      progress.update(results.length, shards.length);
+    }
+  } finally {
+    progress.end();
+  }
+  return results;
 }

@@ -3,7 +3,8 @@ import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 import { integer } from "../config.js";
 import { offlineAdmin } from "./offline-admin.js";
-import type { OperatorAdmin } from "./operator-admin.js";
+import { EXIT_CODES } from "./exit-codes.js";
+import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
 import { remoteAdmin } from "./remote-admin.js";
 import { liveServerLock } from "../storage/server-lock.js";
 
@@ -28,27 +29,61 @@ function origin(value: string): string {
   return url.origin;
 }
 
+const urlOption = () =>
+  new Option("--url <url>", "a running server's origin (default: the server that holds --data-dir, if one does)")
+    .env("APOSTATE_URL")
+    .argParser(origin);
+const dataDirOption = (description: string) =>
+  new Option("--data-dir <dir>", description).env("APOSTATE_DATA_DIR").default("./data");
+const adminTokenOption = () => new Option("--admin-token <token>", "bearer token for the admin API").env("APOSTATE_ADMIN_TOKEN");
+const jsonOption = () => new Option("--json", "print JSON instead of text").default(false);
+
 /** Adds the operator options to a command; `withShard` adds `--shard` for commands that take one. */
 export function addOperatorOptions(command: Command, withShard: boolean): Command {
   command
-    .addOption(
-      new Option("--url <url>", "a running server's origin (default: the server that holds --data-dir, if one does)")
-        .env("APOSTATE_URL")
-        .argParser(origin),
-    )
-    .addOption(
-      new Option("--data-dir <dir>", "data directory, read directly when no server holds it")
-        .env("APOSTATE_DATA_DIR")
-        .default("./data"),
-    )
-    .addOption(new Option("--admin-token <token>", "bearer token for the admin API").env("APOSTATE_ADMIN_TOKEN"))
-    .addOption(new Option("--json", "print JSON instead of a table").default(false));
+    .addOption(urlOption())
+    .addOption(dataDirOption("data directory, read directly when no server holds it"))
+    .addOption(adminTokenOption())
+    .addOption(jsonOption());
   if (withShard) {
     command.addOption(
       new Option("--shard <n>", "only this shard (default: every shard)").env("APOSTATE_SHARD").argParser(integer(0, 4095)),
     );
   }
   return command;
+}
+
+/** Adds the options of the commands that only talk to a running server (`get`, `put`, …). */
+export function addRemoteOptions(command: Command): Command {
+  return command
+    .addOption(urlOption())
+    .addOption(dataDirOption("find the server that holds this data directory, when --url is absent"))
+    .addOption(new Option("--token <token>", "bearer token for the data API (/v1)").env("APOSTATE_TOKEN"))
+    .addOption(adminTokenOption())
+    .addOption(jsonOption());
+}
+
+/** Where a remote command sends its requests, and with which tokens. */
+export interface RemoteConfig {
+  url: string;
+  token: string | undefined;
+  adminToken: string | undefined;
+  json: boolean;
+}
+
+/** The parsed remote options, with `--url` defaulting to the live server that holds `--data-dir`. */
+export function toRemoteConfig(options: Record<string, unknown>): RemoteConfig {
+  const dataDir = resolve(options.dataDir as string);
+  const url = (options.url as string | undefined) ?? liveServerLock(dataDir)?.url;
+  if (url === undefined) {
+    throw new OperatorError(`no server is running on ${dataDir}: give --url (or APOSTATE_URL)`, EXIT_CODES.unreachable);
+  }
+  return {
+    url,
+    token: options.token as string | undefined,
+    adminToken: options.adminToken as string | undefined,
+    json: options.json as boolean,
+  };
 }
 
 /** The parsed options (commander has already validated each) as an {@link OperatorConfig}. */

@@ -1,10 +1,4 @@
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { parse } from "yaml";
 import { ProblemError } from "./problems.js";
-
-/** openapi.yaml, the one source of truth for the HTTP contract (`npm run build` copies it into dist/). */
-const OPENAPI_PATH = fileURLToPath(new URL("../../openapi.yaml", import.meta.url));
 
 /** A JSON Schema as openapi.yaml writes it (the OpenAPI 3.0 dialect), every `$ref` resolved. */
 export type Schema = Readonly<Record<string, unknown>>;
@@ -63,14 +57,13 @@ type Json = Record<string, unknown>;
  * The routes of openapi.yaml, built once at start-up.
  *
  * @example
- * const table = RouteTable.load();
+ * const table = RouteTable.load((await loadOpenApiDocument()).document);
  * table.find("/v1/entities/account/alice")?.template; // "/v1/entities/{type}/{id}"
  */
 export class RouteTable {
   private constructor(readonly routes: readonly ApiRoute[]) {}
 
-  static load(file = OPENAPI_PATH): RouteTable {
-    const document = parse(readFileSync(file, "utf8")) as Json;
+  static load(document: Json): RouteTable {
     const resolve = refResolver(document);
     const paths = Object.entries(resolve(document.paths) as Record<string, Json>);
     const routes = paths.map(([template, item]) => compileRoute(template, item));

@@ -92,9 +92,9 @@ describe("bad values", () => {
     expect(err).toContain(message);
   });
 
-  it("the apostate binary exits non-zero on a bad value from the environment", async () => {
+  it("the apostate binary exits 2 (bad usage) on a bad value from the environment", async () => {
     const { code, stderr } = await runCli(["serve"], { APOSTATE_WORKERS: "many" });
-    expect(code).toBe(1);
+    expect(code).toBe(2);
     expect(stderr).toContain("option '--workers <n>' value 'many' from env 'APOSTATE_WORKERS' is invalid");
   });
 
@@ -102,10 +102,10 @@ describe("bad values", () => {
     const empty = tempDir();
     try {
       const notData = await runCli(["shards", "--data-dir", empty.path]);
-      expect(notData.code).toBe(1);
+      expect(notData.code).toBe(2);
       expect(notData.stderr).toContain(`${empty.path} is not an apostate data directory: no manifest.json`);
       const unreachable = await runCli(["shards", "--url", "http://127.0.0.1:9"]);
-      expect(unreachable.code).toBe(1);
+      expect(unreachable.code).toBe(3);
       expect(unreachable.stderr).toContain("cannot reach http://127.0.0.1:9");
     } finally {
       empty.remove();
@@ -147,7 +147,7 @@ describe("apostate shards", () => {
     });
     try {
       const refused = await runCli(["shards", "--data-dir", dir.path]);
-      expect(refused.code).toBe(1);
+      expect(refused.code).toBe(2);
       expect(refused.stderr).toContain(`${server.url} answered 401 unauthorized`);
       expect(refused.stderr).toContain("--admin-token");
       const listed = await runCli(["shards", "--data-dir", dir.path, "--json"], { APOSTATE_ADMIN_TOKEN: adminToken });

@@ -13,14 +13,19 @@ export interface ServerOptions {
   env?: NodeJS.ProcessEnv;
   /** Run the compiled server (dist/) instead of the TypeScript sources. */
   compiled?: boolean;
+  /** Run this command (e.g. `npx apostate serve` in a project that installed the package) instead. */
+  command?: string[];
+  /** Where the command runs; the repository by default. */
+  cwd?: string;
 }
 
 /** `apostate serve` on a free port, in a process group of its own. */
 function spawnServer(options: ServerOptions): ChildProcess {
   const entry = options.compiled ? ["dist/server/main.js"] : ["--import", "tsx", "server/main.ts"];
+  const [program, ...command] = options.command ?? [process.execPath, ...entry, "serve"];
   const flags = ["--data-dir", options.dataDir, "--port", "0", "--workers", String(options.workers ?? 1)];
-  return spawn(process.execPath, [...entry, "serve", ...flags, ...(options.args ?? [])], {
-    cwd: ROOT,
+  return spawn(program as string, [...command, ...flags, ...(options.args ?? [])], {
+    cwd: options.cwd ?? ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, APOSTATE_LOG_LEVEL: "info", ...options.env },

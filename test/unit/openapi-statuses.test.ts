@@ -79,12 +79,13 @@ function requiredCodes(declared: Declared): Pairs {
   return [
     ["500", "internal"],
     ["415", "unsupported-media-type"],
-    ...when(path !== "/healthz", ["503", "unavailable"]),
+    // What reads the store can find it busy or shutting down; the process probe and the API reference cannot.
+    ...when(plane || path === "/readyz" || path === "/metrics", ["503", "unavailable"]),
     ...when(plane || path === "/metrics", ["401", "unauthorized"]),
     ...when(plane, ["400", "invalid-query"]),
     ...when(operation.requestBody !== undefined, ["400", "invalid-body"], ["413", "payload-too-large"]),
     ...when(has(declared, "type", "path"), ["400", "invalid-key"]),
-    ...when(has(declared, "shard", "path"), ["404", "shard-not-found"], ["400", "invalid-key"]),
+    ...when(has(declared, "shard", "path"), ["404", "shard-not-found"], ["400", "invalid-query"]),
     ...when(has(declared, "Idempotency-Key", "header"), ["400", "invalid-idempotency-key"], ["422", "idempotency-key-reused"]),
     ...when(has(declared, "If-Match", "header"), ["412", "version-mismatch"]),
     ...when(has(declared, "cursor", "query"), ["400", "invalid-cursor"]),

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { loadOpenApiDocument } from "../../server/http/openapi-document.js";
 import { routeLabel, RouteTable, UNMATCHED_ROUTE } from "../../server/http/route-table.js";
 
-const table = RouteTable.load();
+const table = RouteTable.load((await loadOpenApiDocument()).document);
 const routeOf = (path: string) => routeLabel(table.find(path));
 
 describe("route templates of request paths (metrics and log labels)", () => {
@@ -25,7 +26,9 @@ describe("route templates of request paths (metrics and log labels)", () => {
     ["/v1/entities//alice", UNMATCHED_ROUTE],
     ["/v1/entities/account/alice/other", UNMATCHED_ROUTE],
     ["/admin/shards/3/restore", UNMATCHED_ROUTE],
-    ["/", UNMATCHED_ROUTE],
+    ["/", "/"],
+    ["/docs/swagger-ui.css", "/docs/{asset}"],
+    ["/nowhere", UNMATCHED_ROUTE],
   ])("%s → %s", (path, template) => {
     expect(routeOf(path)).toBe(template);
   });

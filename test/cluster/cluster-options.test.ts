@@ -1,6 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { describe, expect, it } from "vitest";
-import { addServeOptions, toServeConfig, type ClusterConfig } from "../../server/config.js";
+import { addServeOptions, configProblem, toServeConfig, type ClusterConfig } from "../../server/config.js";
 
 /** Parses `serve` arguments as the CLI does, without serving: the config, or the error message. */
 function parse(args: string[], env: NodeJS.ProcessEnv = {}): ClusterConfig | undefined | string {
@@ -95,5 +95,18 @@ describe("cluster options of serve", () => {
   ];
   it.each(refused)("refuse %s, naming the problem", (_, args, message) => {
     expect(parse(args)).toContain(message);
+  });
+});
+
+describe("serve with the cluster options", () => {
+  it("is refused until this version can run as a cluster node, rather than serving alone", () => {
+    let problem: string | undefined = "no action ran";
+    addServeOptions(new Command("serve"))
+      .exitOverride()
+      .action((options: Record<string, unknown>) => {
+        problem = configProblem(toServeConfig(options));
+      })
+      .parse(complete, { from: "user" });
+    expect(problem).toMatch(/^--etcd: this version does not run as a cluster node yet/);
   });
 });

@@ -49,7 +49,7 @@ describe("the packages, installed from their tarballs into an empty project", ()
     ]);
     const installed = join(project.path, "node_modules/apostate");
     expect(readdirSync(installed).sort()).toEqual(["LICENSE", "README.md", "dist", "openapi.yaml", "package.json"]);
-    expect(readdirSync(join(installed, "dist")).sort()).toEqual(["client", "openapi.yaml", "schema", "server"]);
+    expect(readdirSync(join(installed, "dist")).sort()).toEqual(["client", "openapi.json", "openapi.yaml", "schema", "server"]);
   });
 
   it("npx apostate --version prints the version", async () => {

@@ -2,8 +2,8 @@ import { availableParallelism } from "node:os";
 import bytes from "bytes";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
-import { DEFAULT_LEASE_TTL_SECONDS } from "./cluster/node-registration.js";
-import { isClusterName, isNodeId } from "./cluster/topology.js";
+// topology.ts, not the etcd modules: loading etcd's client would cost every start-up ~0.3 s.
+import { DEFAULT_LEASE_TTL_SECONDS, isClusterName, isNodeId } from "./cluster/topology.js";
 import type { Durability } from "./storage/shard.js";
 
 /** How a node takes part in a cluster on etcd (`--etcd` and the flags that go with it). */

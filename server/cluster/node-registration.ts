@@ -3,8 +3,6 @@ import type { Lease, Namespace } from "etcd3";
 import { CLUSTER_KEYS } from "./etcd-client.js";
 import type { LiveNode } from "./topology.js";
 
-/** The default `--lease-ttl`: a dead node's key disappears within this many seconds. */
-export const DEFAULT_LEASE_TTL_SECONDS = 10;
 const REREGISTER_DELAY_MS = 1_000;
 
 /** Another live process already holds this node id. */

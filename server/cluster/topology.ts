@@ -1,5 +1,8 @@
 import { SLOT_COUNT } from "../../schema/placement.js";
 
+/** The default `--lease-ttl`: a dead node's key disappears within this many seconds. */
+export const DEFAULT_LEASE_TTL_SECONDS = 10;
+
 /** Node ids and cluster names: short, lower case, safe in an etcd key and a log line. */
 const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 

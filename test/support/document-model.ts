@@ -1,7 +1,7 @@
 import type { JsonObject, JsonValue } from "../../server/documents/json-value.js";
 
 /*
- * A deliberately small, independent reading of RFC 7396, RFC 6902 and DESIGN.md's `ops` rules,
+ * A deliberately small, independent reading of RFC 7396, RFC 6902 and the `ops` rules of docs/design.md,
  * written from the documents rather than from server/entities, so that the model tests compare
  * two implementations instead of one implementation with itself. Documents are treated as
  * immutable: every change returns new values.
@@ -241,7 +241,7 @@ function conditionHolds(doc: JsonObject, condition: OpsCondition): boolean {
   }
 }
 
-/** DESIGN.md's `set`/`inc`/`append`: the target slot of a container, replaced or appended. */
+/** The `set`/`inc`/`append`: the target slot of a container, replaced or appended. */
 function putIn(container: JsonObject | JsonValue[], key: string, value: JsonValue): JsonValue {
   if (!Array.isArray(container)) return withMember(container, key, value);
   const i = key === "-" ? container.length : index(key);
@@ -309,7 +309,7 @@ function opsStep(doc: JsonObject, operation: OpsOperation): JsonObject {
   }) as JsonObject;
 }
 
-/** DESIGN.md's `ops`: every condition, then every operation, all or nothing. */
+/** `ops` (docs/design.md): every condition, then every operation, all or nothing. */
 export function opsModel(doc: JsonObject, body: Pick<OpsBody, "if" | "do">): DocumentResult {
   const failed = body.if.findIndex((condition) => !conditionHolds(doc, condition));
   if (failed >= 0) return { ok: false, failure: { conditionIndex: failed } };

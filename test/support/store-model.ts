@@ -23,7 +23,7 @@ interface PreparedRequest {
   method: string;
   path: string;
   options: SendOptions;
-  /** What DESIGN.md says the fingerprint is made of, as one string. */
+  /** What docs/design.md says the fingerprint is made of, as one string. */
   fingerprint: string;
 }
 
@@ -115,7 +115,7 @@ function failureProblem(failure: DocumentFailure, body: OpsBody | undefined, cur
 }
 
 /**
- * DESIGN.md's data plane for one entity type, in memory. `check` predicts the answer to a
+ * The data plane of docs/design.md for one entity type, in memory. `check` predicts the answer to a
  * command, compares it with the server's, and then advances the model, so one divergence
  * fails the run at the command that caused it.
  */

@@ -18,9 +18,9 @@ export interface Idempotency {
   key: string;
   fingerprint: string;
   /**
-   * The request's fingerprint as records written before the records held write outcomes
-   * recorded it, worked out only for a record that does not match `fingerprint`; a retry that
-   * spans the upgrade is still replayed.
+   * The request's fingerprint as records of the first schema hold it (a SHA-256 of its parts and
+   * path), worked out only for a record that does not match `fingerprint`, so that a retry
+   * which spans the upgrade is still replayed.
    */
   formerFingerprint?: () => string;
 }

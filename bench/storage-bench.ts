@@ -95,21 +95,22 @@ try {
       ),
     };
   });
+  /** The row a write of `data` leaves, the same for the raw and the storage-layer paths. */
+  const rowAfter = (row: EntityRow | undefined, id: string, slot: number, now: string, sequence: number): EntityRow => ({
+    type: ENTITY_TYPE,
+    id,
+    slot,
+    version: (row?.version ?? 0) + 1,
+    data,
+    created_at: row?.created_at ?? now,
+    updated_at: now,
+    sequence,
+  });
   const rawWrite = raw.map(({ db, select, sequence, upsert }) =>
     db.transaction((id: string, slot: number) => {
       const row = select.get({ type: ENTITY_TYPE, id }) as EntityRow | undefined;
       const now = new Date().toISOString();
-      const next = (sequence.get({ now }) as { sequence: number }).sequence;
-      upsert.run({
-        type: ENTITY_TYPE,
-        id,
-        slot,
-        version: (row?.version ?? 0) + 1,
-        data,
-        created_at: row?.created_at ?? now,
-        updated_at: now,
-        sequence: next,
-      });
+      upsert.run(rowAfter(row, id, slot, now, (sequence.get({ now }) as { sequence: number }).sequence));
     }),
   );
 
@@ -184,20 +185,7 @@ try {
   const saveNext = (tx: ShardTransaction, id: string, slot: number) => {
     const row = tx.readEntity(ENTITY_TYPE, id);
     const now = new Date().toISOString();
-    const sequence = tx.nextSequence(now);
-    tx.saveEntity(
-      {
-        type: ENTITY_TYPE,
-        id,
-        slot,
-        version: (row?.version ?? 0) + 1,
-        data,
-        created_at: row?.created_at ?? now,
-        updated_at: now,
-        sequence,
-      },
-      row,
-    );
+    tx.saveEntity(rowAfter(row, id, slot, now, tx.nextSequence(now)), row);
   };
   await compare(
     "single write: Shard.write",

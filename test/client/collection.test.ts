@@ -11,7 +11,7 @@ import {
   type TypedEntity,
   type TypedEntityPage,
 } from "../../client/index.js";
-import { problemResponse, recordingFetch, rejectionOf, startServer } from "../support/client-helpers.js";
+import { problemResponse, recordingFetch, rejectionOf, startServerAndClient } from "../support/client-helpers.js";
 
 interface Account {
   balance: number;
@@ -24,10 +24,7 @@ let db: ApostateClient;
 let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  const started = await startServer();
-  baseUrl = started.server.url;
-  stop = started.stop;
-  db = createClient({ baseUrl, retry: { baseDelayMs: 5, maxDelayMs: 50 } });
+  ({ baseUrl, db, stop } = await startServerAndClient({ baseDelayMs: 5, maxDelayMs: 50 }));
 });
 afterAll(() => stop());
 

@@ -8,17 +8,21 @@ import {
   WorkflowError,
   type ApostateClient,
 } from "../../client/index.js";
-import { logOf, problemResponse, recordingFetch, rejectionOf, startServer, transferSteps } from "../support/client-helpers.js";
+import {
+  logOf,
+  problemResponse,
+  recordingFetch,
+  rejectionOf,
+  startServerAndClient,
+  transferSteps,
+} from "../support/client-helpers.js";
 
 let baseUrl = "";
 let db: ApostateClient;
 let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  const started = await startServer();
-  baseUrl = started.server.url;
-  stop = started.stop;
-  db = createClient({ baseUrl, retry: { baseDelayMs: 5 } });
+  ({ baseUrl, db, stop } = await startServerAndClient({ baseDelayMs: 5 }));
 });
 afterAll(() => stop());
 

@@ -1,10 +1,26 @@
 import { expect } from "vitest";
 import { startTempServer, type TempServer } from "./server-process.js";
-import { WorkflowError, type ApostateClient, type Entity, type WorkflowResult, type WorkflowStep } from "../../client/index.js";
+import {
+  createClient,
+  WorkflowError,
+  type ApostateClient,
+  type Entity,
+  type RetryOptions,
+  type WorkflowResult,
+  type WorkflowStep,
+} from "../../client/index.js";
 
 /** A real server over a fresh data directory; `stop()` ends it and removes the directory. */
 export function startServer(workers = 1): Promise<TempServer> {
   return startTempServer({ workers });
+}
+
+/** A real server for one test file and a client of it with the given (short) retry waits. */
+export async function startServerAndClient(
+  retry: Partial<RetryOptions>,
+): Promise<{ baseUrl: string; db: ApostateClient; stop: () => Promise<void> }> {
+  const { server, stop } = await startServer();
+  return { baseUrl: server.url, db: createClient({ baseUrl: server.url, retry }), stop };
 }
 
 /** One request as the client sent it. */

@@ -2,7 +2,14 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import express from "express";
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
+import { SLOT_COUNT } from "../schema/placement.js";
 import { ShardAdmin } from "./admin/shard-admin.js";
+import type { ClusterState } from "./cluster/cluster-state.js";
+import { Forwarder } from "./cluster/forwarder.js";
+import { ShardTransfer } from "./cluster/shard-transfer.js";
+import type { TopologyAnswer } from "./cluster/topology.js";
+import { ClusterRouter } from "./http/cluster-router.js";
+import { clusterHandlers, type ClusterOperations } from "./http/cluster-routes.js";
 import type { EntityStore } from "./entities/entity-store.js";
 import { adminHandlers } from "./http/admin-routes.js";
 import { toApiRequest } from "./http/api-request.js";
@@ -23,6 +30,23 @@ import { HttpMetrics } from "./metrics/http-metrics.js";
 import { registerShardMetrics } from "./metrics/shard-metrics.js";
 import type { ShardSet } from "./storage/data-directory.js";
 
+/** How long a forwarded request may wait for the owner's answer. */
+const FORWARD_TIMEOUT_MS = 30_000;
+
+/** A server on its own, as `/v1/topology` describes it: version 0, every shard at the address the client already uses. */
+function singleNodeTopology(shards: ShardSet): TopologyAnswer {
+  return {
+    version: 0,
+    slots: SLOT_COUNT,
+    shards: shards.shards.map(({ placement }) => ({ shard: placement.shard, slots: { ...placement.slots }, node: "local", url: null })),
+  };
+}
+
+/** Why a cluster node is not ready, or undefined: it must hold its lease. */
+function clusterUnreadiness(state: ClusterState): string | undefined {
+  return state.snapshot.leaseHeld ? undefined : "the node holds no lease in etcd";
+}
+
 export interface AppDependencies {
   store: EntityStore;
   /** The shards behind `store`, for the admin API, readiness and shard metrics. */
@@ -37,6 +61,8 @@ export interface AppDependencies {
   metricsSource?: MetricsSource;
   /** True once shutdown has begun: `/readyz` answers 503 from then on. */
   isStopping?: () => boolean;
+  /** On a cluster node: its copy of the cluster (routing, topology, fence) and the operator's cluster actions. */
+  cluster?: { state: ClusterState; admin: ClusterOperations };
 }
 
 /**
@@ -57,15 +83,20 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   const validator = new RequestValidator({ bodyLimit });
   const respond = problemResponder(logger);
   const observe = observeRequests({ logger, metrics: new HttpMetrics(registry) });
+  const { cluster } = deps;
+  const router = cluster && new ClusterRouter(cluster.state, new Forwarder({ timeoutMs: FORWARD_TIMEOUT_MS }));
+  const topology = cluster ? () => cluster.state.topology() : () => singleNodeTopology(shards);
   const serveData = dataPlane({
-    handlers: table.bind(table.routes.filter(isDataPlaneRoute), entityHandlers(store)),
+    handlers: table.bind(table.routes.filter(isDataPlaneRoute), entityHandlers(store, { topology, ...(router && { router }) })),
     validator,
     checkToken: bearerCheck(token),
     respond,
+    ...(router && { router }),
   });
   const controlHandlers = {
-    ...healthHandlers(shards, deps.isStopping ?? (() => false)),
+    ...healthHandlers(shards, deps.isStopping ?? (() => false), cluster && (() => clusterUnreadiness(cluster.state))),
     ...adminHandlers(new ShardAdmin(shards)),
+    ...clusterHandlers({ admin: cluster?.admin, shards, transfer: new ShardTransfer(shards, adminToken) }),
     ...metricsHandlers(metricsSource),
     ...docsHandlers(openApi),
   };

@@ -166,11 +166,6 @@ export function configProblem(config: ServeConfig): string | undefined {
   if (!isLoopback(config.host) && (!config.token || !config.adminToken)) {
     return `--host ${config.host} is not a loopback address: set --token and --admin-token (or APOSTATE_TOKEN and APOSTATE_ADMIN_TOKEN)`;
   }
-  // The flags are checked already, so a cluster's scripts can be written, but a node that said it
-  // joined a cluster and then served alone would be a lie.
-  if (config.cluster !== undefined) {
-    return "--etcd: this version does not run as a cluster node yet; run without --etcd, --cluster, --node and --advertise";
-  }
   return undefined;
 }
 

@@ -2,7 +2,12 @@ import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { createApp } from "./app.js";
-import type { ServeConfig } from "./config.js";
+import { CLUSTER_SNAPSHOT_REQUEST, ClusterState, isClusterSnapshotMessage, type ClusterSnapshot } from "./cluster/cluster-state.js";
+import type { ClusterConfig, ServeConfig } from "./config.js";
+import type { ClusterOperations } from "./http/cluster-routes.js";
+import type { ShardSet } from "./storage/data-directory.js";
+import type { WriteGuard } from "./storage/shard.js";
+import { ShardFrozenError } from "./storage/storage-errors.js";
 import { EntityStore } from "./entities/entity-store.js";
 import { workerMetrics } from "./metrics/cluster-metrics.js";
 import { checkpointAll, DRAIN_MS, openShards, SHUTDOWN_MESSAGE } from "./shutdown.js";
@@ -33,11 +38,20 @@ export async function runWorker(config: ServeConfig, logger: Logger): Promise<vo
     if (message === SHUTDOWN_MESSAGE) requestStop();
   });
 
-  const shards = await openShards(config, false);
+  const membership = config.cluster && followCluster();
+  const shards = await openShards(config, false, membership ? { guard: membership.guard } : {});
+  const cluster = membership && config.cluster ? await membership.start(shards, config.cluster) : undefined;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const app = await createApp({
-    store: new EntityStore(shards),
+    store: new EntityStore(
+      shards,
+      cluster && {
+        cursorSecret: cluster.state.snapshot.cursorSecret,
+        listedShards: () => cluster.state.ownShards().flatMap((assignment) => shards.get(assignment.shard) ?? []),
+      },
+    ),
+    ...(cluster && { cluster }),
     shards,
     logger,
     bodyLimit: config.bodyLimit,
@@ -62,6 +76,51 @@ export async function runWorker(config: ServeConfig, logger: Logger): Promise<vo
     });
   };
   if (stopping) finishStop();
+}
+
+/**
+ * A worker's part in its node's cluster: it asks its primary for the cluster's snapshot and
+ * follows every later one. A snapshot that changes which shards the node holds is applied to the
+ * open shards first (the primary has changed the data directory already), then to the map the
+ * requests are routed by. Until the first snapshot, every write is refused by the fence.
+ */
+function followCluster() {
+  let state: ClusterState | undefined;
+  let latest: ClusterSnapshot | undefined;
+  let applying = Promise.resolve();
+  let shardSet: ShardSet | undefined;
+  let resolveFirst: (snapshot: ClusterSnapshot) => void = () => {};
+  const first = new Promise<ClusterSnapshot>((resolve) => (resolveFirst = resolve));
+  process.on("message", (message: unknown) => {
+    if (!isClusterSnapshotMessage(message)) return;
+    latest = message.snapshot;
+    resolveFirst(latest);
+    const following = state;
+    const shards = shardSet;
+    if (!following || !shards) return;
+    applying = applying.then(async () => {
+      await shards.reload();
+      if (latest) following.update(latest);
+    });
+  });
+  process.send?.(CLUSTER_SNAPSHOT_REQUEST);
+  const guard: WriteGuard = (placement, fence) => {
+    if (!state) throw new ShardFrozenError("this worker has no cluster map yet");
+    state.guard(placement, fence);
+  };
+  return {
+    guard,
+    async start(shards: ShardSet, config: ClusterConfig): Promise<{ state: ClusterState; admin: ClusterOperations }> {
+      shardSet = shards;
+      const followed = new ClusterState(await first);
+      // The primary may have changed the data directory between opening it and this snapshot.
+      await shards.reload();
+      followed.update(latest ?? followed.snapshot);
+      state = followed;
+      const { ClusterAdmin } = await import("./cluster/cluster-admin.js");
+      return { state: followed, admin: new ClusterAdmin({ etcd: config.etcd, cluster: config.cluster }, followed) };
+    },
+  };
 }
 
 /**

@@ -1,7 +1,8 @@
 import cluster, { type Worker } from "node:cluster";
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
-import type { ServeConfig } from "./config.js";
+import { CLUSTER_SNAPSHOT_MESSAGE, CLUSTER_SNAPSHOT_REQUEST } from "./cluster/cluster-state.js";
+import type { ClusterConfig, ServeConfig } from "./config.js";
 import { IdempotencyPurger } from "./storage/idempotency-purger.js";
 import { answerWorkerMetricsRequests } from "./metrics/cluster-metrics.js";
 import { purgeMetrics } from "./metrics/purge-metrics.js";
@@ -24,9 +25,35 @@ export async function serve(config: ServeConfig, logger: Logger): Promise<void> 
   else await (await import("./serve-worker.js")).runWorker(config, logger);
 }
 
+/** A cluster node's primary: its data directory, opened as the cluster needs, and its membership. */
+async function joinCluster(config: ServeConfig & { cluster: ClusterConfig }, logger: Logger) {
+  // Loaded only here: etcd's client costs a single-node start-up ~0.3 s it has no use for.
+  const { ClusterNode } = await import("./cluster/cluster-node.js");
+  const options = { ...config.cluster, adminToken: config.adminToken, logger };
+  const shards = await openShards(config, true, { shardCount: (await ClusterNode.mapExists(options)) ? 0 : config.shards });
+  try {
+    return { shards, node: await ClusterNode.join(shards, options) };
+  } catch (error) {
+    shards.close();
+    throw error;
+  }
+}
+
 async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   // Verified once, read-only first, before any worker opens a file for writing.
-  const shards = await openShards(config, true);
+  const { shards, node: clusterNode } = config.cluster
+    ? await joinCluster({ ...config, cluster: config.cluster }, logger)
+    : { shards: await openShards(config, true), node: undefined };
+  if (clusterNode) {
+    logger.info({ cluster: config.cluster?.cluster, node: config.cluster?.node }, "joined the cluster");
+    const send = (worker: Worker) => {
+      if (worker.isConnected()) worker.send({ kind: CLUSTER_SNAPSHOT_MESSAGE, snapshot: clusterNode.snapshot() });
+    };
+    clusterNode.onSnapshot(() => workers().forEach(send));
+    cluster.on("message", (worker, message) => {
+      if (message === CLUSTER_SNAPSHOT_REQUEST) send(worker);
+    });
+  }
   if (shards.uncleanShards.length > 0) {
     logger.warn(
       { shards: shards.uncleanShards },
@@ -123,6 +150,7 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
 
   await stopped;
   await purger.stop();
+  await clusterNode?.leave().catch((error: unknown) => logger.warn({ err: error }, "could not leave the cluster cleanly"));
   // The workers are gone: nothing reads the WALs any more, so they can be emptied completely.
   markClosedCleanly(shards, logger);
   checkpointAll(shards, "TRUNCATE", logger);

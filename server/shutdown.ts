@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { ServeConfig } from "./config.js";
 import { openDataDirectory, type ShardSet } from "./storage/data-directory.js";
+import type { WriteGuard } from "./storage/shard.js";
 
 /*
  * What the primary and the workers of `apostate serve` share, kept apart from both so that the
@@ -13,12 +14,23 @@ export const DRAIN_MS = 10_000;
 /** The primary asks its workers to stop with this message rather than a signal (see runPrimary). */
 export const SHUTDOWN_MESSAGE = "apostate:shutdown";
 
-export async function openShards(config: ServeConfig, verify: boolean): Promise<ShardSet> {
+/**
+ * Opens the data directory. A cluster node's directory records its cluster and node; a node that
+ * joins a cluster that has a map already starts with no shards (`shardCount` 0), and its workers
+ * fence every write with `guard`.
+ */
+export async function openShards(
+  config: ServeConfig,
+  verify: boolean,
+  cluster: { shardCount?: number; guard?: WriteGuard } = {},
+): Promise<ShardSet> {
   return openDataDirectory(config.dataDir, {
-    shardCount: config.shards,
+    shardCount: cluster.shardCount ?? config.shards,
     durability: config.durability,
     busyTimeoutMs: config.busyTimeoutMs,
     verify,
+    ...(config.cluster && { member: { cluster: config.cluster.cluster, node: config.cluster.node } }),
+    ...(cluster.guard && { guard: cluster.guard }),
   });
 }
 

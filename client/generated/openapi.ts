@@ -95,6 +95,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/topology": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Which node owns which slots (the map a smart client routes by).
+         * @description On a cluster node, the cluster's map as this node holds it: every shard's slot range, its
+         *     owner and the owner's URL (`null` while the owner holds no lease). On a server that runs on
+         *     its own, `version` is 0, every shard names the node `local` and its `url` is `null`: send
+         *     everything to the server the client already talks to.
+         */
+        get: operations["getTopology"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `getTopology` without the body. */
+        head: operations["headGetTopology"];
+        patch?: never;
+        trace?: never;
+    };
     "/admin/shards": {
         parameters: {
             query?: never;
@@ -232,6 +256,287 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The cluster at a glance: map, nodes, coordinator and moves.
+         * @description On a server that runs on its own, `cluster`, `node` and `coordinator` are `null`, `mapVersion`
+         *     is 0 and the one node is `local`.
+         */
+        get: operations["getCluster"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `getCluster` without the body. */
+        head: operations["headGetCluster"];
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/moves": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move a shard to another node, online.
+         * @description Records the move in etcd and answers at once; the coordinator runs it through `copying →
+         *     catching-up → frozen → switched → done` (or `aborted`). 400 `invalid-body` when the server is
+         *     not a cluster node, the node is not alive or already owns the shard; 503 `unavailable` while
+         *     etcd cannot be reached or the shard is busy with another move or split.
+         */
+        post: operations["startMove"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/moves/{move}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                move: components["parameters"]["MoveId"];
+            };
+            cookie?: never;
+        };
+        /** One move or split, with its state. */
+        get: operations["getMove"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `getMove` without the body. */
+        head: operations["headGetMove"];
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/splits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Split a shard in two on its node, online.
+         * @description A new shard takes the upper half of the shard's slot range, by the same copy, tail and
+         *     freeze as a move, on the same node; it can then be moved. Errors as for `startMove`; a shard
+         *     of one slot cannot be split (400 `invalid-body`).
+         */
+        post: operations["startSplit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/rebalance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move shards until every live node owns a fair share.
+         * @description Plans the fewest moves after which every live node owns ⌊n/k⌋ or ⌈n/k⌉ of the shards, records
+         *     them, and answers at once; the coordinator runs them one after another. Takes no body.
+         */
+        post: operations["rebalance"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/shards/{shard}/snapshot": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        /** A consistent copy of one of this node's shard files (the first step of a move). */
+        get: operations["getShardSnapshot"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `getShardSnapshot` without the body (and without making the copy). */
+        head: operations["headGetShardSnapshot"];
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/shards/{shard}/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        /** The shard's changes after a sequence (the tail of a move). */
+        get: operations["getShardChanges"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `getShardChanges` without the body. */
+        head: operations["headGetShardChanges"];
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/shards/{shard}/digest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        /** Count and checksum of the shard's rows in a slot range (a move's verification). */
+        get: operations["getShardDigest"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `getShardDigest` without the body. */
+        head: operations["headGetShardDigest"];
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/shards/{shard}/fence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Freeze or unfreeze one of this node's shards (persisted in the shard file).
+         * @description A frozen shard refuses writes with 503 `unavailable` and `Retry-After: 1` until it is
+         *     unfrozen (a move aborted) or the map names its new owner (a move switched).
+         */
+        post: operations["setShardFence"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/incoming/{shard}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Copy a snapshot of shard `source` from the node at `from` as this node's incoming shard `shard`.
+         * @description Replaces an earlier incoming copy of the same shard, so a move that is resumed copies again.
+         */
+        put: operations["copyIncoming"];
+        post?: never;
+        /** Drop the incoming copy of a shard (a move aborted); nothing when there is none. */
+        delete: operations["discardIncoming"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/incoming/{shard}/catch-up": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Apply the source's changes since the incoming copy's sequence, until it has none left or a second has passed. */
+        post: operations["catchUpIncoming"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/incoming/{shard}/digest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        /** Count and checksum of the incoming copy's rows in a slot range. */
+        get: operations["getIncomingDigest"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `getIncomingDigest` without the body. */
+        head: operations["headGetIncomingDigest"];
         patch?: never;
         trace?: never;
     };
@@ -549,6 +854,130 @@ export interface components {
              */
             lastWriteAt: string | null;
         };
+        /** @description Inclusive slot range. */
+        SlotRange: {
+            from: number;
+            to: number;
+        };
+        Topology: {
+            /** @description The map's version (an etcd revision); 0 on a server that runs on its own. */
+            version: number;
+            /** @enum {integer} */
+            slots: 4096;
+            shards: {
+                shard: number;
+                slots: components["schemas"]["SlotRange"];
+                node: string;
+                /** @description The owner's URL; null while it holds no lease */
+                url: string | null;
+            }[];
+        };
+        ClusterStatus: {
+            cluster: string | null;
+            /** @description The node that answered. */
+            node: string | null;
+            mapVersion: number;
+            coordinator: string | null;
+            nodes: {
+                node: string;
+                url: string | null;
+                /** @description Holds its lease now. */
+                alive: boolean;
+                shards: number[];
+            }[];
+            shards: {
+                shard: number;
+                slots: components["schemas"]["SlotRange"];
+                node: string;
+                followers: string[];
+                epoch: number;
+                /** @enum {string} */
+                state: "active" | "moving" | "splitting";
+            }[];
+            moves: components["schemas"]["Move"][];
+        };
+        Move: {
+            id: string;
+            /** @enum {string} */
+            kind: "move" | "split";
+            shard: number;
+            /** @description The shard a split creates; null for a move. */
+            newShard: number | null;
+            from: string;
+            to: string;
+            /** @enum {string} */
+            state: "copying" | "catching-up" | "frozen" | "switched" | "done" | "aborted";
+            /** @description Why a move was aborted */
+            detail: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        ChangedEntity: {
+            type: string;
+            id: string;
+            slot: number;
+            version: number;
+            /** @description The data object as JSON text; null for a tombstone. */
+            data: string | null;
+            createdAt: string;
+            updatedAt: string;
+            sequence: number;
+        };
+        ChangedRecord: {
+            type: string;
+            id: string;
+            key: string;
+            slot: number;
+            sequence: number;
+            fingerprint: string;
+            /** @enum {string} */
+            kind: "created" | "updated" | "deleted";
+            version: number | null;
+            representation: string | null;
+            /** @description Unix milliseconds. */
+            createdAt: number;
+        };
+        ShardChanges: {
+            after: number;
+            /** @description Applying the batch brings a copy to this sequence. */
+            upTo: number;
+            frozen: boolean;
+            entities: components["schemas"]["ChangedEntity"][];
+            idempotency: components["schemas"]["ChangedRecord"][];
+        };
+        ShardDigest: {
+            shard: number;
+            slots: components["schemas"]["SlotRange"];
+            sequence: number;
+            /** @description Live entities in the range. */
+            entities: number;
+            /** @description Entity rows in the range */
+            rows: number;
+            /** @description SHA-256 (hex) of every row's type */
+            checksum: string;
+        };
+        ShardFence: {
+            shard: number;
+            epoch: number;
+            frozen: boolean;
+        };
+        TransferSource: {
+            /** @description The source node's URL. */
+            from: string;
+            /** @description The shard to copy on the source node. */
+            source: number;
+        };
+        IncomingProgress: {
+            shard: number;
+            /** @description The source sequence the incoming copy holds. */
+            sequence: number;
+            /** @description Entity rows applied by this call. */
+            applied: number;
+            /** @description Whether the source was frozen at the last batch. */
+            frozen: boolean;
+        };
         ShardKey: {
             type: string;
             id: string;
@@ -710,6 +1139,28 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description `route-not-found`: no move or split with this id. */
+        MoveNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description `unavailable` on a cluster node: the request was forwarded to the shard's owner and its
+         *     answer was lost midway, so a write may or may not have been applied; retry it with the same
+         *     `Idempotency-Key` to learn which.
+         */
+        ForwardAnswerLost: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description `internal`: anything else; the details are only in the log. */
         Internal: {
             headers: {
@@ -774,6 +1225,20 @@ export interface components {
         ListCursor: string;
         /** @description Only ids that start with this string (compared literally). */
         Prefix: string;
+        /**
+         * @description `cluster` (the default): every shard of the cluster. `node`: only the shards the answering
+         *     node owns, which is what a cluster node asks the other nodes when it fans a list out.
+         */
+        ListScope: "cluster" | "node";
+        MoveId: string;
+        /** @description The sequence the caller holds; changes after it are sent. */
+        AfterSequence: number;
+        /** @description At most this many entity rows. */
+        ChangeLimit: number;
+        /** @description The first slot of the range (default the shard's first). */
+        SlotFrom: number;
+        /** @description The last slot of the range, inclusive (default the shard's last). */
+        SlotTo: number;
         /** @description Any query parameters, all ignored (probes and scrapers add their own). */
         IgnoredQuery: {
             [key: string]: unknown;
@@ -835,6 +1300,7 @@ export interface operations {
             404: components["responses"]["EntityNotFound"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["Internal"];
+            502: components["responses"]["ForwardAnswerLost"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -878,6 +1344,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
             500: components["responses"]["Internal"];
+            502: components["responses"]["ForwardAnswerLost"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -921,6 +1388,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
             500: components["responses"]["Internal"];
+            502: components["responses"]["ForwardAnswerLost"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -957,6 +1425,7 @@ export interface operations {
             404: components["responses"]["HeadProblem"];
             415: components["responses"]["HeadProblem"];
             500: components["responses"]["HeadProblem"];
+            502: components["responses"]["HeadProblem"];
             503: components["responses"]["HeadUnavailable"];
         };
     };
@@ -1000,6 +1469,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
             500: components["responses"]["Internal"];
+            502: components["responses"]["ForwardAnswerLost"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1040,6 +1510,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["IdempotencyKeyReused"];
             500: components["responses"]["Internal"];
+            502: components["responses"]["ForwardAnswerLost"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1055,6 +1526,11 @@ export interface operations {
                 cursor?: components["parameters"]["ListCursor"];
                 /** @description Only ids that start with this string (compared literally). */
                 prefix?: components["parameters"]["Prefix"];
+                /**
+                 * @description `cluster` (the default): every shard of the cluster. `node`: only the shards the answering
+                 *     node owns, which is what a cluster node asks the other nodes when it fans a list out.
+                 */
+                scope?: components["parameters"]["ListScope"];
             };
             header?: never;
             path: {
@@ -1077,6 +1553,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["Internal"];
+            502: components["responses"]["ForwardAnswerLost"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1092,6 +1569,11 @@ export interface operations {
                 cursor?: components["parameters"]["ListCursor"];
                 /** @description Only ids that start with this string (compared literally). */
                 prefix?: components["parameters"]["Prefix"];
+                /**
+                 * @description `cluster` (the default): every shard of the cluster. `node`: only the shards the answering
+                 *     node owns, which is what a cluster node asks the other nodes when it fans a list out.
+                 */
+                scope?: components["parameters"]["ListScope"];
             };
             header?: never;
             path: {
@@ -1102,6 +1584,55 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description The page exists. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            502: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    getTopology: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The map. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Topology"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetTopology: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The map could be read. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1448,6 +1979,625 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    getCluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cluster as this node sees it (the map from its cache; moves and coordinator read from etcd). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterStatus"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetCluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cluster could be read. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    startMove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    shard: number;
+                    to: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The move, as recorded. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Move"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getMove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                move: components["parameters"]["MoveId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The move as recorded in etcd. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Move"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["MoveNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetMove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                move: components["parameters"]["MoveId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The move exists. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    startSplit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    shard: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The split, as recorded (`kind` is `split`, `newShard` the shard it creates). */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Move"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rebalance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The moves planned (none when the cluster is balanced already). */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        moves: components["schemas"]["Move"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getShardSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The SQLite file, made by SQLite's online backup. */
+            200: {
+                headers: {
+                    /** @description The shard's change sequence the copy holds. */
+                    "Apostate-Sequence": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/vnd.sqlite3": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetShardSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shard is here. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    getShardChanges: {
+        parameters: {
+            query: {
+                /** @description The sequence the caller holds; changes after it are sent. */
+                after: components["parameters"]["AfterSequence"];
+                /** @description At most this many entity rows. */
+                limit?: components["parameters"]["ChangeLimit"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One batch of changes, read in one snapshot. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShardChanges"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetShardChanges: {
+        parameters: {
+            query: {
+                /** @description The sequence the caller holds; changes after it are sent. */
+                after: components["parameters"]["AfterSequence"];
+                /** @description At most this many entity rows. */
+                limit?: components["parameters"]["ChangeLimit"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shard is here. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    getShardDigest: {
+        parameters: {
+            query?: {
+                /** @description The first slot of the range (default the shard's first). */
+                from?: components["parameters"]["SlotFrom"];
+                /** @description The last slot of the range, inclusive (default the shard's last). */
+                to?: components["parameters"]["SlotTo"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The digest. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShardDigest"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetShardDigest: {
+        parameters: {
+            query?: {
+                /** @description The first slot of the range (default the shard's first). */
+                from?: components["parameters"]["SlotFrom"];
+                /** @description The last slot of the range, inclusive (default the shard's last). */
+                to?: components["parameters"]["SlotTo"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shard is here. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    setShardFence: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    frozen: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The fence the shard file holds now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShardFence"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    copyIncoming: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransferSource"];
+            };
+        };
+        responses: {
+            /** @description The copy is in place. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IncomingProgress"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    discardIncoming: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No incoming copy of the shard is left. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    catchUpIncoming: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransferSource"];
+            };
+        };
+        responses: {
+            /** @description Where the incoming copy got to. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IncomingProgress"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getIncomingDigest: {
+        parameters: {
+            query?: {
+                /** @description The first slot of the range (default the shard's first). */
+                from?: components["parameters"]["SlotFrom"];
+                /** @description The last slot of the range, inclusive (default the shard's last). */
+                to?: components["parameters"]["SlotTo"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The digest. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShardDigest"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetIncomingDigest: {
+        parameters: {
+            query?: {
+                /** @description The first slot of the range (default the shard's first). */
+                from?: components["parameters"]["SlotFrom"];
+                /** @description The last slot of the range, inclusive (default the shard's last). */
+                to?: components["parameters"]["SlotTo"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The incoming copy is here. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     healthz: {

@@ -1,10 +1,11 @@
-import type { Etcd3 } from "etcd3";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Etcd3, Namespace } from "etcd3";
 import { ClusterView } from "./cluster-view.js";
 import { CoordinatorCandidate, type CoordinatorListeners } from "./coordinator-election.js";
 import { clusterCursorSecret } from "./cursor-secret.js";
 import { clusterNamespace, connectEtcd } from "./etcd-client.js";
 import { createMapIfAbsent } from "./map-store.js";
-import { NodeRegistration } from "./node-registration.js";
+import { NodeIdTakenError, NodeRegistration } from "./node-registration.js";
 import { firstNodeShards, type LiveNode, type SlotRange } from "./topology.js";
 
 export interface ClusterMemberOptions {
@@ -32,9 +33,11 @@ export interface ClusterMemberOptions {
 export class ClusterMember {
   private constructor(
     private readonly client: Etcd3,
+    /** The cluster's keys in etcd. */
+    readonly cluster: Namespace,
     readonly view: ClusterView,
     readonly cursorSecret: Buffer,
-    private readonly registration: NodeRegistration,
+    readonly registration: NodeRegistration,
     readonly candidate: CoordinatorCandidate,
   ) {}
 
@@ -43,12 +46,12 @@ export class ClusterMember {
     let registration: NodeRegistration | undefined;
     try {
       const cluster = clusterNamespace(client, options.cluster);
-      registration = await NodeRegistration.start(cluster, options.self, options.leaseTtlSeconds);
+      registration = await registerOnceFree(cluster, options.self, options.leaseTtlSeconds);
       await createMapIfAbsent(cluster, firstNodeShards(options.self.node, options.ranges));
       const view = await ClusterView.open(cluster);
       const cursorSecret = await clusterCursorSecret(cluster);
       const candidate = CoordinatorCandidate.start(cluster, options.self.node, options.leaseTtlSeconds, options.coordinator);
-      return new ClusterMember(client, view, cursorSecret, registration, candidate);
+      return new ClusterMember(client, cluster, view, cursorSecret, registration, candidate);
     } catch (error) {
       await registration?.close().catch(() => undefined);
       client.close();
@@ -65,6 +68,25 @@ export class ClusterMember {
     } finally {
       // with etcd away the revoke fails; the lease then ends by itself after the TTL
       this.client.close();
+    }
+  }
+}
+
+const REGISTER_RETRY_MS = 500;
+
+/**
+ * Registers the node, waiting while its id is still held: a node restarted after `kill -9`
+ * finds its dead predecessor's key until that lease runs out (at most the TTL). Past the TTL and
+ * a margin the id is held by a live process, and starting fails.
+ */
+async function registerOnceFree(cluster: Namespace, self: LiveNode, ttlSeconds: number): Promise<NodeRegistration> {
+  const deadline = performance.now() + (ttlSeconds + 2) * 1000;
+  for (;;) {
+    try {
+      return await NodeRegistration.start(cluster, self, ttlSeconds);
+    } catch (error) {
+      if (!(error instanceof NodeIdTakenError) || performance.now() > deadline) throw error;
+      await sleep(REGISTER_RETRY_MS);
     }
   }
 }

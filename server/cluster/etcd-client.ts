@@ -33,6 +33,8 @@ export const CLUSTER_KEYS = {
   move: (id: string) => `moves/${id}`,
   cursorSecret: "cursor-secret",
   coordinator: "coordinator",
+  /** Honoured only by nodes started with APOSTATE_TEST_HOOKS=1: moves wait at this state. */
+  testPauseMoves: "test/pause-moves",
 } as const;
 
 /** The keys of cluster `cluster`, so no code builds a `/apostate/...` path by hand. */

@@ -75,7 +75,7 @@ export function decodeMap(value: string, version: number): ClusterMap {
  * A shard keeps its epoch while its owner stays; a new owner (or a new shard) takes the revision
  * of this write. The result is checked as a map before anything is written.
  */
-function encodeMap(shards: readonly ShardPlacement[], previous: ClusterMap | undefined): string {
+export function encodeMap(shards: readonly ShardPlacement[], previous: ClusterMap | undefined): string {
   const before = new Map(previous?.shards.map((shard) => [shard.shard, shard]));
   const stored: StoredMap = {
     shards: shards.map(({ shard, slots, node, followers, state }) => {

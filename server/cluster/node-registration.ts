@@ -21,6 +21,9 @@ export class NodeIdTakenError extends Error {}
 export class NodeRegistration {
   private lease: Lease;
   private closed = false;
+  private holding = true;
+  /** Called whenever the node loses its lease or holds one again. */
+  onChange: (held: boolean) => void = () => {};
 
   private constructor(
     private readonly cluster: Namespace,
@@ -37,6 +40,11 @@ export class NodeRegistration {
     return new NodeRegistration(cluster, self, ttlSeconds, await register(cluster, self, ttlSeconds));
   }
 
+  /** Whether the node holds its lease now (its key is in etcd). */
+  get held(): boolean {
+    return this.holding;
+  }
+
   /** Revokes the lease, so the node leaves the cluster now rather than after the TTL. */
   async close(): Promise<void> {
     this.closed = true;
@@ -48,11 +56,17 @@ export class NodeRegistration {
   }
 
   private async registerAgain(): Promise<void> {
+    this.holding = false;
+    this.onChange(false);
     while (!this.closed) {
       try {
         this.lease = await register(this.cluster, this.self, this.ttlSeconds);
         if (this.closed) await this.lease.revoke();
-        else this.watchForLoss(this.lease);
+        else {
+          this.watchForLoss(this.lease);
+          this.holding = true;
+          this.onChange(true);
+        }
         return;
       } catch {
         // etcd is still away, or the old key has not expired yet: try again shortly

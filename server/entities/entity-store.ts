@@ -1,6 +1,6 @@
 import { slotOf } from "../../schema/placement.js";
 import type { ShardSet } from "../storage/data-directory.js";
-import type { ShardTransaction } from "../storage/shard.js";
+import type { Shard, ShardTransaction } from "../storage/shard.js";
 import type { EntityRow, IdempotencyRow, ListedEntityRow } from "../storage/tables.js";
 import { entityJson, isLive, parseData, rowToEntity, type LiveEntityRow } from "./entity.js";
 import { ConditionFailedError, PatchConflictError, TestFailedError } from "../documents/document-errors.js";
@@ -8,6 +8,7 @@ import { EntityConflictError, EntityNotFoundError, IdempotencyKeyReusedError, Ve
 import { applyJsonPatch } from "../documents/json-patch.js";
 import { isJsonObject, type JsonObject, type JsonPatchOperation, type OpsRequest } from "../documents/json-value.js";
 import { ListCursorCodec } from "./list-cursor.js";
+import { mergeById } from "./merge-by-id.js";
 import { applyMergePatch } from "../documents/merge-patch.js";
 import { applyOps } from "../documents/ops.js";
 import { preconditionsHold, type Preconditions } from "./preconditions.js";
@@ -37,6 +38,25 @@ export interface ListPage {
   nextCursor: string | null;
 }
 
+export interface ListOptions {
+  prefix: string;
+  limit: number;
+  cursor?: string;
+}
+
+/** A listed entity's representation (JSON text) with its id, the merge key. */
+export interface ListedItem {
+  id: string;
+  json: string;
+}
+
+export interface StoreOptions {
+  /** Signs list cursors (hex); the nodes of a cluster share one, so any node continues any node's list. */
+  cursorSecret?: string;
+  /** The shards a list reads, when not all the open ones: a cluster node lists only those the map gives it. */
+  listedShards?: () => readonly Shard[];
+}
+
 /** What a mutation does to the entity it finds: new data, or a delete. */
 type Change = { data: JsonObject } | { delete: true };
 
@@ -48,8 +68,11 @@ type Change = { data: JsonObject } | { delete: true };
 export class EntityStore {
   private readonly cursors: ListCursorCodec;
 
-  constructor(private readonly shards: ShardSet) {
-    this.cursors = new ListCursorCodec(shards.manifest.cursorSecret);
+  constructor(
+    private readonly shards: ShardSet,
+    private readonly options: StoreOptions = {},
+  ) {
+    this.cursors = new ListCursorCodec(options.cursorSecret ?? shards.manifest.cursorSecret);
   }
 
   /** The entity's row, or EntityNotFoundError. */
@@ -90,23 +113,35 @@ export class EntityStore {
    * from the shards lazily, so a page reads about `limit + shards` rows, not `limit` from each;
    * row `limit + 1` only says whether another page exists.
    */
-  list(type: string, options: { prefix: string; limit: number; cursor?: string }): ListPage {
+  list(type: string, options: ListOptions): ListPage {
+    const page = this.page(type, options);
+    const last = page.items.at(-1);
+    return {
+      items: page.items.map((item) => item.json),
+      nextCursor: page.more && last ? this.cursorAfter(type, options.prefix, last.id) : null,
+    };
+  }
+
+  /** {@link EntityStore.list}'s page with each item's id, for a caller that merges it with other pages. */
+  page(type: string, options: ListOptions): { items: ListedItem[]; more: boolean } {
     const after = options.cursor === undefined ? "" : this.cursors.decode(options.cursor, { type, prefix: options.prefix });
     const range = { type, after, prefix: options.prefix, limit: options.limit + 1 };
-    const runs = this.shards.shards.map((shard) => shard.iterateEntities(range));
+    const runs = (this.options.listedShards?.() ?? this.shards.shards).map((shard) => shard.iterateEntities(range));
     let rows: ListedEntityRow[];
     try {
       rows = mergeById(runs, range.limit);
     } finally {
       for (const run of runs) run.return();
     }
-    const page = rows.slice(0, options.limit);
-    const last = page.at(-1);
     return {
-      items: page.map(entityJson),
-      nextCursor:
-        rows.length > options.limit && last ? this.cursors.encode({ type, prefix: options.prefix, after: last.id }) : null,
+      items: rows.slice(0, options.limit).map((row) => ({ id: row.id, json: entityJson(row) })),
+      more: rows.length > options.limit,
     };
+  }
+
+  /** The cursor of the page that continues after `id`. */
+  cursorAfter(type: string, prefix: string, id: string): string {
+    return this.cursors.encode({ type, prefix, after: id });
   }
 
   /**
@@ -160,25 +195,6 @@ function save(
   };
   tx.saveEntity(next, row);
   return next;
-}
-
-/**
- * The first `count` rows of sorted runs, in id order. Ids are ASCII, so JS string order is
- * SQLite's byte order; with a handful of shards, scanning the heads beats a heap.
- */
-function mergeById<Row extends { id: string }>(runs: Iterator<Row>[], count: number): Row[] {
-  const heads = runs.map((run) => run.next());
-  const merged: Row[] = [];
-  while (merged.length < count) {
-    let smallest = -1;
-    heads.forEach((head, i) => {
-      if (!head.done && (smallest < 0 || head.value.id < (heads[smallest]!.value as Row).id)) smallest = i;
-    });
-    if (smallest < 0) break;
-    merged.push(heads[smallest]!.value as Row);
-    heads[smallest] = runs[smallest]!.next();
-  }
-  return merged;
 }
 
 /** The recorded outcome of the request `mutation` repeats, or 422 when the key named another request. */

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { toApiRequest } from "./api-request.js";
 import type { TokenCheck } from "./auth.js";
+import type { ClusterRouter } from "./cluster-router.js";
 import type { EntityHandler } from "./entity-routes.js";
 import type { ProblemResponder } from "./problem-middleware.js";
 import type { RequestValidator } from "./request-validator.js";
@@ -23,12 +24,15 @@ export function dataPlane(options: {
   validator: RequestValidator;
   checkToken: TokenCheck;
   respond: ProblemResponder;
+  /** On a cluster node: forwards requests for entities another node owns. */
+  router?: ClusterRouter;
 }): (req: IncomingMessage, res: ServerResponse, match: RouteMatch, path: string) => void {
-  const { handlers, validator, checkToken, respond } = options;
+  const { handlers, validator, checkToken, respond, router } = options;
 
   const handle = async (req: IncomingMessage, res: ServerResponse, match: RouteMatch, path: string) => {
     checkToken(req, res);
     const operation = operationOf(match.route, req.method);
+    if (router && (await router.forwardIfElsewhere(req, res, match))) return;
     const request = toApiRequest(req, path, match);
     await validator.prepare(request, operation);
     // The route table bound a handler to every operation of the data plane's routes at start-up.

@@ -1,11 +1,14 @@
 import type { ServerResponse } from "node:http";
 import type { operations } from "../../client/generated/openapi.js";
+import type { TopologyAnswer } from "../cluster/topology.js";
 import { entityJson } from "../entities/entity.js";
 import type { EntityStore, Mutation } from "../entities/entity-store.js";
 import type { WriteOutcome } from "../entities/write-outcome.js";
 import type { JsonObject, JsonPatchOperation, OpsRequest } from "../documents/json-value.js";
 import { assertSafeDocument } from "../documents/document-limits.js";
 import type { ApiRequest } from "./api-request.js";
+import { listAcrossNodes } from "./cluster-list.js";
+import type { ClusterRouter } from "./cluster-router.js";
 import { idempotencyOf, parseEntityTags, preconditionsOf } from "./request-headers.js";
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -21,7 +24,7 @@ type EntityHandlers = Partial<Record<keyof operations, EntityHandler>>;
  * The `/v1` data plane, by openapi.yaml's operationId. Requests reach these handlers already
  * validated against openapi.yaml, so the handlers only translate between HTTP and the entity store.
  */
-export function entityHandlers(store: EntityStore) {
+export function entityHandlers(store: EntityStore, cluster: { router?: ClusterRouter; topology: () => TopologyAnswer }) {
   return {
     getEntity: (req, res) => {
       const row = store.get(param(req, "type"), param(req, "id"));
@@ -63,14 +66,23 @@ export function entityHandlers(store: EntityStore) {
       send(res, mutation, await store.delete(mutation));
     },
 
-    listEntities: (req, res) => {
-      const { limit, cursor, prefix } = req.query;
-      const page = store.list(param(req, "type"), {
+    listEntities: async (req, res) => {
+      const { limit, cursor, prefix, scope } = req.query;
+      const type = param(req, "type");
+      const options = {
         prefix: typeof prefix === "string" ? prefix : "",
         limit: limit === undefined ? DEFAULT_PAGE_SIZE : Number(limit),
         ...(typeof cursor === "string" && { cursor }),
-      });
+      };
+      const page =
+        cluster.router && scope !== "node"
+          ? await listAcrossNodes(cluster.router, store, req, type, options)
+          : store.list(type, options);
       sendJson(res, 200, `{"items":[${page.items.join(",")}],"nextCursor":${JSON.stringify(page.nextCursor)}}`);
+    },
+
+    getTopology: (_req, res) => {
+      sendJson(res, 200, JSON.stringify(cluster.topology()));
     },
   } satisfies EntityHandlers;
 }

@@ -4,6 +4,13 @@ import { ConditionFailedError, InvalidDocumentError, TestFailedError } from "../
 import { EntityConflictError, EntityNotFoundError, IdempotencyKeyReusedError, VersionMismatchError } from "../entities/errors.js";
 import { InvalidCursorError } from "../entities/list-cursor.js";
 import { ShardBusyError, StorageFullError } from "../storage/storage-errors.js";
+import {
+  InvalidTopologyRequestError,
+  ShardInMotionError,
+  TopologyUnavailableError,
+  TransferError,
+  UnknownMoveError,
+} from "../cluster/cluster-errors.js";
 import { ProblemError } from "./problems.js";
 
 const RETRY_AFTER_SECONDS = "1";
@@ -37,6 +44,11 @@ export function toProblem(error: unknown): unknown {
       headers: { "Retry-After": RETRY_AFTER_SECONDS },
       cause: error,
     });
+  }
+  if (error instanceof InvalidTopologyRequestError) return new ProblemError("invalid-body", error.message);
+  if (error instanceof UnknownMoveError) return new ProblemError("route-not-found", error.message);
+  if (error instanceof TopologyUnavailableError || error instanceof ShardInMotionError || error instanceof TransferError) {
+    return new ProblemError("unavailable", error.message, { headers: { "Retry-After": RETRY_AFTER_SECONDS }, cause: error });
   }
   if (error instanceof StorageFullError) {
     return new ProblemError("unavailable", "the store is out of disk space; nothing was written", {

@@ -22,9 +22,10 @@ export const PROBLEMS = {
   "shard-not-found": { status: 404, title: "Shard not found" },
   "method-not-allowed": { status: 405, title: "Method not allowed" },
   unauthorized: { status: 401, title: "Unauthorized" },
-  unavailable: { status: 503, title: "Unavailable" },
+  // 502 only when a forwarded request's answer was lost midway: its outcome is unknown.
+  unavailable: { status: 503, title: "Unavailable", alsoStatus: 502 },
   internal: { status: 500, title: "Internal error" },
-} as const satisfies Record<ProblemCode, { status: number; title: string }>;
+} as const satisfies Record<ProblemCode, { status: number; title: string; alsoStatus?: number }>;
 
 /** Members some problems carry besides the standard ones (`current`, `failed`). */
 export type ProblemExtras = Pick<ProblemBody, "current" | "failed">;
@@ -42,10 +43,10 @@ export class ProblemError extends Error {
   constructor(
     readonly code: ProblemCode,
     readonly detail: string,
-    readonly options: { extras?: ProblemExtras; headers?: Record<string, string>; cause?: unknown } = {},
+    readonly options: { extras?: ProblemExtras; headers?: Record<string, string>; cause?: unknown; status?: 502 } = {},
   ) {
     super(detail, { cause: options.cause });
-    this.status = PROBLEMS[code].status;
+    this.status = options.status ?? PROBLEMS[code].status;
   }
 
   toBody(instance: string): ProblemBody {

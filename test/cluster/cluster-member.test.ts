@@ -84,7 +84,19 @@ describe("the cursor secret", () => {
 });
 
 describe("move records", () => {
-  const move: MoveRecord = { id: "m1", shard: 3, from: "n1", to: "n2", state: "copying" };
+  const move: MoveRecord = {
+    id: "m1",
+    kind: "move",
+    shard: 3,
+    newShard: null,
+    slots: { from: 1536, to: 2047 },
+    from: "n1",
+    to: "n2",
+    state: "copying",
+    detail: null,
+    createdAt: "2026-12-02T00:00:00.000Z",
+    updatedAt: "2026-12-02T00:00:00.000Z",
+  };
 
   it("are created once and advanced by compare-and-set", async () => {
     const { cluster } = clients.connect(clients.newCluster());

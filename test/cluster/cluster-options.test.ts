@@ -99,14 +99,17 @@ describe("cluster options of serve", () => {
 });
 
 describe("serve with the cluster options", () => {
-  it("is refused until this version can run as a cluster node, rather than serving alone", () => {
+  it("accepts a complete set as a cluster node's configuration", () => {
     let problem: string | undefined = "no action ran";
+    let config: ReturnType<typeof toServeConfig> | undefined;
     addServeOptions(new Command("serve"))
       .exitOverride()
       .action((options: Record<string, unknown>) => {
-        problem = configProblem(toServeConfig(options));
+        config = toServeConfig(options);
+        problem = configProblem(config);
       })
       .parse(complete, { from: "user" });
-    expect(problem).toMatch(/^--etcd: this version does not run as a cluster node yet/);
+    expect(problem).toBeUndefined();
+    expect(config?.cluster).toMatchObject({ cluster: expect.any(String), node: expect.any(String) });
   });
 });

@@ -1,0 +1,183 @@
+import type { Etcd3, Namespace } from "etcd3";
+import type { components } from "../../client/generated/openapi.js";
+import { UnknownShardError } from "../admin/shard-admin.js";
+import { InvalidTopologyRequestError, ShardInMotionError, TopologyUnavailableError, UnknownMoveError } from "./cluster-errors.js";
+import type { ClusterState } from "./cluster-state.js";
+import { currentCoordinator } from "./coordinator-election.js";
+import { clusterNamespace, connectEtcd } from "./etcd-client.js";
+import { readMap, StaleMapError, type ShardPlacement } from "./map-store.js";
+import { createMoves, isFinished, listMoves, newMoveId, readMove, type MoveRecord } from "./moves-store.js";
+import { rebalancePlan, type ClusterMap, type ShardAssignment, type ShardMove } from "./topology.js";
+
+export type ClusterStatus = components["schemas"]["ClusterStatus"];
+export type MoveAnswer = components["schemas"]["Move"];
+
+/** How long an operator's request waits for etcd before it answers 503. */
+const ETCD_WAIT_MS = 3_000;
+const CREATE_ATTEMPTS = 10;
+
+
+export function moveAnswer(move: MoveRecord): MoveAnswer {
+  const { id, kind, shard, newShard, from, to, state, detail, createdAt, updatedAt } = move;
+  return { id, kind, shard, newShard, from, to, state, detail, createdAt, updatedAt };
+}
+
+async function withinDeadline<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new TopologyUnavailableError("etcd does not answer: the cluster's topology cannot change now")), ETCD_WAIT_MS);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } catch (error) {
+    if (error instanceof TopologyUnavailableError || error instanceof InvalidTopologyRequestError) throw error;
+    if (error instanceof ShardInMotionError || error instanceof UnknownShardError || error instanceof UnknownMoveError) throw error;
+    throw new TopologyUnavailableError(`etcd failed: ${(error as Error).message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function placementsOf(map: ClusterMap): ShardPlacement[] {
+  return map.shards.map(({ shard, slots, node, followers, state }) => ({ shard, slots: { ...slots }, node, followers, state }));
+}
+
+function shardIn(map: ClusterMap, shard: number): ShardAssignment {
+  const found = map.shards.find((entry) => entry.shard === shard);
+  if (!found) throw new UnknownShardError(`the cluster has no shard ${shard}`);
+  return found;
+}
+
+/**
+ * The operator's actions on a cluster (`/admin/cluster/...`): its status, and moves, splits and
+ * rebalancing asked for. A request only records what is to be done, by compare-and-set in etcd;
+ * the coordinator does it. The map and nodes come from the node's cached copy, the rest from etcd.
+ */
+export class ClusterAdmin {
+  private etcd: Etcd3 | undefined;
+  private namespace: Namespace | undefined;
+
+  constructor(
+    private readonly options: { etcd: readonly string[]; cluster: string },
+    private readonly state: ClusterState,
+  ) {}
+
+  async status(): Promise<ClusterStatus> {
+    const { map, nodes, self, cluster } = this.state.snapshot;
+    const [coordinator, moves] = await withinDeadline(Promise.all([currentCoordinator(this.etcdCluster()), listMoves(this.etcdCluster())]));
+    const alive = new Map(nodes.map(({ node, url }) => [node, url]));
+    const names = [...new Set([...alive.keys(), ...map.shards.map((shard) => shard.node)])].sort();
+    return {
+      cluster,
+      node: self.node,
+      mapVersion: map.version,
+      coordinator: coordinator ?? null,
+      nodes: names.map((node) => ({
+        node,
+        url: alive.get(node) ?? null,
+        alive: alive.has(node),
+        shards: map.shards.filter((shard) => shard.node === node).map((shard) => shard.shard),
+      })),
+      shards: map.shards.map(({ shard, slots, node, followers, epoch, state }) => ({ shard, slots, node, followers, epoch, state })),
+      moves: moves.map(({ move }) => moveAnswer(move)),
+    };
+  }
+
+  async move(id: string): Promise<MoveAnswer> {
+    const stored = await withinDeadline(readMove(this.etcdCluster(), id));
+    if (!stored) throw new UnknownMoveError(`no move or split has id ${id}`);
+    return moveAnswer(stored.move);
+  }
+
+  async startMove(shard: number, to: string): Promise<MoveAnswer> {
+    const [move] = await this.create((map) => {
+      const current = shardIn(map, shard);
+      if (!this.state.snapshot.nodes.some((node) => node.node === to)) {
+        throw new InvalidTopologyRequestError(`node ${to} is not alive in the cluster`);
+      }
+      if (current.node === to) throw new InvalidTopologyRequestError(`shard ${shard} is on node ${to} already`);
+      return [{ shard, from: current.node, to }];
+    });
+    return move as MoveAnswer;
+  }
+
+  async startSplit(shard: number): Promise<MoveAnswer> {
+    const [split] = await this.create((map) => {
+      const current = shardIn(map, shard);
+      if (current.slots.from === current.slots.to) throw new InvalidTopologyRequestError(`shard ${shard} holds one slot: it cannot be split`);
+      return [{ shard, from: current.node, to: current.node, split: true }];
+    });
+    return split as MoveAnswer;
+  }
+
+  async rebalance(): Promise<MoveAnswer[]> {
+    return this.create((map) => rebalancePlan(map, this.state.snapshot.nodes.map((node) => node.node)));
+  }
+
+  close(): void {
+    this.etcd?.close();
+  }
+
+  /**
+   * Plans moves against the current map and records them with the map that marks their shards
+   * busy, in one compare-and-set; a lost compare plans again against the newer map.
+   */
+  private async create(plan: (map: ClusterMap) => (ShardMove & { split?: boolean })[]): Promise<MoveAnswer[]> {
+    const cluster = this.etcdCluster();
+    return withinDeadline(
+      (async () => {
+        for (let attempt = 1; ; attempt++) {
+          const map = await readMap(cluster);
+          if (!map) throw new TopologyUnavailableError("the cluster has no map yet");
+          const planned = plan(map);
+          const active = (await listMoves(cluster)).filter(({ move }) => !isFinished(move));
+          const records = planned.map((step, index) => this.record(map, step, index, active.map(({ move }) => move)));
+          if (records.length === 0) return [];
+          const kinds = new Map(records.map((record) => [record.shard, record.kind]));
+          const shards = placementsOf(map).map((entry) => {
+            const kind = kinds.get(entry.shard);
+            return kind ? { ...entry, state: kind === "split" ? ("splitting" as const) : ("moving" as const) } : entry;
+          });
+          try {
+            await createMoves(cluster, map, shards, records);
+            return records.map(moveAnswer);
+          } catch (error) {
+            if (!(error instanceof StaleMapError) || attempt >= CREATE_ATTEMPTS) throw error;
+          }
+        }
+      })(),
+    );
+  }
+
+  private record(map: ClusterMap, step: ShardMove & { split?: boolean }, index: number, active: MoveRecord[]): MoveRecord {
+    const current = shardIn(map, step.shard);
+    if (current.state !== "active" || active.some((move) => move.shard === step.shard || move.newShard === step.shard)) {
+      throw new ShardInMotionError(`shard ${step.shard} is busy with another move or split`);
+    }
+    const now = new Date().toISOString();
+    const { from, to } = current.slots;
+    const middle = from + Math.ceil((to - from + 1) / 2);
+    const newShard = step.split ? Math.max(...map.shards.map((shard) => shard.shard), ...active.map((move) => move.newShard ?? -1)) + 1 : null;
+    return {
+      id: newMoveId(Date.now() + index),
+      kind: step.split ? "split" : "move",
+      shard: step.shard,
+      newShard,
+      slots: step.split ? { from: middle, to } : { from, to },
+      from: step.from,
+      to: step.to,
+      state: "copying",
+      detail: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+  }
+
+  private etcdCluster(): Namespace {
+    if (!this.namespace) {
+      this.etcd = connectEtcd(this.options.etcd);
+      this.namespace = clusterNamespace(this.etcd, this.options.cluster);
+    }
+    return this.namespace;
+  }
+}

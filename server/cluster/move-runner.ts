@@ -1,0 +1,227 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Namespace } from "etcd3";
+import type { Logger } from "pino";
+import type { ClusterView } from "./cluster-view.js";
+import { CLUSTER_KEYS } from "./etcd-client.js";
+import { readMap, updateMap, type ShardPlacement } from "./map-store.js";
+import { isFinished, listMoves, MOVE_STATES, saveMove, type MoveRecord, type MoveState, type StoredMove } from "./moves-store.js";
+import type { ClusterMap } from "./topology.js";
+
+/** How often the coordinator looks for work, and retries a step that failed. */
+const POLL_MS = 250;
+/** A catch-up that applied fewer rows than this leaves little enough for the freeze. */
+const CLOSE_ENOUGH_ROWS = 500;
+/** A move that makes no progress for this long (a node gone, verification failing) is aborted. */
+const STALL_LIMIT_MS = 60_000;
+
+interface IncomingProgress {
+  sequence: number;
+  applied: number;
+  frozen: boolean;
+}
+
+interface Digest {
+  entities: number;
+  rows: number;
+  checksum: string;
+}
+
+/** A step could not be taken now; the runner tries again (and aborts a move that stays stuck). */
+class StepError extends Error {}
+
+/** Where a move stands in the map: switched once the map gives the slots to the target. */
+function isSwitched(map: ClusterMap, move: MoveRecord): boolean {
+  if (move.kind === "split") return map.shards.some((shard) => shard.shard === move.newShard);
+  return map.shards.some((shard) => shard.shard === move.shard && shard.node === move.to);
+}
+
+function placements(map: ClusterMap): ShardPlacement[] {
+  return map.shards.map(({ shard, slots, node, followers, state }) => ({ shard, slots: { ...slots }, node, followers, state }));
+}
+
+/**
+ * The coordinator's work: runs the recorded moves and splits, oldest first, one step at a time,
+ * recording each step in `moves/<id>` by compare-and-set. Every step can be repeated, so a
+ * coordinator that takes over from a dead one resumes a move where its record says it is:
+ *
+ * copying → catching-up → frozen → switched → done, or aborted before the switch.
+ *
+ * The target node pulls the snapshot and the changes itself (the coordinator only says what to
+ * do); the map switches in one compare-and-set, after the target's copy matches the frozen
+ * source by count and checksum.
+ */
+export class MoveRunner {
+  private running = false;
+  private readonly lastProgress = new Map<string, { state: MoveState; at: number }>();
+
+  constructor(
+    private readonly cluster: Namespace,
+    private readonly view: ClusterView,
+    private readonly options: { adminToken: string | undefined; logger: Logger; testHooks: boolean },
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.loop();
+  }
+
+  stop(): void {
+    this.running = false;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      try {
+        const next = (await listMoves(this.cluster)).find(({ move }) => !isFinished(move));
+        if (next && !(await this.pausedAt(next.move.state))) await this.advance(next);
+      } catch (error) {
+        this.options.logger.warn({ err: error }, "a move step failed; trying again");
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** Tests hold a move at a chosen state (to kill a node there) through a key in etcd. */
+  private async pausedAt(state: MoveState): Promise<boolean> {
+    if (!this.options.testHooks) return false;
+    const paused = await this.cluster.get(CLUSTER_KEYS.testPauseMoves).string();
+    return paused !== null && MOVE_STATES.indexOf(state) >= MOVE_STATES.indexOf(paused as MoveState);
+  }
+
+  private async advance(stored: StoredMove): Promise<void> {
+    const { move } = stored;
+    const map = await readMap(this.cluster);
+    if (!map) return;
+    if (move.state !== "switched" && isSwitched(map, move)) {
+      await this.save(stored, "switched");
+      return;
+    }
+    try {
+      await this.step(stored);
+    } catch (error) {
+      if (!(error instanceof StepError)) throw error;
+      const progress = this.lastProgress.get(move.id);
+      if (progress?.state !== move.state) this.touch(move);
+      else if (performance.now() - progress.at > STALL_LIMIT_MS) {
+        await this.abort(stored, map, `stuck at ${move.state}: ${error.message}`);
+        return;
+      }
+      this.options.logger.info({ move: move.id, state: move.state, why: error.message }, "move waits");
+    }
+  }
+
+  private async step(stored: StoredMove): Promise<void> {
+    const { move } = stored;
+    const incoming = move.newShard ?? move.shard;
+    const source = { from: this.urlOf(move.from), source: move.shard };
+    const target = this.urlOf(move.to);
+    switch (move.state) {
+      case "copying":
+        await this.call(target, "PUT", `/admin/cluster/incoming/${incoming}`, source);
+        await this.save(stored, "catching-up");
+        return;
+      case "catching-up": {
+        const progress = (await this.call(target, "POST", `/admin/cluster/incoming/${incoming}/catch-up`, source)) as IncomingProgress;
+        if (progress.applied >= CLOSE_ENOUGH_ROWS) return this.touch(move);
+        await this.call(source.from, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: true });
+        await this.save(stored, "frozen");
+        return;
+      }
+      case "frozen": {
+        const progress = (await this.call(target, "POST", `/admin/cluster/incoming/${incoming}/catch-up`, source)) as IncomingProgress;
+        if (!progress.frozen) {
+          // The source was unfrozen behind the move's back (it restarted without the move's map): freeze again.
+          await this.call(source.from, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: true });
+          return;
+        }
+        if (progress.applied > 0) return this.touch(move);
+        const range = `from=${move.slots.from}&to=${move.slots.to}`;
+        const [expected, copied] = (await Promise.all([
+          this.call(source.from, "GET", `/admin/cluster/shards/${move.shard}/digest?${range}`),
+          this.call(target, "GET", `/admin/cluster/incoming/${incoming}/digest?${range}`),
+        ])) as [Digest, Digest];
+        if (expected.checksum !== copied.checksum || expected.rows !== copied.rows) {
+          throw new StepError(
+            `the copy does not match the source: ${copied.rows} rows (${copied.checksum}) against ${expected.rows} (${expected.checksum})`,
+          );
+        }
+        await updateMap(this.cluster, (current) => (isSwitched(current, move) ? undefined : switchedPlacements(current, move)));
+        await this.save(stored, "switched");
+        return;
+      }
+      case "switched":
+        await this.save(stored, "done");
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * Gives up a move before its switch: the source is unfrozen, the target's copy dropped and the
+   * shard marked active again. A node that cannot be reached now does its part when it comes
+   * back: a frozen shard the map gives its node with no move under way is unfrozen at start-up.
+   */
+  private async abort(stored: StoredMove, map: ClusterMap, why: string): Promise<void> {
+    const { move } = stored;
+    if (isSwitched(map, move)) return;
+    this.options.logger.warn({ move: move.id, why }, "aborting a move");
+    const source = this.view.liveNodes.find((node) => node.node === move.from)?.url;
+    const target = this.view.liveNodes.find((node) => node.node === move.to)?.url;
+    await Promise.allSettled([
+      source && this.call(source, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: false }),
+      target && this.call(target, "DELETE", `/admin/cluster/incoming/${move.newShard ?? move.shard}`),
+    ]);
+    await updateMap(this.cluster, (current) => {
+      if (isSwitched(current, move)) return undefined;
+      return placements(current).map((shard) => (shard.shard === move.shard ? { ...shard, state: "active" } : shard));
+    });
+    await this.save(stored, "aborted", why);
+  }
+
+  private touch(move: MoveRecord): void {
+    this.lastProgress.set(move.id, { state: move.state, at: performance.now() });
+  }
+
+  private async save(stored: StoredMove, state: MoveState, detail: string | null = null): Promise<void> {
+    const move = { ...stored.move, state, detail, updatedAt: new Date().toISOString() };
+    await saveMove(this.cluster, move, stored.revision);
+    this.lastProgress.set(move.id, { state, at: performance.now() });
+    this.options.logger.info({ move: move.id, kind: move.kind, shard: move.shard, state }, "move advanced");
+  }
+
+  private urlOf(node: string): string {
+    const url = this.view.liveNodes.find((live) => live.node === node)?.url;
+    if (url === undefined) throw new StepError(`node ${node} holds no lease`);
+    return url;
+  }
+
+  private async call(base: string, method: string, path: string, body?: object): Promise<unknown> {
+    const headers: Record<string, string> = {};
+    if (this.options.adminToken) headers.authorization = `Bearer ${this.options.adminToken}`;
+    if (body) headers["content-type"] = "application/json";
+    let answer: Response;
+    try {
+      answer = await fetch(new URL(path, base), { method, headers, ...(body && { body: JSON.stringify(body) }) });
+    } catch (error) {
+      throw new StepError(`${method} ${base}${path}: ${(error as Error).message}`);
+    }
+    if (answer.status === 204) return undefined;
+    const text = await answer.text();
+    if (answer.status !== 200) throw new StepError(`${method} ${base}${path} answered ${answer.status}: ${text}`);
+    return JSON.parse(text) as unknown;
+  }
+}
+
+/** The map after a move's or split's switch: the slots belong to the target, at a new epoch. */
+function switchedPlacements(map: ClusterMap, move: MoveRecord): ShardPlacement[] {
+  const shards = placements(map);
+  if (move.kind === "move") {
+    return shards.map((shard) => (shard.shard === move.shard ? { ...shard, node: move.to, state: "active" } : shard));
+  }
+  const kept = shards.map((shard) =>
+    shard.shard === move.shard ? { ...shard, slots: { from: shard.slots.from, to: move.slots.from - 1 }, state: "active" as const } : shard,
+  );
+  return [...kept, { shard: move.newShard as number, slots: { ...move.slots }, node: move.to, followers: [], state: "active" }];
+}

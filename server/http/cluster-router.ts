@@ -1,0 +1,87 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { slotOf } from "../../schema/placement.js";
+import type { ClusterState } from "../cluster/cluster-state.js";
+import { ForwardAnswerLostError, OwnerUnreachableError, type Forwarder } from "../cluster/forwarder.js";
+import { ProblemError } from "./problems.js";
+import type { RouteMatch } from "./route-table.js";
+
+/**
+ * Set on a request a node forwards: the owner serves it or refuses it, and never forwards it
+ * again, so two nodes whose maps disagree for a moment cannot pass a request back and forth.
+ */
+const FORWARDED_BY = "apostate-forwarded-by";
+
+const TYPE = /^[a-z][a-z0-9_-]{0,62}$/;
+const RETRY_AFTER = { "Retry-After": "1" };
+
+/** The entity key of a request, when its path names one in a valid form; the validator answers the rest. */
+function keyOf(match: RouteMatch): { type: string; id: string } | undefined {
+  const { paramNames } = match.route;
+  const typeAt = paramNames.indexOf("type");
+  const idAt = paramNames.indexOf("id");
+  if (typeAt < 0 || idAt < 0) return undefined;
+  const type = match.values[typeAt] ?? "";
+  let id: string;
+  try {
+    id = decodeURIComponent(match.values[idAt] ?? "");
+  } catch {
+    return undefined;
+  }
+  return TYPE.test(type) && id !== "" ? { type, id } : undefined;
+}
+
+/**
+ * The data plane's routing on a cluster node: a request for an entity whose slot another node
+ * owns is forwarded to it in one hop; everything else is served here. Every answer names the
+ * map version the node routed by.
+ */
+export class ClusterRouter {
+  constructor(
+    readonly state: ClusterState,
+    private readonly forwarder: Forwarder,
+  ) {}
+
+  /** Forwards the request when its entity lives elsewhere; resolves true when it did (the answer is sent). */
+  async forwardIfElsewhere(req: IncomingMessage, res: ServerResponse, match: RouteMatch): Promise<boolean> {
+    res.setHeader("Apostate-Map-Version", String(this.state.mapVersion));
+    const key = keyOf(match);
+    if (!key) return false;
+    const route = this.state.route(slotOf(key.type, key.id));
+    if (route.local) return false;
+    const owner = route.shard.node;
+    if (req.headers[FORWARDED_BY] !== undefined) {
+      throw new ProblemError("unavailable", `shard ${route.shard.shard} is moving to node ${owner}; try again`, {
+        headers: RETRY_AFTER,
+      });
+    }
+    if (route.url === undefined) {
+      throw new ProblemError("unavailable", `node ${owner}, which owns shard ${route.shard.shard}, is not reachable`, {
+        headers: RETRY_AFTER,
+      });
+    }
+    req.headers[FORWARDED_BY] = this.state.self;
+    try {
+      await this.forwarder.forward(req, res, route.url, { servedBy: owner, mapVersion: this.state.mapVersion });
+    } catch (error) {
+      if (error instanceof OwnerUnreachableError) {
+        throw new ProblemError("unavailable", `node ${owner}, which owns shard ${route.shard.shard}, is not reachable`, {
+          headers: RETRY_AFTER,
+          cause: error,
+        });
+      }
+      if (error instanceof ForwardAnswerLostError) {
+        throw new ProblemError("unavailable", `node ${owner} did not answer; the request may have been applied`, {
+          status: 502,
+          headers: RETRY_AFTER,
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    return true;
+  }
+
+  close(): void {
+    this.forwarder.close();
+  }
+}

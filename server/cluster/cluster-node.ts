@@ -5,10 +5,12 @@ import type { ShardSet } from "../storage/data-directory.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
 import { ClusterMember } from "./cluster-member.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
-import { clusterNamespace, connectEtcd } from "./etcd-client.js";
+import { CLUSTER_KEYS, clusterNamespace, connectEtcd } from "./etcd-client.js";
 import { readMap } from "./map-store.js";
 import { MoveRunner } from "./move-runner.js";
 import type { ClusterMap, ShardAssignment } from "./topology.js";
+
+const HOLD_RECHECK_MS = 300;
 
 /** How long a starting node waits for etcd before it gives up. */
 const ETCD_START_WAIT_MS = 10_000;
@@ -41,6 +43,9 @@ export class ClusterNode {
   private readonly drops = new Map<number, NodeJS.Timeout>();
   private runner: MoveRunner | undefined;
   private listener: (snapshot: ClusterSnapshot) => void = () => {};
+  private recheck: NodeJS.Timeout | undefined;
+  private applied: ClusterMap | undefined;
+  private readonly testHooks = process.env.APOSTATE_TEST_HOOKS === "1";
 
   private constructor(
     private readonly member: ClusterMember,
@@ -112,8 +117,10 @@ export class ClusterNode {
     this.listener = listener;
   }
 
+  /** The cluster as the workers must see it: the last map the shard files were brought in line with. */
   snapshot(): ClusterSnapshot {
-    const map = this.member.view.map as ClusterMap;
+    const map = this.applied;
+    if (!map) throw new Error("the cluster node has not applied a map yet");
     return {
       cluster: this.options.cluster,
       self: { node: this.options.node, url: this.options.advertise },
@@ -126,6 +133,7 @@ export class ClusterNode {
 
   async leave(): Promise<void> {
     this.runner?.stop();
+    clearTimeout(this.recheck);
     for (const timer of this.drops.values()) clearTimeout(timer);
     await this.queue;
     await this.member.leave();
@@ -139,7 +147,7 @@ export class ClusterNode {
     this.runner ??= new MoveRunner(this.member.cluster, this.member.view, {
       adminToken: this.options.adminToken,
       logger: this.options.logger,
-      testHooks: process.env.APOSTATE_TEST_HOOKS === "1",
+      testHooks: this.testHooks,
     });
     this.options.logger.info("elected coordinator");
     this.runner.start();
@@ -156,10 +164,12 @@ export class ClusterNode {
   }
 
   private async reconcile(map: ClusterMap): Promise<void> {
+    if (await this.mapHeldBack()) return;
     // A newer map may have arrived while this one waited its turn; only the latest one counts.
     const latest = this.member.view.map ?? map;
     const mine = latest.shards.filter((shard) => shard.node === this.options.node);
     for (const assignment of mine) await this.holdShard(assignment);
+    this.applied = latest;
     const owned = new Set(mine.map((shard) => shard.shard));
     for (const shard of this.shards.shards) {
       const id = shard.placement.shard;
@@ -167,6 +177,24 @@ export class ClusterNode {
       if (!owned.has(id) && !this.drops.has(id) && shard.fence().frozen) this.scheduleDrop(id);
     }
     this.publish();
+  }
+
+  /**
+   * The test hook behind the fencing test: with APOSTATE_TEST_HOOKS=1 and the key
+   * `test/hold-map/<node>` in etcd, the node ignores map changes (as if its watch were late)
+   * and looks again shortly, applying the latest map once the key is gone.
+   */
+  private async mapHeldBack(): Promise<boolean> {
+    if (!this.testHooks) return false;
+    const held = (await this.member.cluster.get(CLUSTER_KEYS.testHoldMap(this.options.node)).string()) !== null;
+    if (held && !this.recheck) {
+      this.recheck = setTimeout(() => {
+        this.recheck = undefined;
+        const map = this.member.view.map;
+        if (map) this.enqueue(() => this.reconcile(map));
+      }, HOLD_RECHECK_MS);
+    }
+    return held;
   }
 
   private async holdShard(assignment: ShardAssignment): Promise<void> {

@@ -35,6 +35,8 @@ export const CLUSTER_KEYS = {
   coordinator: "coordinator",
   /** Honoured only by nodes started with APOSTATE_TEST_HOOKS=1: moves wait at this state. */
   testPauseMoves: "test/pause-moves",
+  /** Likewise: while this key exists, the node holds back every map change (a stale map, on purpose). */
+  testHoldMap: (node: string) => `test/hold-map/${node}`,
 } as const;
 
 /** The keys of cluster `cluster`, so no code builds a `/apostate/...` path by hand. */

@@ -1,0 +1,210 @@
+import { Etcd3 } from "etcd3";
+import { ServerProcess } from "./server-process.js";
+import { eventually } from "./cluster-etcd.js";
+import { TestEtcd, freePort } from "./etcd.js";
+import { tempDir } from "./temp-dir.js";
+
+export interface TestNode {
+  id: string;
+  url: string;
+  port: number;
+  dataDir: string;
+  /** The running server; undefined while the node is down. */
+  server: ServerProcess | undefined;
+}
+
+export interface TestClusterOptions {
+  nodes: number;
+  /** Shards the first node founds the cluster with. */
+  shards?: number;
+  workers?: number;
+  /** `--lease-ttl`; short in tests so a dead node's key goes soon. */
+  leaseTtl?: string;
+  /** Honour the test hooks (a move held at a state through etcd). */
+  testHooks?: boolean;
+  /** More flags for every node. */
+  args?: string[];
+  adminToken?: string;
+  token?: string;
+}
+
+type MoveState = "copying" | "catching-up" | "frozen" | "switched" | "done" | "aborted";
+
+export interface MoveAnswer {
+  id: string;
+  shard: number;
+  state: MoveState;
+  detail: string | null;
+}
+
+export interface ClusterAnswer {
+  mapVersion: number;
+  coordinator: string | null;
+  nodes: { node: string; alive: boolean; shards: number[] }[];
+  shards: { shard: number; slots: { from: number; to: number }; node: string; epoch: number; state: string }[];
+  moves: MoveAnswer[];
+}
+
+const CLUSTER = "test";
+
+/**
+ * A real cluster for tests: one etcd (started here, stopped by its pid) and `nodes` real
+ * `apostate serve --etcd` processes, each with its own data directory and a fixed port (so a
+ * restarted node keeps its advertised URL). The first node founds the cluster; the others join
+ * empty. Nodes can be crashed (`kill -9`), paused (SIGSTOP), stopped and restarted.
+ *
+ * @example
+ * const cluster = await TestCluster.start({ nodes: 3 });
+ * afterAll(() => cluster.destroy());
+ * await cluster.admin("n1", "POST", "/admin/cluster/rebalance");
+ */
+export class TestCluster {
+  readonly nodes = new Map<string, TestNode>();
+  private readonly dirs: { remove: () => void }[] = [];
+
+  private constructor(
+    readonly etcd: TestEtcd,
+    private readonly options: TestClusterOptions,
+  ) {}
+
+  static async start(options: TestClusterOptions): Promise<TestCluster> {
+    const cluster = new TestCluster(await TestEtcd.start(), options);
+    try {
+      for (let i = 1; i <= options.nodes; i++) {
+        await cluster.addNode(`n${i}`);
+      }
+    } catch (error) {
+      await cluster.destroy();
+      throw error;
+    }
+    return cluster;
+  }
+
+  /** Node ids in order. */
+  get ids(): string[] {
+    return [...this.nodes.keys()];
+  }
+
+  node(id: string): TestNode {
+    const node = this.nodes.get(id);
+    if (!node) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  /** A new node with an empty data directory: it founds the cluster if it is the first, else joins. */
+  async addNode(id: string): Promise<TestNode> {
+    const dir = tempDir(`apostate-${id}-`);
+    this.dirs.push(dir);
+    const port = await freePort();
+    const node: TestNode = { id, port, url: `http://127.0.0.1:${port}`, dataDir: dir.path, server: undefined };
+    this.nodes.set(id, node);
+    await this.startNode(id);
+    return node;
+  }
+
+  async startNode(id: string, env: NodeJS.ProcessEnv = {}): Promise<void> {
+    const node = this.node(id);
+    if (node.server) throw new Error(`node ${id} is running`);
+    const { options } = this;
+    node.server = await ServerProcess.start({
+      dataDir: node.dataDir,
+      workers: options.workers ?? 1,
+      args: [
+        ...["--port", String(node.port), "--etcd", this.etcd.url, "--cluster", CLUSTER, "--node", id, "--advertise", node.url],
+        ...["--lease-ttl", options.leaseTtl ?? "3s", "--shards", String(options.shards ?? 4)],
+        ...(options.adminToken ? ["--admin-token", options.adminToken] : []),
+        ...(options.token ? ["--token", options.token] : []),
+        ...(options.args ?? []),
+      ],
+      env: { ...(options.testHooks && { APOSTATE_TEST_HOOKS: "1" }), ...env },
+    });
+  }
+
+  /** `kill -9` of the node's every process. */
+  async crash(id: string): Promise<void> {
+    const node = this.node(id);
+    await node.server?.crash();
+    node.server = undefined;
+  }
+
+  async stop(id: string): Promise<void> {
+    const node = this.node(id);
+    await node.server?.stop();
+    node.server = undefined;
+  }
+
+  pause(id: string): void {
+    this.node(id).server?.kill("SIGSTOP");
+  }
+
+  resume(id: string): void {
+    this.node(id).server?.kill("SIGCONT");
+  }
+
+  /** An admin request to a node; resolves to its status and parsed body. */
+  async admin<T = unknown>(id: string, method: string, path: string, body?: object): Promise<{ status: number; body: T }> {
+    const headers: Record<string, string> = {};
+    if (this.options.adminToken) headers.authorization = `Bearer ${this.options.adminToken}`;
+    if (body) headers["content-type"] = "application/json";
+    const answer = await fetch(new URL(path, this.node(id).url), { method, headers, ...(body && { body: JSON.stringify(body) }) });
+    const text = await answer.text();
+    return { status: answer.status, body: (text ? JSON.parse(text) : undefined) as T };
+  }
+
+  async status(id: string): Promise<ClusterAnswer> {
+    const { status, body } = await this.admin<ClusterAnswer>(id, "GET", "/admin/cluster");
+    if (status !== 200) throw new Error(`GET /admin/cluster on ${id} answered ${status}: ${JSON.stringify(body)}`);
+    return body;
+  }
+
+  /** Waits until the move reaches `state` (or any finished state when `state` is "finished"), as node `via` sees it. */
+  async waitForMove(via: string, id: string, state: MoveState, timeoutMs = 60_000): Promise<MoveAnswer> {
+    let last: MoveAnswer | undefined;
+    await eventually(
+      `move ${id} to reach ${state} (last seen ${last?.state ?? "nothing"})`,
+      async () => {
+        const { status, body } = await this.admin<MoveAnswer>(via, "GET", `/admin/cluster/moves/${id}`).catch(() => ({
+          status: 0,
+          body: undefined,
+        }));
+        if (status === 200 && body) last = body;
+        return last?.state === state || (last?.state === "aborted" && state !== "aborted");
+      },
+      timeoutMs,
+    );
+    if (last?.state !== state) throw new Error(`move ${id} ended ${last?.state}: ${last?.detail}`);
+    return last;
+  }
+
+  /** Holds every move at `state` (nodes started with `testHooks`), or lets them go on (undefined). */
+  async pauseMovesAt(state: MoveState | undefined): Promise<void> {
+    await this.setTestKey("test/pause-moves", state);
+  }
+
+  /** Makes a node (started with `testHooks`) ignore map changes, as if its watch were late; `false` lets it catch up. */
+  async holdMap(id: string, held: boolean): Promise<void> {
+    await this.setTestKey(`test/hold-map/${id}`, held ? "held" : undefined);
+  }
+
+  private async setTestKey(key: string, value: string | undefined): Promise<void> {
+    const client = new Etcd3({ hosts: this.etcd.url });
+    try {
+      const path = `/apostate/${CLUSTER}/${key}`;
+      if (value !== undefined) await client.put(path).value(value);
+      else await client.delete().key(path);
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Every running node's URL. */
+  urls(): string[] {
+    return [...this.nodes.values()].filter((node) => node.server).map((node) => node.url);
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((node) => node.server?.crash()));
+    await this.etcd.destroy();
+    for (const dir of this.dirs) dir.remove();
+  }
+}

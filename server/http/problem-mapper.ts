@@ -3,10 +3,15 @@ import { UnknownShardError } from "../admin/shard-admin.js";
 import { ConditionFailedError, InvalidDocumentError, TestFailedError } from "../documents/document-errors.js";
 import { EntityConflictError, EntityNotFoundError, IdempotencyKeyReusedError, VersionMismatchError } from "../entities/errors.js";
 import { InvalidCursorError } from "../entities/list-cursor.js";
-import { ShardBusyError, StorageFullError } from "../storage/storage-errors.js";
+import { ShardBusyError, ShardFrozenError, ShardNotHereError, StorageFullError } from "../storage/storage-errors.js";
 import { ProblemError } from "./problems.js";
 
 const RETRY_AFTER_SECONDS = "1";
+
+/** A condition that passes: 503 with a hint of when to retry. */
+function unavailable(detail: string, cause: unknown): ProblemError {
+  return new ProblemError("unavailable", detail, { headers: { "Retry-After": RETRY_AFTER_SECONDS }, cause });
+}
 
 /**
  * Maps every failure the layers below can raise to its problem. Unknown errors are returned
@@ -32,17 +37,13 @@ export function toProblem(error: unknown): unknown {
     return new ProblemError("invalid-cursor", error.message);
   }
   if (error instanceof UnknownShardError) return new ProblemError("shard-not-found", error.message);
-  if (error instanceof ShardBusyError) {
-    return new ProblemError("unavailable", "the shard is busy; retry shortly", {
-      headers: { "Retry-After": RETRY_AFTER_SECONDS },
-      cause: error,
-    });
+  if (error instanceof ShardBusyError) return unavailable("the shard is busy; retry shortly", error);
+  if (error instanceof ShardFrozenError) return unavailable("the shard is frozen while it moves; retry shortly", error);
+  if (error instanceof ShardNotHereError) {
+    return unavailable("the shard that holds this key is not on this node right now; retry shortly", error);
   }
   if (error instanceof StorageFullError) {
-    return new ProblemError("unavailable", "the store is out of disk space; nothing was written", {
-      headers: { "Retry-After": RETRY_AFTER_SECONDS },
-      cause: error,
-    });
+    return unavailable("the store is out of disk space; nothing was written", error);
   }
   return error;
 }

@@ -3,7 +3,6 @@ import { UnknownShardError } from "../admin/shard-admin.js";
 import { ConditionFailedError, InvalidDocumentError, TestFailedError } from "../documents/document-errors.js";
 import { EntityConflictError, EntityNotFoundError, IdempotencyKeyReusedError, VersionMismatchError } from "../entities/errors.js";
 import { InvalidCursorError } from "../entities/list-cursor.js";
-import { ShardBusyError, StorageFullError } from "../storage/storage-errors.js";
 import {
   InvalidTopologyRequestError,
   ShardInMotionError,
@@ -11,9 +10,15 @@ import {
   TransferError,
   UnknownMoveError,
 } from "../cluster/cluster-errors.js";
+import { ShardBusyError, ShardFrozenError, ShardNotHereError, StorageFullError } from "../storage/storage-errors.js";
 import { ProblemError } from "./problems.js";
 
 const RETRY_AFTER_SECONDS = "1";
+
+/** A condition that passes: 503 with a hint of when to retry. */
+function unavailable(detail: string, cause: unknown): ProblemError {
+  return new ProblemError("unavailable", detail, { headers: { "Retry-After": RETRY_AFTER_SECONDS }, cause });
+}
 
 /**
  * Maps every failure the layers below can raise to its problem. Unknown errors are returned
@@ -39,22 +44,19 @@ export function toProblem(error: unknown): unknown {
     return new ProblemError("invalid-cursor", error.message);
   }
   if (error instanceof UnknownShardError) return new ProblemError("shard-not-found", error.message);
-  if (error instanceof ShardBusyError) {
-    return new ProblemError("unavailable", "the shard is busy; retry shortly", {
-      headers: { "Retry-After": RETRY_AFTER_SECONDS },
-      cause: error,
-    });
+  if (error instanceof ShardBusyError) return unavailable("the shard is busy; retry shortly", error);
+  // The fence says why: frozen while it moves, or no longer this node's.
+  if (error instanceof ShardFrozenError) return unavailable(error.message, error);
+  if (error instanceof ShardNotHereError) {
+    return unavailable("the shard that holds this key is not on this node right now; retry shortly", error);
   }
   if (error instanceof InvalidTopologyRequestError) return new ProblemError("invalid-body", error.message);
   if (error instanceof UnknownMoveError) return new ProblemError("route-not-found", error.message);
   if (error instanceof TopologyUnavailableError || error instanceof ShardInMotionError || error instanceof TransferError) {
-    return new ProblemError("unavailable", error.message, { headers: { "Retry-After": RETRY_AFTER_SECONDS }, cause: error });
+    return unavailable(error.message, error);
   }
   if (error instanceof StorageFullError) {
-    return new ProblemError("unavailable", "the store is out of disk space; nothing was written", {
-      headers: { "Retry-After": RETRY_AFTER_SECONDS },
-      cause: error,
-    });
+    return unavailable("the store is out of disk space; nothing was written", error);
   }
   return error;
 }

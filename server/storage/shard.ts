@@ -2,9 +2,15 @@ import { accessSync, constants } from "node:fs";
 import Database from "better-sqlite3";
 import { Kysely, Migrator, SqliteDialect, sql, type Compilable, type RawBuilder } from "kysely";
 import { migrations } from "../../schema/migrations/index.js";
-import { listShardKeys, readShardStats, type ShardKey, type ShardStats } from "./shard-inspection.js";
 import { FileSync } from "./file-sync.js";
-import { DataDirectoryError, translateSqliteError } from "./storage-errors.js";
+import { inspectOffThread } from "./off-thread-inspection.js";
+import { applyChanges, indexChangeFeed, readChanges, type ShardChanges } from "./shard-changes.js";
+import { digestShard, type ShardDigest } from "./shard-digest.js";
+import { fenceOf, readFence, writeFence, type ShardFence } from "./shard-fence.js";
+import { removeShardFiles } from "./shard-files.js";
+import { rewriteIdentity } from "./shard-identity.js";
+import { listShardKeys, readShardStats, type ShardKey, type ShardStats } from "./shard-inspection.js";
+import { DataDirectoryError, ShardNotHereError, translateSqliteError } from "./storage-errors.js";
 import type { EntityRow, IdempotencyRow, ListedEntityRow, ShardDatabase, ShardStateRow, WriteKind } from "./tables.js";
 import { WriteQueue, type BatchHooks } from "./write-queue.js";
 
@@ -15,10 +21,23 @@ export interface ShardPlacement {
   slots: { from: number; to: number };
 }
 
+export type SlotRange = ShardPlacement["slots"];
+
+/**
+ * A cluster's check that this node may write to the shard: it throws (ShardFrozenError, or an
+ * error of the caller's own) to refuse. It runs once per batch of the request path's writes,
+ * after `BEGIN IMMEDIATE`, with the fence read in that same transaction, so nothing can change
+ * the fence between the check and the commit. A refusal rolls the whole batch back and every
+ * write in it rejects with the guard's error.
+ */
+export type WriteGuard = (placement: ShardPlacement, fence: ShardFence) => void;
+
 export interface ShardOptions {
   durability: Durability;
   /** How long a writer waits for another process's lock before the request fails with 503. */
   busyTimeoutMs: number;
+  /** A cluster's write guard; a single node has none, and its writes read no fence. */
+  guard?: WriteGuard | undefined;
 }
 
 /** One page of a type's live entities, ordered by id in byte order. */
@@ -55,14 +74,18 @@ export class Shard {
   private readonly writes: WriteQueue<ShardTransaction>;
   /** Under `power` durability, the fsync of the WAL that acknowledges each commit. */
   private readonly walSync: FileSync | undefined;
+  private current: ShardPlacement;
+  private guard: WriteGuard | undefined;
 
   private constructor(
-    readonly placement: ShardPlacement,
+    placement: ShardPlacement,
     readonly file: string,
     private readonly db: Database.Database,
     private readonly writer: Database.Database,
     options: ShardOptions,
   ) {
+    this.current = placementOf(placement);
+    this.guard = options.guard;
     const q = new Kysely<ShardDatabase>({ dialect: new SqliteDialect({ database: db }) });
     const prepare = (query: Compilable) => {
       const { sql: text, parameters } = query.compile();
@@ -191,8 +214,15 @@ export class Shard {
       insertIdempotency: onWriter(this.statements.insertIdempotency),
       adjustTallies: onWriter(this.statements.adjustTallies),
     });
+    const selectFence = writer.prepare("select slot_from, slot_to, epoch, frozen from shard_state");
     this.writes = new WriteQueue<ShardTransaction>(writer, queued, {
-      hooks: queued,
+      hooks: {
+        begin: () => {
+          queued.begin();
+          this.checkGuard(selectFence);
+        },
+        end: () => queued.end(),
+      },
       ...(walSync && { afterCommit: () => walSync.sync() }),
       busyTimeoutMs: options.busyTimeoutMs,
       translate: (error) => translateSqliteError(error, this.file),
@@ -203,7 +233,19 @@ export class Shard {
    * Opens (and, when `create`, first initialises) a shard file, applies pending migrations and
    * checks that the file is the shard the manifest says it is.
    */
-  static async open(file: string, placement: ShardPlacement, options: ShardOptions & { create: boolean }): Promise<Shard> {
+  static async open(
+    file: string,
+    placement: ShardPlacement,
+    options: ShardOptions & {
+      create: boolean;
+      /**
+       * A cluster member's shard: its change feed is indexed (see indexChangeFeed), and a file
+       * whose range holds `placement`'s is narrowed to it (a reshape that recorded the new range
+       * in the manifest and stopped before the file); otherwise the range must match.
+       */
+      member?: boolean;
+    },
+  ): Promise<Shard> {
     const db = openDatabase(file, { create: options.create });
     let writer: Database.Database | undefined;
     try {
@@ -221,6 +263,10 @@ export class Shard {
       }
       writer = openWriter(file);
       const shard = new Shard(placement, file, db, writer, options);
+      if (options.member) {
+        indexChangeFeed(db);
+        shard.finishNarrowing();
+      }
       shard.assertIdentity();
       // Until a clean close sets it again, the file counts as one a crash may have left behind.
       shard.statements.markOpen.run();
@@ -230,6 +276,16 @@ export class Shard {
       db.close();
       throw error;
     }
+  }
+
+  /** Opens a shard file as the shard it says it is (a copy being filled, outside any manifest). */
+  static async openFile(file: string, options: ShardOptions): Promise<Shard> {
+    return Shard.open(file, readIdentity(file), { ...options, create: false });
+  }
+
+  /** The shard this object serves: its number and slot range. */
+  get placement(): ShardPlacement {
+    return this.current;
   }
 
   readEntity(type: string, id: string): EntityRow | undefined {
@@ -278,6 +334,76 @@ export class Shard {
 
   state(): ShardStateRow {
     return this.run(() => this.statements.selectState.get() as ShardStateRow);
+  }
+
+  /** The fence as committed. */
+  fence(): ShardFence {
+    return this.run(() => readFence(this.db));
+  }
+
+  /**
+   * Changes the fence under the write lock (an immediate transaction) and returns it after the
+   * change. The epoch can only grow (RangeError otherwise).
+   *
+   * @example
+   * shard.setFence({ frozen: true }); // every guarded write now refuses until { frozen: false }
+   */
+  setFence(change: Partial<ShardFence>): ShardFence {
+    return this.run(() => writeFence(this.db, change));
+  }
+
+  /** Sets or clears the write guard that every later batch of request-path writes calls. */
+  setGuard(guard: WriteGuard | undefined): void {
+    this.guard = guard;
+  }
+
+  /**
+   * The change feed: what changed after sequence `after`, at most `limit` rows of each kind, in
+   * one snapshot; see {@link ShardChanges}.
+   *
+   * @example
+   * let batch = source.changesAfter(s0, 500); // s0: the sequence the copy was taken at
+   * copy.applyChanges(batch);
+   * while (batch.entities.length + batch.idempotency.length > 0) {
+   *   batch = source.changesAfter(batch.upTo, 500);
+   *   copy.applyChanges(batch);
+   * }
+   */
+  changesAfter(after: number, limit: number): ShardChanges {
+    return this.run(() => readChanges(this.db, after, limit));
+  }
+
+  /** Applies a batch of another copy's change feed, in one immediate transaction; idempotent. */
+  applyChanges(changes: ShardChanges): void {
+    this.run(() => applyChanges(this.db, changes));
+  }
+
+  /** The digest of the entity rows in `slots` (the shard's own range by default), in one snapshot. */
+  digest(slots: SlotRange = this.current.slots): ShardDigest {
+    return this.run(() => digestShard(this.db, slots));
+  }
+
+  /**
+   * A consistent copy of the shard in `destination` (replaced, with any companion files), made
+   * with SQLite's online backup on a thread of its own; resolves to the sequence the copy holds.
+   */
+  snapshot(destination: string): Promise<{ sequence: number }> {
+    removeShardFiles(destination);
+    return inspectOffThread({ kind: "backup", file: this.file, destination });
+  }
+
+  /**
+   * Makes the file the shard `placement` names, whose slots must lie within this one's: rows
+   * outside them are deleted (see rewriteIdentity), and the fence is set when given.
+   */
+  reidentify(placement: ShardPlacement, fence?: ShardFence): void {
+    if (!isWithin(placement.slots, this.current.slots)) {
+      throw new RangeError(
+        `slots ${placement.slots.from}-${placement.slots.to} are not within ${this.file}'s slots ${this.current.slots.from}-${this.current.slots.to}`,
+      );
+    }
+    this.run(() => rewriteIdentity(this.db, placement, fence));
+    this.current = placementOf(placement);
   }
 
   /** Deletes at most `limit` idempotency records created before `before` (Unix ms). */
@@ -343,6 +469,28 @@ export class Shard {
     }
   }
 
+  private checkGuard(selectFence: Database.Statement): void {
+    const guard = this.guard;
+    if (!guard) return;
+    const state = selectFence.get() as Pick<ShardStateRow, "slot_from" | "slot_to" | "epoch" | "frozen">;
+    const { slots } = this.current;
+    // Another process of the node narrowed the shard: a write routed by the old range could
+    // land in slots the shard no longer holds.
+    if (state.slot_from !== slots.from || state.slot_to !== slots.to) {
+      throw new ShardNotHereError(
+        `${this.file} now holds slots ${state.slot_from}-${state.slot_to}, not ${slots.from}-${slots.to}: this process has not reloaded yet`,
+      );
+    }
+    guard(this.current, fenceOf(state));
+  }
+
+  private finishNarrowing(): void {
+    const state = this.statements.selectState.get() as ShardStateRow | undefined;
+    const { shard, slots } = this.current;
+    if (!state || state.shard !== shard || (state.slot_from === slots.from && state.slot_to === slots.to)) return;
+    if (isWithin(slots, { from: state.slot_from, to: state.slot_to })) rewriteIdentity(this.db, this.current);
+  }
+
   private assertIdentity(): void {
     const state = this.statements.selectState.get() as ShardStateRow | undefined;
     const { shard, slots } = this.placement;
@@ -353,6 +501,38 @@ export class Shard {
         }, the manifest expects shard ${shard}, slots ${slots.from}-${slots.to}`,
       );
     }
+  }
+}
+
+/** Just the placement, whatever else the object it came in carries (a manifest entry's file). */
+function placementOf({ shard, slots }: ShardPlacement): ShardPlacement {
+  return { shard, slots: { from: slots.from, to: slots.to } };
+}
+
+/** Whether `inner` is a valid slot range inside `outer`. */
+export function isWithin(inner: SlotRange, outer: SlotRange): boolean {
+  return (
+    Number.isInteger(inner.from) &&
+    Number.isInteger(inner.to) &&
+    outer.from <= inner.from &&
+    inner.from <= inner.to &&
+    inner.to <= outer.to
+  );
+}
+
+/** The shard a file says it is, read before it is opened for writing. */
+function readIdentity(file: string): ShardPlacement {
+  const db = openDatabase(file, { create: false });
+  try {
+    const state = db.prepare("select shard, slot_from, slot_to from shard_state").get() as
+      Pick<ShardStateRow, "shard" | "slot_from" | "slot_to"> | undefined;
+    if (!state) throw new DataDirectoryError(`${file} holds no shard identity`);
+    return { shard: state.shard, slots: { from: state.slot_from, to: state.slot_to } };
+  } catch (error) {
+    if (error instanceof DataDirectoryError) throw error;
+    throw new DataDirectoryError(`${file} is not an apostate shard: ${(error as Error).message}`, { cause: error });
+  } finally {
+    db.close();
   }
 }
 

@@ -8,6 +8,19 @@ export class ShardBusyError extends Error {}
 export class StorageFullError extends Error {}
 
 /**
+ * A write reached a shard that is frozen while it moves. Storage never throws it itself: a
+ * cluster's write guard does (see WriteGuard). The write may be retried shortly.
+ */
+export class ShardFrozenError extends Error {}
+
+/**
+ * No shard of this node holds the slot, or the shard's slot range changed under this process
+ * (another process of the node reshaped it and this one has not reloaded yet). The request may
+ * be retried shortly, when the routing has caught up.
+ */
+export class ShardNotHereError extends Error {}
+
+/**
  * Turns SQLite's own failures into the storage layer's, naming the shard, so the HTTP layer can
  * answer 503 for conditions that pass and 500 for the rest.
  */

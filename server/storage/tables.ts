@@ -48,6 +48,10 @@ interface ShardStateTable {
   idempotency_records: number;
   /** 1 once the shard was closed cleanly; 0 while a server has it open for writing. */
   clean_close: number;
+  /** The map revision at which the shard's owner last changed (0: never fenced); see ShardFence. */
+  epoch: number;
+  /** 1 while the shard is frozen for a move: the cluster's write guard refuses every write. */
+  frozen: number;
 }
 
 export interface ShardDatabase {

@@ -84,7 +84,7 @@ export class ShardAdmin {
   }
 
   private shard(shard: number): Shard {
-    const found = this.shards.shards[shard];
+    const found = this.shards.get(shard);
     if (!found) {
       throw new UnknownShardError(`there is no shard ${shard}; this store has shards 0-${this.shards.shards.length - 1}`);
     }

@@ -27,7 +27,7 @@ export function offlineAdmin(dataDir: string): OperatorAdmin {
   }
   const open = new Map<number, Database.Database>();
   const entry = (shard: number) => {
-    const found = manifest.shards[shard];
+    const found = manifest.shards.find((entry) => entry.shard === shard);
     if (!found)
       throw new OperatorError(`there is no shard ${shard}; ${root} has shards 0-${manifest.shards.length - 1}`, EXIT_CODES.usage);
     return found;

@@ -47,7 +47,8 @@ export class ClusterMember {
     try {
       const cluster = clusterNamespace(client, options.cluster);
       registration = await registerOnceFree(cluster, options.self, options.leaseTtlSeconds);
-      await createMapIfAbsent(cluster, firstNodeShards(options.self.node, options.ranges));
+      // A node that joins holds no shards: it can only read the map its founder wrote.
+      if (options.ranges.length > 0) await createMapIfAbsent(cluster, firstNodeShards(options.self.node, options.ranges));
       const view = await ClusterView.open(cluster);
       const cursorSecret = await clusterCursorSecret(cluster);
       const candidate = CoordinatorCandidate.start(cluster, options.self.node, options.leaseTtlSeconds, options.coordinator);

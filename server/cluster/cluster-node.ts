@@ -54,7 +54,8 @@ export class ClusterNode {
   ) {}
 
   static async join(shards: ShardSet, options: ClusterNodeOptions): Promise<ClusterNode> {
-    let node: ClusterNode | undefined;
+    // The campaign may win before the node exists; it then starts coordinating just below.
+    const joined: { node?: ClusterNode } = {};
     const member = await ClusterMember.join({
       etcd: options.etcd,
       cluster: options.cluster,
@@ -62,11 +63,12 @@ export class ClusterNode {
       leaseTtlSeconds: options.leaseTtlSeconds,
       ranges: [...shards.shards].sort((a, b) => a.placement.shard - b.placement.shard).map((shard) => shard.placement.slots),
       coordinator: {
-        elected: () => node?.coordinate(true),
-        deposed: () => node?.coordinate(false),
+        elected: () => joined.node?.coordinate(true),
+        deposed: () => joined.node?.coordinate(false),
       },
     });
-    node = new ClusterNode(member, shards, options);
+    const node = new ClusterNode(member, shards, options);
+    joined.node = node;
     if (member.candidate.isCoordinator) node.coordinate(true);
     const map = member.view.map;
     if (!map) throw new Error("the cluster has no map after joining it");
@@ -167,7 +169,10 @@ export class ClusterNode {
     if (await this.mapHeldBack()) return;
     // A newer map may have arrived while this one waited its turn; only the latest one counts.
     const latest = this.member.view.map ?? map;
-    const mine = latest.shards.filter((shard) => shard.node === this.options.node);
+    // Shards held already first: a split's source is narrowed before its new half is installed.
+    const mine = latest.shards
+      .filter((shard) => shard.node === this.options.node)
+      .sort((a, b) => Number(this.shards.get(a.shard) === undefined) - Number(this.shards.get(b.shard) === undefined));
     for (const assignment of mine) await this.holdShard(assignment);
     this.applied = latest;
     const owned = new Set(mine.map((shard) => shard.shard));
@@ -209,7 +214,7 @@ export class ClusterNode {
     let local = this.shards.get(shard);
     if (local && local.fence().epoch !== 0 && local.fence().epoch !== epoch && existsSync(incoming)) {
       // A copy left from before the shard moved away, and the shard has come back: the new copy wins.
-      this.shards.drop(shard);
+      await this.shards.drop(shard);
       local = undefined;
     }
     if (!local) {
@@ -241,7 +246,7 @@ export class ClusterNode {
         this.enqueue(async () => {
           const owner = this.member.view.map?.shards.find((entry) => entry.shard === shard)?.node;
           if (owner === this.options.node || !this.shards.get(shard)) return;
-          this.shards.drop(shard);
+          await this.shards.drop(shard);
           this.options.logger.info({ shard, owner }, "shard dropped: it lives on another node now");
           this.publish();
         });

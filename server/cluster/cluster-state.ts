@@ -1,5 +1,6 @@
 import { ShardFrozenError } from "../storage/storage-errors.js";
-import type { ShardFence, ShardPlacement, WriteGuard } from "../storage/shard.js";
+import type { ShardPlacement, WriteGuard } from "../storage/shard.js";
+import type { ShardFence } from "../storage/shard-fence.js";
 import { ownerOf, topologyAnswer, type ClusterMap, type LiveNode, type ShardAssignment, type TopologyAnswer } from "./topology.js";
 
 /** What a node's primary tells its workers about the cluster, whenever any of it changes. */

@@ -5,8 +5,9 @@ import { pipeline } from "node:stream/promises";
 import type { components } from "../../client/generated/openapi.js";
 import { UnknownShardError } from "../admin/shard-admin.js";
 import type { ShardSet } from "../storage/data-directory.js";
-import { inspectOffThread } from "../storage/off-thread-inspection.js";
-import type { Shard, ShardChanges, ShardDigest } from "../storage/shard.js";
+import type { Shard } from "../storage/shard.js";
+import type { ShardChanges } from "../storage/shard-changes.js";
+import type { ShardDigest } from "../storage/shard-digest.js";
 import type { EntityRow, IdempotencyRow } from "../storage/tables.js";
 import { TransferError } from "./cluster-errors.js";
 import type { SlotRange } from "./topology.js";
@@ -107,7 +108,7 @@ export class ShardTransfer {
 
   /** A consistent copy of `shard` in `destination`, with the sequence it holds. */
   async snapshot(shard: number, destination: string): Promise<{ sequence: number }> {
-    return inspectOffThread({ kind: "backup", file: this.local(shard).file, destination });
+    return this.local(shard).snapshot(destination);
   }
 
   changes(shard: number, after: number, limit: number): ChangesAnswer {
@@ -160,7 +161,8 @@ export class ShardTransfer {
         const changes = changesFromWire((await answer.json()) as ChangesAnswer);
         copy.applyChanges(changes);
         applied += changes.entities.length;
-        const drained = changes.entities.length < CHANGE_BATCH;
+        // A batch caps entity rows and records alike: only an empty one says the copy has everything.
+        const drained = changes.entities.length === 0 && changes.idempotency.length === 0;
         if (drained || performance.now() - started > CATCH_UP_BUDGET_MS) {
           return { shard, sequence: copy.state().sequence, applied, frozen: changes.frozen };
         }

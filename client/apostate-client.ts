@@ -5,6 +5,7 @@ import { HttpError, NetworkError } from "./request-errors.js";
 import { randomUuid } from "./web-crypto.js";
 import { DEFAULT_RETRY, retryDelay, type AttemptOutcome, type RetryOptions } from "./retry.js";
 import { Collection } from "./collection.js";
+import { TopologyRouter, type EntityKey, type Topology } from "./topology-router.js";
 import { runWorkflow, type WorkflowOptions, type WorkflowResult, type WorkflowStep } from "./workflow.js";
 
 /**
@@ -81,6 +82,16 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** The `fetch` to send requests with (tests inject one); default `globalThis.fetch`. */
   fetch?: (request: Request) => Promise<Response>;
+  /**
+   * Where requests go. `"direct"` (the default): each single-entity request (and so each
+   * `modify` and workflow step) goes straight to the cluster node that owns its key, by the map
+   * `GET /v1/topology` answers, loaded at the first such request and reloaded when an answer
+   * shows it is stale; lists, and everything while there is no map or the owner does not
+   * answer, go to `baseUrl`, which forwards. A server that runs on its own answers with map
+   * version 0, and everything goes to `baseUrl`. `"base"`: everything goes to `baseUrl`, and no
+   * map is loaded.
+   */
+  routing?: "direct" | "base";
 }
 
 /**
@@ -195,10 +206,15 @@ export class ApostateClient {
   private readonly api: Client<paths>;
   private readonly retry: RetryOptions;
   private readonly timeoutMs: number;
+  private readonly router: TopologyRouter;
 
   constructor(options: ClientOptions) {
     // A bad origin would otherwise surface as a retried "network error" on the first call.
     const origin = new URL(options.baseUrl);
+    const routing = options.routing ?? "direct";
+    if (routing !== "direct" && routing !== "base") {
+      throw new TypeError(`routing must be "direct" or "base", not ${JSON.stringify(routing)}`);
+    }
     this.api = createFetchClient<paths>({
       baseUrl: origin.href,
       ...(options.fetch && { fetch: options.fetch }),
@@ -206,6 +222,7 @@ export class ApostateClient {
     });
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.router = new TopologyRouter(origin.href, routing === "direct", () => this.fetchTopology());
   }
 
   /**
@@ -218,7 +235,8 @@ export class ApostateClient {
   async get(type: string, id: string, options: CallOptions = {}): Promise<Entity> {
     const result = await this.send(
       `GET ${type}/${id}`,
-      (signal) => this.api.GET("/v1/entities/{type}/{id}", { params: { path: { type, id } }, signal }),
+      { type, id },
+      (init) => this.api.GET("/v1/entities/{type}/{id}", { params: { path: { type, id } }, ...init }),
       options,
     );
     return dataOf(result);
@@ -240,7 +258,8 @@ export class ApostateClient {
     };
     const result = await this.send(
       `PUT ${type}/${id}`,
-      (signal) => this.api.PUT("/v1/entities/{type}/{id}", { params: { path: { type, id }, header }, body: data, signal }),
+      { type, id },
+      (init) => this.api.PUT("/v1/entities/{type}/{id}", { params: { path: { type, id }, header }, body: data, ...init }),
       options,
     );
     return dataOf(result);
@@ -283,7 +302,8 @@ export class ApostateClient {
     const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid() };
     const result = await this.send(
       `POST ${type}/${id}/ops`,
-      (signal) => this.api.POST("/v1/entities/{type}/{id}/ops", { params: { path: { type, id }, header }, body, signal }),
+      { type, id },
+      (init) => this.api.POST("/v1/entities/{type}/{id}/ops", { params: { path: { type, id }, header }, body, ...init }),
       options,
     );
     return dataOf(result);
@@ -300,7 +320,8 @@ export class ApostateClient {
     const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid(), "If-Match": entityTag(options.ifMatch) };
     await this.send(
       `DELETE ${type}/${id}`,
-      (signal) => this.api.DELETE("/v1/entities/{type}/{id}", { params: { path: { type, id }, header }, signal }),
+      { type, id },
+      (init) => this.api.DELETE("/v1/entities/{type}/{id}", { params: { path: { type, id }, header }, ...init }),
       options,
     );
   }
@@ -333,9 +354,11 @@ export class ApostateClient {
    */
   async listPage(type: string, options: ListPageOptions = {}): Promise<EntityPage> {
     const query = { limit: options.limit, prefix: options.prefix, cursor: options.cursor };
+    // The base node asks every node for its part of the listing, so a list is never routed.
     const result = await this.send(
       `GET ${type}`,
-      (signal) => this.api.GET("/v1/entities/{type}", { params: { path: { type }, query }, signal }),
+      undefined,
+      (init) => this.api.GET("/v1/entities/{type}", { params: { path: { type }, query }, ...init }),
       options,
     );
     return dataOf(result);
@@ -353,6 +376,18 @@ export class ApostateClient {
    */
   collection<T extends object>(type: string): Collection<T> {
     return new Collection<T>(this, type);
+  }
+
+  /**
+   * The cluster map this client routes by, for dashboards: `undefined` until the first
+   * single-entity request has loaded it, while it cannot be loaded, and with `routing: "base"`.
+   *
+   * @example
+   * await db.get("account", "alice");
+   * console.log(db.topology()?.version); // 0 for a server that runs on its own
+   */
+  topology(): Topology | undefined {
+    return this.router.topology();
   }
 
   /**
@@ -417,25 +452,37 @@ export class ApostateClient {
     const header = { "Idempotency-Key": options.idempotencyKey ?? randomUuid(), "If-Match": entityTag(options.ifMatch) };
     const result = await this.send(
       `PATCH ${type}/${id}`,
-      (signal) =>
+      { type, id },
+      (init) =>
         this.api.PATCH("/v1/entities/{type}/{id}", {
           params: { path: { type, id }, header },
           headers: { "Content-Type": contentType },
           body,
-          signal,
+          ...init,
         }),
       options,
     );
     return dataOf(result);
   }
 
+  /** One `GET /v1/topology`, for the router: it falls back to `baseUrl` rather than wait for retries. */
+  private async fetchTopology(): Promise<Topology> {
+    const result = await this.send("GET topology", undefined, (init) => this.api.GET("/v1/topology", init), {
+      retry: { maxAttempts: 1 },
+    });
+    return dataOf(result);
+  }
+
   /**
    * Sends one request until it gets an answer worth returning, by the retry policy. The request
-   * is rebuilt for each attempt from the same arguments, headers (the idempotency key) included.
+   * is rebuilt for each attempt from the same arguments, headers (the idempotency key) included;
+   * each attempt goes to the node the router picks then for `key` (`baseUrl` without a key), so
+   * a retry follows a map that changed meanwhile.
    */
   private async send<R extends ApiResult>(
     label: string,
-    attempt: (signal: AbortSignal) => Promise<R>,
+    key: EntityKey | undefined,
+    attempt: (init: { signal: AbortSignal; baseUrl: string }) => Promise<R>,
     options: CallOptions,
   ): Promise<R> {
     const callerSignal = options.signal;
@@ -443,17 +490,20 @@ export class ApostateClient {
     const started = Date.now();
     for (let attempts = 1; ; attempts += 1) {
       callerSignal?.throwIfAborted();
+      const route = await this.router.route(key, callerSignal);
       const budget = Math.min(this.timeoutMs, retry.deadlineMs - (Date.now() - started));
       const { signal, timedOut, release } = attemptSignal(budget, callerSignal);
       let outcome: AttemptOutcome;
       let failure: unknown;
       try {
-        const result = await attempt(signal);
+        const result = await attempt({ signal, baseUrl: route.origin });
+        this.router.answered(route, result.response.headers);
         if (result.response.ok) return result;
         outcome = { kind: "response", status: result.response.status, retryAfter: result.response.headers.get("Retry-After") };
         failure = errorOf(result);
       } catch (error) {
         if (callerSignal?.aborted) throw callerSignal.reason;
+        this.router.unanswered(route);
         outcome = timedOut() ? { kind: "timeout" } : { kind: "network-error" };
         failure = new NetworkError(
           `${label}: ${timedOut() ? `no answer within ${budget} ms` : "the connection failed"} (attempt ${attempts})`,

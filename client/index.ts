@@ -40,6 +40,7 @@ export {
 } from "./problem-error.js";
 export { HttpError, NetworkError } from "./request-errors.js";
 export { DEFAULT_RETRY, type RetryOptions } from "./retry.js";
+export { type Topology } from "./topology-router.js";
 export {
   WORKFLOW_TYPE,
   WorkflowDefinitionError,

@@ -86,9 +86,10 @@ describe(`workflows across a server crash (APOSTATE_FAULT_SEED=${SEED})`, () => 
         }
       });
 
-      // Now every one is finished: running them all again sends nothing but the progress check.
+      // Now every one is finished: running them all again sends nothing but the progress check
+      // (routing "base": the default routing's one map load would be in the record too).
       const { fetch, sent } = recordingFetch();
-      const recorded = createClient({ baseUrl: server.url, fetch });
+      const recorded = createClient({ baseUrl: server.url, fetch, routing: "base" });
       const third = await settleAll(
         transfers.map((t) => () => recorded.workflow(t.id, stepsOf(t))),
         16,

@@ -15,6 +15,7 @@ import {
   rejectionOf,
   startServerAndClient,
   transferSteps,
+  type SentRequest,
 } from "../support/client-helpers.js";
 
 let baseUrl = "";
@@ -25,6 +26,15 @@ beforeAll(async () => {
   ({ baseUrl, db, stop } = await startServerAndClient({ baseDelayMs: 5 }));
 });
 afterAll(() => stop());
+
+/**
+ * A client that records its requests. Routing "base" keeps the one map load of the default
+ * routing out of the record (test/client/routing.test.ts covers routing).
+ */
+function recordedClient(intercept?: Parameters<typeof recordingFetch>[0]): { client: ApostateClient; sent: SentRequest[] } {
+  const { fetch, sent } = recordingFetch(intercept);
+  return { client: createClient({ baseUrl, fetch, routing: "base" }), sent };
+}
 
 async function openAccounts(accounts: Record<string, Record<string, unknown>>): Promise<void> {
   await Promise.all(Object.entries(accounts).map(([id, data]) => db.put("account", id, data)));
@@ -69,8 +79,8 @@ describe("workflow", () => {
     expect(await db.get("account", "b-1")).toMatchObject({ data: { balance: 30 } });
     expect(await db.get(WORKFLOW_TYPE, "t-1")).toMatchObject({ data: { status: "completed", failedStep: null, failure: null } });
 
-    const again = recordingFetch();
-    expect(await createClient({ baseUrl, fetch: again.fetch }).workflow("t-1", steps)).toEqual(result);
+    const again = recordedClient();
+    expect(await again.client.workflow("t-1", steps)).toEqual(result);
     expect(again.sent.map((r) => `${r.method} ${r.path}`)).toEqual([`POST /v1/entities/${WORKFLOW_TYPE}/t-1/ops`]);
     expect(await db.get("account", "a-1")).toMatchObject({ version: 2 });
   });
@@ -94,8 +104,8 @@ describe("workflow", () => {
 
     // Even once the credit could succeed, the recorded outcome stands.
     await db.patch("account", "b-2", { frozen: false });
-    const again = recordingFetch();
-    const repeated = await rejectionOf(createClient({ baseUrl, fetch: again.fetch }).workflow("t-2", steps));
+    const again = recordedClient();
+    const repeated = await rejectionOf(again.client.workflow("t-2", steps));
     expect(repeated).toBeInstanceOf(WorkflowError);
     expect(repeated).toMatchObject({ failedStep: "credit", status: "compensated", message: (error as Error).message });
     expect((repeated as WorkflowError).cause).toBeInstanceOf(ConditionFailedError);
@@ -159,8 +169,8 @@ describe("workflow", () => {
     await openAccounts({ "a-9": { balance: 100 }, "b-9": { balance: 0 } });
     const steps = transferSteps("t-9", "a-9", "b-9", 15);
     // Requests: 0 begins, 1 is the debit, 2 records it; that record is refused.
-    const { fetch } = recordingFetch((_request, index) => (index === 2 ? problemResponse(400, "invalid-body") : undefined));
-    const error = await rejectionOf(createClient({ baseUrl, fetch }).workflow("t-9", steps));
+    const { client } = recordedClient((_request, index) => (index === 2 ? problemResponse(400, "invalid-body") : undefined));
+    const error = await rejectionOf(client.workflow("t-9", steps));
     expect(error).not.toBeInstanceOf(WorkflowError);
     expect(error).toMatchObject({ status: 400, code: "invalid-body" });
     expect(await db.get(WORKFLOW_TYPE, "t-9")).toMatchObject({ data: { status: "running" } });
@@ -172,8 +182,8 @@ describe("workflow", () => {
   it("refuses to run an id again with other steps, sending nothing but the progress check", async () => {
     await openAccounts({ "a-7": { balance: 100 }, "b-7": { balance: 0 } });
     await db.workflow("t-7", transferSteps("t-7", "a-7", "b-7", 10));
-    const { fetch, sent } = recordingFetch();
-    const error = await rejectionOf(createClient({ baseUrl, fetch }).workflow("t-7", transferSteps("t-7", "a-7", "b-7", 99)));
+    const { client, sent } = recordedClient();
+    const error = await rejectionOf(client.workflow("t-7", transferSteps("t-7", "a-7", "b-7", 99)));
     expect(error).toBeInstanceOf(WorkflowDefinitionError);
     expect(sent).toHaveLength(1);
     expect(await db.get("account", "a-7")).toMatchObject({ data: { balance: 90 } });

@@ -4,7 +4,7 @@ import { ClusterView } from "./cluster-view.js";
 import { CoordinatorCandidate, type CoordinatorListeners } from "./coordinator-election.js";
 import { clusterCursorSecret } from "./cursor-secret.js";
 import { clusterNamespace, connectEtcd } from "./etcd-client.js";
-import { createMapIfAbsent } from "./map-store.js";
+import { createMapIfAbsent, readMap } from "./map-store.js";
 import { NodeIdTakenError, NodeRegistration } from "./node-registration.js";
 import { firstNodeShards, type LiveNode, type SlotRange } from "./topology.js";
 
@@ -47,8 +47,9 @@ export class ClusterMember {
     try {
       const cluster = clusterNamespace(client, options.cluster);
       registration = await registerOnceFree(cluster, options.self, options.leaseTtlSeconds);
-      // A node that joins holds no shards: it can only read the map its founder wrote.
-      if (options.ranges.length > 0) await createMapIfAbsent(cluster, firstNodeShards(options.self.node, options.ranges));
+      // Only a cluster without a map is founded, by a node whose shards then cover every slot;
+      // a node that joins, or restarts with shards the map gave it, reads the map that is there.
+      if (!(await readMap(cluster))) await createMapIfAbsent(cluster, firstNodeShards(options.self.node, options.ranges));
       const view = await ClusterView.open(cluster);
       const cursorSecret = await clusterCursorSecret(cluster);
       const candidate = CoordinatorCandidate.start(cluster, options.self.node, options.leaseTtlSeconds, options.coordinator);

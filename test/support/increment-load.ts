@@ -38,6 +38,9 @@ export class IncrementLoad {
   /** Per increment that met at least one 503: how long from its first refusal until its answer. */
   readonly refusedForMs: number[] = [];
 
+  /** Each load counts on counters of its own, so loads one after another never mix their histories. */
+  private readonly run = randomUUID().slice(0, 8);
+
   private constructor(private readonly options: IncrementLoadOptions) {
     this.senders = Array.from({ length: options.concurrency }, () => this.send());
   }
@@ -60,13 +63,18 @@ export class IncrementLoad {
   async verify(url: string): Promise<HistoryVerdict> {
     const finals = new Map<string, FinalCounter>();
     for (let i = 0; i < this.options.counters; i++) {
-      const answer = await fetch(`${url}/v1/entities/counter/c${i}`, { headers: this.headers() });
+      const counter = this.counter(i);
+      const answer = await fetch(`${url}/v1/entities/counter/${counter}`, { headers: this.headers() });
       if (answer.status === 404) continue;
-      if (answer.status !== 200) throw new Error(`reading counter c${i} answered ${answer.status}: ${await answer.text()}`);
+      if (answer.status !== 200) throw new Error(`reading counter ${counter} answered ${answer.status}: ${await answer.text()}`);
       const entity = (await answer.json()) as { version: number; data: { n?: number } };
-      finals.set(`c${i}`, { value: entity.data.n ?? 0, version: entity.version });
+      finals.set(counter, { value: entity.data.n ?? 0, version: entity.version });
     }
     return checkIncrementHistory(this.history, finals);
+  }
+
+  private counter(index: number): string {
+    return `${this.run}-c${index}`;
   }
 
   private headers(): Record<string, string> {
@@ -75,7 +83,7 @@ export class IncrementLoad {
 
   private async send(): Promise<void> {
     while (this.running) {
-      const counter = `c${Math.floor(Math.random() * this.options.counters)}`;
+      const counter = this.counter(Math.floor(Math.random() * this.options.counters));
       const key = randomUUID();
       this.history.push({ counter, key, outcome: await this.increment(counter, key) });
     }

@@ -50,6 +50,7 @@ describe("binding handlers to the operations of openapi.yaml", () => {
     deleteEntity: "delete",
     applyOps: "ops",
     listEntities: "list",
+    getTopology: "topology",
   };
 
   it("binds every operation, HEAD to the GET beside it", () => {

@@ -101,7 +101,8 @@ describe("migrating idempotency records to write outcomes", () => {
       const db = new Database(file);
       const keys = db.prepare("select type, id, key from idempotency").all() as { type: string; id: string; key: string }[];
       db.exec("drop table idempotency");
-      db.prepare("delete from kysely_migration where name = ?").run("2026_12_02_000100_idempotency_outcomes");
+      // This migration and every later one run again (the later ones add only what is missing).
+      db.prepare("delete from kysely_migration where name >= ?").run("2026_12_02_000100_idempotency_outcomes");
       await createShard.up(new Kysely({ dialect: new SqliteDialect({ database: db }) }));
       const insert = db.prepare(
         "insert into idempotency (type, id, key, fingerprint, status, etag, location, body, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -38,7 +38,12 @@ function singleNodeTopology(shards: ShardSet): TopologyAnswer {
   return {
     version: 0,
     slots: SLOT_COUNT,
-    shards: shards.shards.map(({ placement }) => ({ shard: placement.shard, slots: { ...placement.slots }, node: "local", url: null })),
+    shards: shards.shards.map(({ placement }) => ({
+      shard: placement.shard,
+      slots: { ...placement.slots },
+      node: "local",
+      url: null,
+    })),
   };
 }
 

@@ -2,7 +2,12 @@ import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { createApp } from "./app.js";
-import { CLUSTER_SNAPSHOT_REQUEST, ClusterState, isClusterSnapshotMessage, type ClusterSnapshot } from "./cluster/cluster-state.js";
+import {
+  CLUSTER_SNAPSHOT_REQUEST,
+  ClusterState,
+  isClusterSnapshotMessage,
+  type ClusterSnapshot,
+} from "./cluster/cluster-state.js";
 import type { ClusterConfig, ServeConfig } from "./config.js";
 import type { ClusterOperations } from "./http/cluster-routes.js";
 import type { ShardSet } from "./storage/data-directory.js";

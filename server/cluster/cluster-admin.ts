@@ -16,8 +16,7 @@ export type MoveAnswer = components["schemas"]["Move"];
 const ETCD_WAIT_MS = 3_000;
 const CREATE_ATTEMPTS = 10;
 
-
-export function moveAnswer(move: MoveRecord): MoveAnswer {
+function moveAnswer(move: MoveRecord): MoveAnswer {
   const { id, kind, shard, newShard, from, to, state, detail, createdAt, updatedAt } = move;
   return { id, kind, shard, newShard, from, to, state, detail, createdAt, updatedAt };
 }
@@ -25,13 +24,17 @@ export function moveAnswer(move: MoveRecord): MoveAnswer {
 async function withinDeadline<T>(work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new TopologyUnavailableError("etcd does not answer: the cluster's topology cannot change now")), ETCD_WAIT_MS);
+    timer = setTimeout(
+      () => reject(new TopologyUnavailableError("etcd does not answer: the cluster's topology cannot change now")),
+      ETCD_WAIT_MS,
+    );
   });
   try {
     return await Promise.race([work, deadline]);
   } catch (error) {
     if (error instanceof TopologyUnavailableError || error instanceof InvalidTopologyRequestError) throw error;
-    if (error instanceof ShardInMotionError || error instanceof UnknownShardError || error instanceof UnknownMoveError) throw error;
+    if (error instanceof ShardInMotionError || error instanceof UnknownShardError || error instanceof UnknownMoveError)
+      throw error;
     throw new TopologyUnavailableError(`etcd failed: ${(error as Error).message}`, { cause: error });
   } finally {
     clearTimeout(timer);
@@ -64,7 +67,9 @@ export class ClusterAdmin {
 
   async status(): Promise<ClusterStatus> {
     const { map, nodes, self, cluster } = this.state.snapshot;
-    const [coordinator, moves] = await withinDeadline(Promise.all([currentCoordinator(this.etcdCluster()), listMoves(this.etcdCluster())]));
+    const [coordinator, moves] = await withinDeadline(
+      Promise.all([currentCoordinator(this.etcdCluster()), listMoves(this.etcdCluster())]),
+    );
     const alive = new Map(nodes.map(({ node, url }) => [node, url]));
     const names = [...new Set([...alive.keys(), ...map.shards.map((shard) => shard.node)])].sort();
     return {
@@ -78,7 +83,14 @@ export class ClusterAdmin {
         alive: alive.has(node),
         shards: map.shards.filter((shard) => shard.node === node).map((shard) => shard.shard),
       })),
-      shards: map.shards.map(({ shard, slots, node, followers, epoch, state }) => ({ shard, slots, node, followers, epoch, state })),
+      shards: map.shards.map(({ shard, slots, node, followers, epoch, state }) => ({
+        shard,
+        slots,
+        node,
+        followers,
+        epoch,
+        state,
+      })),
       moves: moves.map(({ move }) => moveAnswer(move)),
     };
   }
@@ -104,14 +116,20 @@ export class ClusterAdmin {
   async startSplit(shard: number): Promise<MoveAnswer> {
     const [split] = await this.create((map) => {
       const current = shardIn(map, shard);
-      if (current.slots.from === current.slots.to) throw new InvalidTopologyRequestError(`shard ${shard} holds one slot: it cannot be split`);
+      if (current.slots.from === current.slots.to)
+        throw new InvalidTopologyRequestError(`shard ${shard} holds one slot: it cannot be split`);
       return [{ shard, from: current.node, to: current.node, split: true }];
     });
     return split as MoveAnswer;
   }
 
   async rebalance(): Promise<MoveAnswer[]> {
-    return this.create((map) => rebalancePlan(map, this.state.snapshot.nodes.map((node) => node.node)));
+    return this.create((map) =>
+      rebalancePlan(
+        map,
+        this.state.snapshot.nodes.map((node) => node.node),
+      ),
+    );
   }
 
   close(): void {
@@ -131,7 +149,14 @@ export class ClusterAdmin {
           if (!map) throw new TopologyUnavailableError("the cluster has no map yet");
           const planned = plan(map);
           const active = (await listMoves(cluster)).filter(({ move }) => !isFinished(move));
-          const records = planned.map((step, index) => this.record(map, step, index, active.map(({ move }) => move)));
+          const records = planned.map((step, index) =>
+            this.record(
+              map,
+              step,
+              index,
+              active.map(({ move }) => move),
+            ),
+          );
           if (records.length === 0) return [];
           const kinds = new Map(records.map((record) => [record.shard, record.kind]));
           const shards = placementsOf(map).map((entry) => {
@@ -157,7 +182,9 @@ export class ClusterAdmin {
     const now = new Date().toISOString();
     const { from, to } = current.slots;
     const middle = from + Math.ceil((to - from + 1) / 2);
-    const newShard = step.split ? Math.max(...map.shards.map((shard) => shard.shard), ...active.map((move) => move.newShard ?? -1)) + 1 : null;
+    const newShard = step.split
+      ? Math.max(...map.shards.map((shard) => shard.shard), ...active.map((move) => move.newShard ?? -1)) + 1
+      : null;
     return {
       id: newMoveId(Date.now() + index),
       kind: step.split ? "split" : "move",

@@ -73,7 +73,9 @@ export class ClusterNode {
     const map = member.view.map;
     if (!map) throw new Error("the cluster has no map after joining it");
     const strangers = shards.shards.filter(
-      (shard) => !map.shards.some((entry) => entry.shard === shard.placement.shard && entry.node === options.node) && !shard.fence().frozen,
+      (shard) =>
+        !map.shards.some((entry) => entry.shard === shard.placement.shard && entry.node === options.node) &&
+        !shard.fence().frozen,
     );
     if (strangers.length > 0) {
       await member.leave();

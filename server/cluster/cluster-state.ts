@@ -1,7 +1,14 @@
 import { ShardFrozenError } from "../storage/storage-errors.js";
 import type { ShardPlacement, WriteGuard } from "../storage/shard.js";
 import type { ShardFence } from "../storage/shard-fence.js";
-import { ownerOf, topologyAnswer, type ClusterMap, type LiveNode, type ShardAssignment, type TopologyAnswer } from "./topology.js";
+import {
+  ownerOf,
+  topologyAnswer,
+  type ClusterMap,
+  type LiveNode,
+  type ShardAssignment,
+  type TopologyAnswer,
+} from "./topology.js";
 
 /** What a node's primary tells its workers about the cluster, whenever any of it changes. */
 export interface ClusterSnapshot {
@@ -30,7 +37,8 @@ export function isClusterSnapshotMessage(message: unknown): message is ClusterSn
 }
 
 /** Where a slot's requests go: served here, or forwarded to the owner (`url` undefined while it holds no lease). */
-export type SlotRoute = { local: true; shard: ShardAssignment } | { local: false; shard: ShardAssignment; url: string | undefined };
+export type SlotRoute =
+  { local: true; shard: ShardAssignment } | { local: false; shard: ShardAssignment; url: string | undefined };
 
 /**
  * A worker's copy of the cluster, as its primary last sent it. The request path reads only this:

@@ -122,14 +122,24 @@ export class MoveRunner {
         await this.save(stored, "catching-up");
         return;
       case "catching-up": {
-        const progress = (await this.call(target, "POST", `/admin/cluster/incoming/${incoming}/catch-up`, source)) as IncomingProgress;
+        const progress = (await this.call(
+          target,
+          "POST",
+          `/admin/cluster/incoming/${incoming}/catch-up`,
+          source,
+        )) as IncomingProgress;
         if (progress.applied >= CLOSE_ENOUGH_ROWS) return this.touch(move);
         await this.call(source.from, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: true });
         await this.save(stored, "frozen");
         return;
       }
       case "frozen": {
-        const progress = (await this.call(target, "POST", `/admin/cluster/incoming/${incoming}/catch-up`, source)) as IncomingProgress;
+        const progress = (await this.call(
+          target,
+          "POST",
+          `/admin/cluster/incoming/${incoming}/catch-up`,
+          source,
+        )) as IncomingProgress;
         if (!progress.frozen) {
           // The source was unfrozen behind the move's back (it restarted without the move's map): freeze again.
           await this.call(source.from, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: true });
@@ -221,7 +231,9 @@ function switchedPlacements(map: ClusterMap, move: MoveRecord): ShardPlacement[]
     return shards.map((shard) => (shard.shard === move.shard ? { ...shard, node: move.to, state: "active" } : shard));
   }
   const kept = shards.map((shard) =>
-    shard.shard === move.shard ? { ...shard, slots: { from: shard.slots.from, to: move.slots.from - 1 }, state: "active" as const } : shard,
+    shard.shard === move.shard
+      ? { ...shard, slots: { from: shard.slots.from, to: move.slots.from - 1 }, state: "active" as const }
+      : shard,
   );
   return [...kept, { shard: move.newShard as number, slots: { ...move.slots }, node: move.to, followers: [], state: "active" }];
 }

@@ -23,9 +23,8 @@ export type TransferSource = Schemas["TransferSource"];
 const CATCH_UP_BUDGET_MS = 1_000;
 const CHANGE_BATCH = 2_000;
 
-
 /** A change batch as it travels between nodes (camelCase, as openapi.yaml writes it). */
-export function changesToWire(changes: ShardChanges): ChangesAnswer {
+function changesToWire(changes: ShardChanges): ChangesAnswer {
   return {
     after: changes.after,
     upTo: changes.upTo,
@@ -60,32 +59,28 @@ function changesFromWire(wire: ChangesAnswer): ShardChanges {
     after: wire.after,
     upTo: wire.upTo,
     frozen: wire.frozen,
-    entities: wire.entities.map(
-      (row): EntityRow => ({
-        type: row.type,
-        id: row.id,
-        slot: row.slot,
-        version: row.version,
-        data: row.data,
-        created_at: row.createdAt,
-        updated_at: row.updatedAt,
-        sequence: row.sequence,
-      }),
-    ),
-    idempotency: wire.idempotency.map(
-      (row): IdempotencyRow => ({
-        type: row.type,
-        id: row.id,
-        key: row.key,
-        slot: row.slot,
-        sequence: row.sequence,
-        fingerprint: row.fingerprint,
-        kind: row.kind,
-        version: row.version,
-        representation: row.representation,
-        created_at: row.createdAt,
-      }),
-    ),
+    entities: wire.entities.map((row): EntityRow => ({
+      type: row.type,
+      id: row.id,
+      slot: row.slot,
+      version: row.version,
+      data: row.data,
+      created_at: row.createdAt,
+      updated_at: row.updatedAt,
+      sequence: row.sequence,
+    })),
+    idempotency: wire.idempotency.map((row): IdempotencyRow => ({
+      type: row.type,
+      id: row.id,
+      key: row.key,
+      slot: row.slot,
+      sequence: row.sequence,
+      fingerprint: row.fingerprint,
+      kind: row.kind,
+      version: row.version,
+      representation: row.representation,
+      created_at: row.createdAt,
+    })),
   };
 }
 

@@ -41,9 +41,10 @@ describe("kill -9 during a move", () => {
       // Source and target are the two nodes that are not the coordinator, whichever that is now;
       // the one with more shards gives one, so moves go back and forth and neither runs out.
       const owned = (id: string) => status.shards.filter((entry) => entry.node === id).length;
-      const [source, target] = cluster.ids
-        .filter((id) => id !== coordinator)
-        .sort((a, b) => owned(b) - owned(a)) as [string, string];
+      const [source, target] = cluster.ids.filter((id) => id !== coordinator).sort((a, b) => owned(b) - owned(a)) as [
+        string,
+        string,
+      ];
       const shard = shardOf(status, source);
       const victim = role === "source" ? source : role === "target" ? target : coordinator;
 
@@ -58,9 +59,9 @@ describe("kill -9 during a move", () => {
       await cluster.startNode(victim);
       await cluster.pauseMovesAt(undefined);
       const survivor = cluster.ids.find((id) => id !== victim) as string;
-      const finished = await cluster.waitForMove(survivor, started.body.id, "done", 90_000).catch(async () =>
-        cluster.waitForMove(survivor, started.body.id, "aborted", 1_000),
-      );
+      const finished = await cluster
+        .waitForMove(survivor, started.body.id, "done", 90_000)
+        .catch(async () => cluster.waitForMove(survivor, started.body.id, "aborted", 1_000));
       expect(["done", "aborted"]).toContain(finished.state);
 
       await sleep(500);

@@ -146,7 +146,11 @@ export class TestCluster {
     const headers: Record<string, string> = {};
     if (this.options.adminToken) headers.authorization = `Bearer ${this.options.adminToken}`;
     if (body) headers["content-type"] = "application/json";
-    const answer = await fetch(new URL(path, this.node(id).url), { method, headers, ...(body && { body: JSON.stringify(body) }) });
+    const answer = await fetch(new URL(path, this.node(id).url), {
+      method,
+      headers,
+      ...(body && { body: JSON.stringify(body) }),
+    });
     const text = await answer.text();
     return { status: answer.status, body: (text ? JSON.parse(text) : undefined) as T };
   }

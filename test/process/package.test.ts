@@ -65,7 +65,12 @@ describe("the packages, installed from their tarballs into an empty project", ()
     };
     expect(manifest.version).toBe(rootPackage.version);
     expect(Object.keys(manifest.dependencies)).toEqual(["openapi-fetch"]);
-    for (const file of readdirSync(join(client, "dist")).filter((name) => name.endsWith(".js"))) {
+    const modules = readdirSync(join(client, "dist"), { recursive: true, encoding: "utf8" }).filter((name) =>
+      name.endsWith(".js"),
+    );
+    // The client's entry and the placement function it shares with the server, at least.
+    expect(modules).toEqual(expect.arrayContaining([join("client", "index.js"), join("schema", "placement.js")]));
+    for (const file of modules) {
       expect(readFileSync(join(client, "dist", file), "utf8"), file).not.toMatch(/from "node:|require\(/);
     }
     expect(readdirSync(client).sort()).toEqual(["LICENSE", "dist", "package.json"]);

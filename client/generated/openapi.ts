@@ -868,7 +868,7 @@ export interface components {
                 shard: number;
                 slots: components["schemas"]["SlotRange"];
                 node: string;
-                /** @description The owner's URL; null while it holds no lease */
+                /** @description The owner's URL; null while it holds no lease, or on a server that runs on its own. */
                 url: string | null;
             }[];
         };
@@ -907,7 +907,7 @@ export interface components {
             to: string;
             /** @enum {string} */
             state: "copying" | "catching-up" | "frozen" | "switched" | "done" | "aborted";
-            /** @description Why a move was aborted */
+            /** @description Why a move was aborted, or what it waits for. */
             detail: string | null;
             /** Format: date-time */
             createdAt: string;
@@ -953,9 +953,9 @@ export interface components {
             sequence: number;
             /** @description Live entities in the range. */
             entities: number;
-            /** @description Entity rows in the range */
+            /** @description Entity rows in the range, tombstones included. */
             rows: number;
-            /** @description SHA-256 (hex) of every row's type */
+            /** @description SHA-256 (hex) of every row's type, id, version and data, in key order. */
             checksum: string;
         };
         ShardFence: {

@@ -32,16 +32,15 @@ const OWNER_COLOURS = 8;
 const TOKEN_KEYS = { admin: "apostate.adminToken", data: "apostate.dataToken" };
 const FINISHED = new Set(["done", "aborted"]);
 
-/** A refusal by the server, with its problem document's code and detail when it sent one. */
+/** A refusal by the server, with its problem document's detail when it sent one. */
 class ApiError extends Error {
   /**
    * @param {number} status
-   * @param {{ code?: string, detail?: string, title?: string } | undefined} problem
+   * @param {{ detail?: string, title?: string } | undefined} problem
    */
   constructor(status, problem) {
     super(problem?.detail ?? problem?.title ?? `the server answered ${status}`);
     this.status = status;
-    this.code = problem?.code;
   }
 }
 
@@ -398,7 +397,8 @@ function renderShards() {
   );
 }
 
-function renderMoves() {
+/** The choices of the move, split and keys forms; the cluster's actions only on a cluster. */
+function renderForms() {
   const cluster = view.cluster;
   if (!cluster) return;
   const inCluster = cluster.cluster !== null;
@@ -422,6 +422,11 @@ function renderMoves() {
       cluster.shards.some((shard) => String(shard.shard) === option.value && shard.node === thisNode()),
     ),
   );
+}
+
+function renderMoves() {
+  const cluster = view.cluster;
+  if (!cluster) return;
   syncChildren(
     page.moves,
     [...cluster.moves].sort((a, b) => b.createdAt.localeCompare(a.createdAt)),
@@ -450,6 +455,7 @@ function render() {
   renderNodes();
   renderSlotMap();
   renderShards();
+  renderForms();
   renderMoves();
 }
 
@@ -480,6 +486,8 @@ async function refresh() {
   render();
   setText(page.refreshError, failures.length ? `Cannot refresh: ${failures.map(messageOf).join("; ")}. Retrying.` : "");
   if (!failures.length) setText(page.freshness, `Updated ${new Date().toLocaleTimeString()}`);
+  // Refreshes started by actions may overlap the timed one: whichever ends last sets the one timer.
+  clearTimeout(view.timer);
   if (!document.hidden) view.timer = setTimeout(() => void refresh(), REFRESH_MS);
 }
 
@@ -687,33 +695,33 @@ function logOut() {
   showLogin("");
 }
 
+/**
+ * Tries a token: the login form's message when it is not accepted, "" when it is.
+ * @param {Plane} plane
+ * @param {() => Promise<unknown>} attempt
+ */
+async function refusalOf(plane, attempt) {
+  try {
+    await attempt();
+    return "";
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return `The server refused this ${plane} token (401 unauthorized).`;
+    return `Cannot log in: ${messageOf(error)}`;
+  }
+}
+
 /** @param {SubmitEvent} event */
 async function logIn(event) {
   event.preventDefault();
   const admin = field(page.loginForm, "admin", HTMLInputElement).value;
   const data = field(page.loginForm, "data", HTMLInputElement).value;
   setText(page.loginError, "");
-  try {
-    await readCluster(admin);
-  } catch (error) {
-    const refused = error instanceof ApiError && error.status === 401;
-    setText(
-      page.loginError,
-      refused ? "The server refused this admin token (401 unauthorized)." : `Cannot log in: ${messageOf(error)}`,
-    );
+  const refusal =
+    (await refusalOf("admin", () => readCluster(admin))) ||
+    (data && (await refusalOf("data", () => call("/v1/topology", { plane: "data", token: data }))));
+  if (refusal) {
+    setText(page.loginError, refusal);
     return;
-  }
-  if (data) {
-    try {
-      await call("/v1/topology", { plane: "data", token: data });
-    } catch (error) {
-      const refused = error instanceof ApiError && error.status === 401;
-      setText(
-        page.loginError,
-        refused ? "The server refused this data token (401 unauthorized)." : `Cannot log in: ${messageOf(error)}`,
-      );
-      return;
-    }
   }
   sessionStorage.setItem(TOKEN_KEYS.admin, admin);
   if (data) sessionStorage.setItem(TOKEN_KEYS.data, data);

@@ -368,6 +368,23 @@ describe.skipIf(!hasChromium)("the dashboard on a cluster of two nodes", () => {
     await onN2.waitFor();
     expect(await onN2.getAttribute("href")).toBe(`${n2}/ui`);
     expect((await rowsOf(page, "Nodes")).map((cells) => cells[3])).toEqual(["0, 2, 3", "1"]);
+
+    // Keys of a shard held here; an entity of the moved shard, read through n1, which forwards to n2.
+    await page.getByRole("button", { name: "Browse shard 0" }).click();
+    await expect.poll(() => page.locator("#keys-caption").textContent()).toMatch(/^Shard 0, page 1: keys 1–25$/);
+    const moved = Array.from({ length: 120 }, (_, i) => `i${String(i).padStart(3, "0")}`).find((id) => {
+      const slot = slotOf("item", id);
+      return slot >= 1024 && slot <= 2047;
+    }) as string;
+    await page.getByLabel("Type").fill("item");
+    await page.getByLabel("Id", { exact: true }).fill(moved);
+    await page.getByRole("button", { name: "Open", exact: true }).click();
+    const data = page.getByLabel("Entity data");
+    await data.waitFor();
+    expect(JSON.parse((await data.textContent()) ?? "")).toEqual({
+      n: Number(moved.slice(1)),
+      label: `item ${Number(moved.slice(1))}`,
+    });
     await saveScreenshot(page, "dashboard-cluster");
     await saveScreenshot(page, "dashboard-readme", { fullPage: false });
     expect(watch.failures).toEqual([]);

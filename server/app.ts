@@ -25,6 +25,7 @@ import { problemMiddleware, problemResponder, routeNotFound } from "./http/probl
 import { observeRequests } from "./http/request-observer.js";
 import { RequestValidator } from "./http/request-validator.js";
 import { pathOf, routeLabel, RouteTable } from "./http/route-table.js";
+import { uiHandlers } from "./http/ui-routes.js";
 import { localMetrics, type MetricsSource } from "./metrics/cluster-metrics.js";
 import { HttpMetrics } from "./metrics/http-metrics.js";
 import { registerShardMetrics } from "./metrics/shard-metrics.js";
@@ -104,6 +105,7 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
     ...clusterHandlers({ admin: cluster?.admin, shards, transfer: new ShardTransfer(shards, adminToken) }),
     ...metricsHandlers(metricsSource),
     ...docsHandlers(openApi),
+    ...uiHandlers(),
   };
   const control = controlPlane({
     handlers: table.bind(

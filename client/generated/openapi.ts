@@ -659,6 +659,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ui": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The operator's dashboard, as a page.
+         * @description A single page (plain HTML, one ES module and a style sheet, all served from here) that
+         *     shows the cluster or the single node at a glance and lets an operator browse keys, open an
+         *     entity, locate a key, check and back up a shard, and move, split or rebalance shards. The
+         *     page itself needs no token: it asks for the admin token (and the data token, to open
+         *     entities) in a form, keeps them in the tab's `sessionStorage`, never in a URL, and sends
+         *     them as `Authorization: Bearer` to `/admin` and `/v1`. It calls nothing outside the server.
+         */
+        get: operations["uiPage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `uiPage` without the body. */
+        head: operations["headUiPage"];
+        patch?: never;
+        trace?: never;
+    };
+    "/ui/{asset}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The dashboard's script, style sheet or icon. */
+        get: operations["uiAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** `uiAsset` without the body. */
+        head: operations["headUiAsset"];
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -1062,7 +1106,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description `route-not-found`: no such file of the reference page. */
+        /** @description `route-not-found`: no such file of the reference page or the dashboard. */
         RouteNotFound: {
             headers: {
                 [name: string]: unknown;
@@ -2885,6 +2929,112 @@ export interface operations {
             header?: never;
             path: {
                 /** @description A script, style sheet or icon of the reference page. */
+                asset: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As for GET. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+        };
+    };
+    uiPage: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headUiPage: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As for GET. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+        };
+    };
+    uiAsset: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path: {
+                /** @description The dashboard's script, style sheet or icon. */
+                asset: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The asset. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript": string;
+                    "text/css": string;
+                    "image/svg+xml": string;
+                };
+            };
+            404: components["responses"]["RouteNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    headUiAsset: {
+        parameters: {
+            query?: {
+                /** @description Any query parameters, all ignored (probes and scrapers add their own). */
+                ignored?: components["parameters"]["IgnoredQuery"];
+            };
+            header?: never;
+            path: {
+                /** @description The dashboard's script, style sheet or icon. */
                 asset: string;
             };
             cookie?: never;

@@ -1,12 +1,9 @@
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import { readFileSync } from "node:fs";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
+import { hasChromium, launchChromium, saveScreenshot, watchPage } from "../support/browser.js";
 import { startTempServer, type TempServer } from "../support/server-process.js";
-
-/** Debian's chromium; CI installs it (.ci/run). Playwright's own browser download is never used. */
-const CHROMIUM = "/usr/bin/chromium";
-const SCREENSHOTS = new URL("../../test-output/", import.meta.url);
 
 const HTTP_METHODS = new Set(["get", "put", "post", "delete", "patch", "head", "options", "trace"]);
 
@@ -22,17 +19,13 @@ function operationsOfOpenApi(): string[] {
   );
 }
 
-if (!existsSync(CHROMIUM)) {
-  console.warn(`test/browser skipped: no ${CHROMIUM} (apt-get install chromium)`);
-}
-
-describe.skipIf(!existsSync(CHROMIUM))("the docs page in a real browser", () => {
+describe.skipIf(!hasChromium)("the docs page in a real browser", () => {
   let server: TempServer;
   let browser: Browser;
 
   beforeAll(async () => {
     server = await startTempServer({ args: ["--token", "data-secret", "--admin-token", "admin-secret"] });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -41,13 +34,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the docs page in a real browser", () => 
 
   it("renders every operation of openapi.yaml, loading nothing from outside the server", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const requested: string[] = [];
-    const failures: string[] = [];
-    page.on("request", (req) => requested.push(req.url()));
-    page.on("pageerror", (error) => failures.push(error.message));
-    page.on("console", (message) => {
-      if (message.type() === "error") failures.push(message.text());
-    });
+    const { failures, outside } = watchPage(page, server.server.url);
 
     const res = await page.goto(`${server.server.url}/`);
     expect(res?.status()).toBe(200);
@@ -71,10 +58,9 @@ describe.skipIf(!existsSync(CHROMIUM))("the docs page in a real browser", () => 
     // "Try it out" must reach this server, not the default address written in openapi.yaml.
     expect(await page.locator(".servers select").inputValue()).toBe(server.server.url);
 
-    mkdirSync(SCREENSHOTS, { recursive: true });
-    await page.screenshot({ path: new URL("docs.png", SCREENSHOTS).pathname, fullPage: true });
+    await saveScreenshot(page, "docs");
 
-    expect(requested.filter((url) => !url.startsWith(`${server.server.url}/`))).toEqual([]);
+    expect(outside).toEqual([]);
     expect(failures).toEqual([]);
     await page.close();
   });

@@ -100,5 +100,9 @@ console.log(JSON.stringify({ written: written.version, read: read.data, missing,
     expect(JSON.parse(stdout)).toEqual({ written: 1, read: { ok: true }, missing: true, same: "function" });
     const docs = await fetch(`${server.url}/docs`);
     expect(docs.status).toBe(200);
+    // The dashboard's files are not TypeScript: the build copies them into the package.
+    for (const path of ["/ui", "/ui/dashboard.js", "/ui/dashboard.css"]) {
+      expect((await fetch(`${server.url}${path}`)).status, path).toBe(200);
+    }
   });
 });

@@ -15,7 +15,7 @@ export function isFinished(move: Move): boolean {
  * move m-00lx3k2a1-9f0e1d of shard 3 from n1 to n2
  * split m-00lx3k2b7-11aa02 of shard 5 on n1 into shards 5 and 8
  */
-export function describeMove(move: Move): string {
+function describeMove(move: Move): string {
   return move.kind === "split"
     ? `split ${move.id} of shard ${move.shard} on ${move.from} into shards ${move.shard} and ${move.newShard}`
     : `move ${move.id} of shard ${move.shard} from ${move.from} to ${move.to}`;

@@ -22,7 +22,7 @@ export interface ClusterUpOptions {
   workers: number;
 }
 
-export const ETCD_MISSING = "etcd not found on PATH: install it with `apt-get install etcd-server`";
+const ETCD_MISSING = "etcd not found on PATH: install it with `apt-get install etcd-server`";
 
 const CLUSTER = "demo";
 /** A node bounds its own shutdown at 15 s. */
@@ -86,6 +86,8 @@ class DemoCluster {
       // A failure because a signal or a child's death began the shutdown has been reported.
       if (!this.stop.signal.aborted) throw error;
     } finally {
+      // From here on, children that exit were asked to.
+      this.stop.abort();
       await this.stopAll();
       process.off("SIGINT", onSignal).off("SIGTERM", onSignal).off("exit", killChildren);
     }
@@ -119,15 +121,16 @@ class DemoCluster {
   private async start(etcdBinary: string): Promise<void> {
     mkdirSync(this.dataDir, { recursive: true });
     this.out(`etcd: starting ${etcdBinary}, data in ${join(this.dataDir, "etcd")}`);
-    this.etcd = await startEtcd(etcdBinary, join(this.dataDir, "etcd"), join(this.dataDir, "etcd.log"));
-    this.watch(this.etcd.process);
+    const etcd = await startEtcd(etcdBinary, join(this.dataDir, "etcd"), join(this.dataDir, "etcd.log"));
+    this.etcd = etcd;
+    this.watch(etcd.process);
     this.stop.signal.throwIfAborted();
-    this.out(`etcd: ${this.etcd.url} (pid ${this.etcd.process.pid})`);
+    this.out(`etcd: ${etcd.url} (pid ${etcd.process.pid})`);
 
     // The first node founds a new cluster; the others must find its map, or they would found one too.
     const [first, ...others] = this.nodes as [DemoNode, ...DemoNode[]];
-    await this.startNode(first, this.etcd.url);
-    await Promise.all(others.map((node) => this.startNode(node, this.etcd!.url)));
+    await this.startNode(first, etcd.url);
+    await Promise.all(others.map((node) => this.startNode(node, etcd.url)));
     const admin = remote(first.url, undefined, NO_TOKEN);
     await this.poll("every node to be alive in the cluster", async () => {
       const status = await admin.call(() => admin.api.GET("/admin/cluster"));

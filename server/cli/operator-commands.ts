@@ -10,19 +10,21 @@ export interface CommandResult {
   exitCode: number;
 }
 
-const print = (config: OperatorConfig, value: unknown, text: string) => (config.json ? JSON.stringify(value, null, 2) : text);
+/** `value` as indented JSON under `--json`, else `text`. */
+export const jsonOrText = (config: { json: boolean }, value: unknown, text: string) =>
+  config.json ? JSON.stringify(value, null, 2) : text;
 
 /** `apostate shards`: every shard's figures. */
 export async function shardsCommand(admin: OperatorAdmin, config: OperatorConfig): Promise<CommandResult> {
   const shards = await admin.shards();
-  return { output: print(config, { shards }, shardTable(shards)), exitCode: EXIT_CODES.ok };
+  return { output: jsonOrText(config, { shards }, shardTable(shards)), exitCode: EXIT_CODES.ok };
 }
 
 /** `apostate check`: SQLite's integrity check on one shard or all; exit code 1 if any is damaged. */
 export async function checkCommand(admin: OperatorAdmin, config: OperatorConfig, progress: Progress): Promise<CommandResult> {
   const results = await eachShard(admin, config, progress, (shard) => admin.check(shard));
   return {
-    output: print(config, { results }, checkReport(results)),
+    output: jsonOrText(config, { results }, checkReport(results)),
     exitCode: results.every((result) => result.ok) ? EXIT_CODES.ok : EXIT_CODES.damaged,
   };
 }
@@ -30,7 +32,7 @@ export async function checkCommand(admin: OperatorAdmin, config: OperatorConfig,
 /** `apostate backup`: an online backup of one shard or all, into the data directory's `backups/`. */
 export async function backupCommand(admin: OperatorAdmin, config: OperatorConfig, progress: Progress): Promise<CommandResult> {
   const backups = await eachShard(admin, config, progress, (shard) => admin.backup(shard));
-  return { output: print(config, { backups }, backupReport(backups)), exitCode: EXIT_CODES.ok };
+  return { output: jsonOrText(config, { backups }, backupReport(backups)), exitCode: EXIT_CODES.ok };
 }
 
 /** `run` on one shard (`--shard`) or on each in turn, reporting progress after each. */

@@ -53,14 +53,16 @@ export function addOperatorOptions(command: Command, withShard: boolean): Comman
   return command;
 }
 
-/** Adds the options of the commands that only talk to a running server (`get`, `put`, …). */
-export function addRemoteOptions(command: Command): Command {
-  return command
-    .addOption(urlOption())
-    .addOption(dataDirOption("find the server that holds this data directory, when --url is absent"))
-    .addOption(new Option("--token <token>", "bearer token for the data API (/v1)").env("APOSTATE_TOKEN"))
-    .addOption(adminTokenOption())
-    .addOption(jsonOption());
+/**
+ * Adds the options of the commands that only talk to a running server: `get`, `put`, … take
+ * both tokens; the `cluster` commands, which use only the admin API, take `planes: "admin"`.
+ */
+export function addRemoteOptions(command: Command, planes: "data and admin" | "admin" = "data and admin"): Command {
+  command.addOption(urlOption()).addOption(dataDirOption("find the server that holds this data directory, when --url is absent"));
+  if (planes === "data and admin") {
+    command.addOption(new Option("--token <token>", "bearer token for the data API (/v1)").env("APOSTATE_TOKEN"));
+  }
+  return command.addOption(adminTokenOption()).addOption(jsonOption());
 }
 
 /** Where a remote command sends its requests, and with which tokens. */

@@ -34,8 +34,13 @@ export function shardTable(shards: ShardInfo[]): string {
     String(sum((info) => info.idempotencyRecords)),
     "",
   ]);
-  const table = [[...COLUMNS], ...rows];
-  const widths = COLUMNS.map((_, column) => Math.max(...table.map((row) => (row[column] ?? "").length)));
+  return alignedTable([...COLUMNS], rows);
+}
+
+/** A header and rows as text columns two spaces apart, each as wide as its widest cell. */
+export function alignedTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const table = [header, ...rows];
+  const widths = header.map((_, column) => Math.max(...table.map((row) => (row[column] ?? "").length)));
   return table
     .map((row) =>
       row

@@ -3,7 +3,9 @@ import { addServeOptions, configProblem, integer, toServeConfig } from "../confi
 import { createLogger, LOG_LEVELS, LogLevelError } from "../logger.js";
 import { serve } from "../serve.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
-import { EXIT_CODES, EXIT_CODES_HELP, type ExitCode } from "./exit-codes.js";
+import { addClusterCommands } from "./cluster-program.js";
+import { fail, print } from "./command-exit.js";
+import { EXIT_CODES, EXIT_CODES_HELP } from "./exit-codes.js";
 import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
 import { backupCommand, checkCommand, shardsCommand, type CommandResult } from "./operator-commands.js";
 import {
@@ -36,16 +38,6 @@ type RemoteCommand = (
   options: Record<string, unknown>,
 ) => Promise<CommandResult>;
 
-/** Stops with `error: <message>` and the exit code; `apostate.` codes keep their exit code (see below). */
-function fail(command: Command, message: string, exitCode: ExitCode): never {
-  command.error(`error: ${message}`, { exitCode, code: "apostate.error" });
-}
-
-function print({ output, exitCode }: CommandResult): void {
-  if (output) process.stdout.write(`${output}\n`);
-  process.exitCode = exitCode;
-}
-
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new OperatorError("give the data as an argument, or pipe it to stdin", EXIT_CODES.usage);
   let text = "";
@@ -55,7 +47,8 @@ async function readStdin(): Promise<string> {
 
 /**
  * The `apostate` command line: `serve`; the operator commands `shards`, `check` and `backup`;
- * and `get`, `put`, `delete`, `locate` and `keys` for quick looks at a running server. Built
+ * `get`, `put`, `delete`, `locate` and `keys` for quick looks at a running server; and
+ * `cluster status|move|split|rebalance|up` for a cluster on etcd. Built
  * by a function so tests can parse arguments without starting a process.
  *
  * @example
@@ -168,5 +161,6 @@ export function buildProgram(): Command {
     .addOption(new Option("--prefix <prefix>", "only ids that start with this"))
     .addOption(new Option("--shard <n>", "the keys stored in this shard instead").argParser(integer(0, 4095)))
     .addOption(new Option("--limit <n>", "at most this many keys (default: all)").argParser(integer(1, Number.MAX_SAFE_INTEGER)));
+  addClusterCommands(program);
   return program;
 }

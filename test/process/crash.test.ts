@@ -94,5 +94,6 @@ describe.each(["process", "power"] as const)("kill -9 under concurrent writes (-
     } finally {
       await restarted.stop();
     }
-  });
+    // Two server starts and a load: on a busy 2-core machine, more than the default minute.
+  }, 120_000);
 });

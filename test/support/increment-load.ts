@@ -5,7 +5,8 @@ import { checkIncrementHistory, type FinalCounter, type HistoryVerdict, type Inc
 export interface IncrementLoadOptions {
   /** The node URLs to send through; each attempt picks one at random (read on every attempt, so it may change). */
   urls: () => string[];
-  counters: number;
+  /** The counters' ids, or how many counters there are (c0, c1, …). */
+  counters: number | readonly string[];
   /** Concurrent senders. */
   concurrency: number;
   /** How long one increment is retried (same key) before its outcome is recorded as unknown. */
@@ -37,8 +38,11 @@ export class IncrementLoad {
   readonly acknowledgedAt: number[] = [];
   /** Per increment that met at least one 503: how long from its first refusal until its answer. */
   readonly refusedForMs: number[] = [];
+  private readonly counters: readonly string[];
 
   private constructor(private readonly options: IncrementLoadOptions) {
+    const { counters } = options;
+    this.counters = typeof counters === "number" ? Array.from({ length: counters }, (_, i) => `c${i}`) : counters;
     this.senders = Array.from({ length: options.concurrency }, () => this.send());
   }
 
@@ -59,12 +63,12 @@ export class IncrementLoad {
   /** Reads every counter back through `url` and checks the history against them. */
   async verify(url: string): Promise<HistoryVerdict> {
     const finals = new Map<string, FinalCounter>();
-    for (let i = 0; i < this.options.counters; i++) {
-      const answer = await fetch(`${url}/v1/entities/counter/c${i}`, { headers: this.headers() });
+    for (const counter of this.counters) {
+      const answer = await fetch(`${url}/v1/entities/counter/${counter}`, { headers: this.headers() });
       if (answer.status === 404) continue;
-      if (answer.status !== 200) throw new Error(`reading counter c${i} answered ${answer.status}: ${await answer.text()}`);
+      if (answer.status !== 200) throw new Error(`reading counter ${counter} answered ${answer.status}: ${await answer.text()}`);
       const entity = (await answer.json()) as { version: number; data: { n?: number } };
-      finals.set(`c${i}`, { value: entity.data.n ?? 0, version: entity.version });
+      finals.set(counter, { value: entity.data.n ?? 0, version: entity.version });
     }
     return checkIncrementHistory(this.history, finals);
   }
@@ -75,7 +79,7 @@ export class IncrementLoad {
 
   private async send(): Promise<void> {
     while (this.running) {
-      const counter = `c${Math.floor(Math.random() * this.options.counters)}`;
+      const counter = this.counters[Math.floor(Math.random() * this.counters.length)] as string;
       const key = randomUUID();
       this.history.push({ counter, key, outcome: await this.increment(counter, key) });
     }

@@ -25,6 +25,16 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): boolean {
   }
 }
 
+export interface ApostateOptions {
+  workers: number;
+  /** More `serve` flags. */
+  args?: string[];
+  /** 0 (the default) picks a free one. */
+  port?: number;
+  /** Where its processes write CPU profiles when they exit, when profiled. */
+  profileDir?: string;
+}
+
 /**
  * A server under load in a child process group of its own: apostate's compiled CLI or a
  * baseline. Both print a JSON line `{"msg":"listening","url":…}` once every worker listens.
@@ -43,16 +53,12 @@ export class BenchServer {
   }
 
   /**
-   * `apostate serve` from dist/ (the build `npm run bench` runs first), with default settings.
-   * With `profileDir`, the primary and its workers (which inherit node's flags) write CPU profiles.
+   * `apostate serve` from dist/ (the build `npm run bench` runs first), with default settings
+   * on a free port unless `port` names one. With `profileDir`, the primary and its workers
+   * (which inherit node's flags) write CPU profiles.
    */
-  static apostate(
-    logFile: string,
-    dataDir: string,
-    workers: number,
-    args: string[] = [],
-    profileDir?: string,
-  ): Promise<BenchServer> {
+  static apostate(logFile: string, dataDir: string, options: ApostateOptions): Promise<BenchServer> {
+    const { workers, args = [], port = 0, profileDir } = options;
     const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
     const argv = [
       ...profile,
@@ -61,7 +67,7 @@ export class BenchServer {
       "--data-dir",
       dataDir,
       "--port",
-      "0",
+      String(port),
       "--workers",
       String(workers),
       ...args,
@@ -71,6 +77,11 @@ export class BenchServer {
 
   static baseline(logFile: string, kind: "express" | "http", workers: number, body: string): Promise<BenchServer> {
     return BenchServer.start(logFile, ["--import", "tsx", "bench/baseline-server.ts", kind, String(workers), body]);
+  }
+
+  /** The forwarding baseline (proxy-server.ts): bare node:http passing requests on to `target`. */
+  static proxy(logFile: string, target: string): Promise<BenchServer> {
+    return BenchServer.start(logFile, ["--import", "tsx", "bench/proxy-server.ts", target]);
   }
 
   /** The limit baseline (limit-server.ts), each worker on its own copy of `dataDir` under `workDir`. */
@@ -119,6 +130,13 @@ export class BenchServer {
     const workers = this.workers();
     if (workers.length === 0) return null;
     return workers.reduce((total, pid) => total + cpuSeconds(pid), 0);
+  }
+
+  /** User and system CPU time of the primary and all workers so far, in seconds; null where /proc is missing. */
+  cpuSeconds(): number | null {
+    const workers = this.workerCpuSeconds();
+    const primary = this.child.pid;
+    return workers === null || primary === undefined ? null : workers + cpuSeconds(String(primary));
   }
 
   private workers(): string[] {

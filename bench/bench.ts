@@ -3,6 +3,7 @@
  *
  * @example
  * npm run bench -- --entities 100000 --connections 64 --duration 10 --million
+ * npm run bench -- --cluster   # three nodes on etcd next to a single node: see cluster-bench.ts
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
@@ -12,11 +13,22 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { entityJson } from "../server/entities/entity.js";
 import { BenchServer } from "./bench-server.js";
+import { clusterBench } from "./cluster-bench.js";
 import { measure, warmUp, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
 import { preload, type PreloadResult } from "./preload.js";
-import { summarizeProfiles, type TimeWindow } from "./profile-summary.js";
+import { profileText, type TimeWindow } from "./profile-summary.js";
 import { formatTable, type Row } from "./report.js";
-import { ENTITY_TYPE, entityData, entityId, uniformIndex, zipfIndex } from "./workload.js";
+import {
+  ENTITY_TYPE,
+  entityData,
+  entityId,
+  entityPath,
+  getRequests,
+  JSON_HEADERS,
+  putRequests,
+  uniformIndex,
+  zipfIndex,
+} from "./workload.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -28,6 +40,7 @@ const { values: args } = parseArgs({
     million: { type: "boolean", default: false },
     profile: { type: "boolean", default: false },
     only: { type: "string" },
+    cluster: { type: "boolean", default: false },
   },
 });
 
@@ -41,7 +54,6 @@ const LOAD: LoadOptions = {
 const SMALL_ENTITIES = 10_000;
 const LARGE_ENTITIES = 1_000_000;
 const REPLAY_KEYS = 1_000;
-const BODY_POOL = 1_024;
 /** `--only get,put` runs just those scenarios (and what they are compared with), for profiling. */
 const ONLY = args.only?.split(",");
 const RESULTS_DIR = fileURLToPath(new URL("results/", import.meta.url));
@@ -55,22 +67,6 @@ function positive(name: "entities" | "workers" | "connections" | "duration"): nu
 
 function selected(name: string): boolean {
   return ONLY === undefined || ONLY.includes(name);
-}
-
-const entityPath = (index: number) => `/v1/entities/${ENTITY_TYPE}/${entityId(index)}`;
-const putBodies = Array.from({ length: BODY_POOL }, (_, i) => JSON.stringify(entityData(i, i)));
-const JSON_HEADERS = { "Content-Type": "application/json" };
-
-function getRequests(pick: () => number): () => BenchRequest {
-  return () => ({ method: "GET", path: entityPath(pick()) });
-}
-
-function putRequests(count: number): () => BenchRequest {
-  const pick = uniformIndex(count);
-  return () => {
-    const index = pick();
-    return { method: "PUT", path: entityPath(index), headers: JSON_HEADERS, body: putBodies[index % BODY_POOL] as string };
-  };
 }
 
 function patchRequests(count: number): () => BenchRequest {
@@ -105,7 +101,7 @@ function replayRequest(index: number): BenchRequest {
 
 function mixedRequests(count: number): () => BenchRequest {
   const get = getRequests(uniformIndex(count));
-  const put = putRequests(count);
+  const put = putRequests(uniformIndex(count));
   return () => (Math.random() < 0.8 ? get() : put());
 }
 
@@ -263,13 +259,8 @@ async function withServer<T>(start: Promise<BenchServer>, fn: (server: BenchServ
  * write; with one scenario, also in CPU µs per request.
  */
 function printProfile(dir: string, primaryPid: number | undefined, windows: MeasuredWindow[]): void {
-  const { samples, shares } = summarizeProfiles(dir, primaryPid, windows);
   const perRequest = windows.length === 1 ? windows[0]?.cpuMicrosPerRequest : null;
-  const lines = [...shares].map(
-    ([name, share]) =>
-      `  ${`${(share * 100).toFixed(1)}%`.padStart(6)}${perRequest ? `${(share * perRequest).toFixed(0).padStart(6)} µs` : ""}  ${name}`,
-  );
-  process.stderr.write(`workers' busy CPU while measured (${samples} samples; profiles in ${dir}):\n${lines.join("\n")}\n`);
+  process.stderr.write(`workers' ${profileText(dir, primaryPid, windows, perRequest)}`);
 }
 
 let profiles = 0;
@@ -277,7 +268,7 @@ let profiles = 0;
 /** An apostate server for the scenarios; with `--profile`, one that writes CPU profiles. */
 function apostate(dataDir: string, workers: number, extraArgs: string[] = []): Promise<BenchServer> {
   const profileDir = args.profile ? join(RESULTS_DIR, `profile-${RUN_ID}-${(profiles += 1)}`) : undefined;
-  return BenchServer.apostate(logFile, dataDir, workers, extraArgs, profileDir);
+  return BenchServer.apostate(logFile, dataDir, { workers, args: extraArgs, profileDir });
 }
 
 async function preloaded(root: string, count: number): Promise<{ dataDir: string; result: PreloadResult }> {
@@ -292,134 +283,146 @@ const root = mkdtempSync(join(tmpdir(), "apostate-bench-"));
 // On "exit", so that an interrupted run (see bench-server.ts) removes its data directories too.
 process.once("exit", () => rmSync(root, { recursive: true, force: true }));
 const logFile = join(root, "server.log");
-const rss: Record<string, number[]> = {};
-const disk: Record<string, PreloadResult> = {};
-const stopAtEnd: BenchServer[] = [];
-try {
-  const main = await preloaded(root, ENTITIES);
-  disk[String(ENTITIES)] = main.result;
-  const now = new Date().toISOString();
-  // The baselines answer with a representation of exactly the size of a preloaded entity's.
-  const representation = entityJson({
-    type: ENTITY_TYPE,
-    id: entityId(0),
-    version: 1,
-    data: JSON.stringify(entityData(0)),
-    created_at: now,
-    updated_at: now,
-  });
-  const uniformGets = getRequests(uniformIndex(ENTITIES));
 
-  process.stderr.write(`baselines (${WORKERS} workers, ${representation.length}-byte JSON)\n`);
-  await withServer(BenchServer.baseline(logFile, "http", WORKERS, representation), (server) =>
-    run(server, [{ name: "http", label: "baseline: node:http, fixed JSON", requests: uniformGets }]),
-  );
-  const expressServer = await BenchServer.baseline(join(root, "express.log"), "express", WORKERS, representation);
-  stopAtEnd.push(expressServer);
-  await run(expressServer, [{ name: "express", label: "baseline: express 5, fixed JSON", requests: uniformGets }]);
-  // Started before apostate ever writes to the preloaded directory, so every worker's copy is
-  // the data apostate starts from.
-  const limitServer = await BenchServer.limit(join(root, "limit.log"), WORKERS, main.dataDir, join(root, "limit"));
-  stopAtEnd.push(limitServer);
-  pairedBaselines = { express: expressServer, expressRequests: uniformGets, limit: limitServer };
+if (args.cluster) {
+  await clusterBench({ entities: ENTITIES, load: LOAD, root, resultsDir: RESULTS_DIR, runId: RUN_ID, profile: args.profile });
+} else {
+  await singleNodeBench();
+}
 
-  process.stderr.write(`apostate (${WORKERS} workers, ${ENTITIES.toLocaleString("en")} entities)\n`);
-  await withServer(apostate(main.dataDir, WORKERS), async (server) => {
-    // Each replayed request is sent once first, so every request the scenario sends is a replay.
-    const replayKeys = Math.min(REPLAY_KEYS, ENTITIES);
-    if (selected("replay")) {
-      for (let i = 0; i < replayKeys; i += 1) {
-        await send(server.url, replayRequest(i));
-        // Each limit worker keeps its own copy, so each must see the key once; new connections
-        // go to the workers in turn.
-        for (let copy = 0; copy < 2 * WORKERS; copy += 1) await sendOnNewConnection(limitServer.url, replayRequest(i));
-      }
-    }
-    const pickReplay = uniformIndex(replayKeys);
-    await run(server, [
-      { name: "get", label: "GET by key, uniform", requests: uniformGets, target: 0.85, limitTarget: 0.8 },
-      {
-        name: "get-zipf",
-        label: "GET by key, Zipf s=1.1",
-        requests: getRequests(zipfIndex(ENTITIES)),
-        target: 0.85,
-        limitTarget: 0.8,
-      },
-      { name: "put", label: "PUT replace", requests: putRequests(ENTITIES), target: 0.7, limitTarget: 0.6 },
-      { name: "patch", label: "PATCH merge", requests: patchRequests(ENTITIES), target: 0.7 },
-      {
-        name: "ops",
-        label: "POST ops inc + Idempotency-Key",
-        requests: opsRequests(ENTITIES),
-        target: 0.6,
-        limitTarget: 0.8,
-      },
-      { name: "replay", label: "POST ops, replayed key", requests: () => replayRequest(pickReplay()), target: 0.8 },
-      {
-        name: "list",
-        label: "GET list, first page (100)",
-        requests: () => ({ method: "GET", path: `/v1/entities/${ENTITY_TYPE}` }),
-        limitTarget: 0.5,
-      },
-      { name: "mixed", label: "mixed 80% GET / 20% PUT", requests: mixedRequests(ENTITIES) },
-    ]);
-    rss[String(ENTITIES)] = server.workerPeakRss();
-  });
-
-  if (selected("put-power")) {
-    process.stderr.write("apostate --durability=power\n");
-    await withServer(apostate(main.dataDir, WORKERS, ["--durability", "power"]), (server) =>
-      run(server, [{ name: "put-power", label: "PUT replace, --durability=power", requests: putRequests(ENTITIES) }]),
-    );
-  }
-
-  if (WORKERS > 1 && (selected("get-1w") || selected("put-1w"))) {
-    process.stderr.write("apostate (1 worker)\n");
-    await withServer(apostate(main.dataDir, 1), (server) =>
-      run(server, [
-        { name: "get-1w", label: "GET by key, 1 worker", requests: uniformGets },
-        { name: "put-1w", label: "PUT replace, 1 worker", requests: putRequests(ENTITIES) },
-      ]),
-    );
-  }
-
-  for (const count of [SMALL_ENTITIES, ...(args.million ? [LARGE_ENTITIES] : [])]) {
-    const name = `get-${count}`;
-    if (count === ENTITIES || !selected(name)) continue;
-    const scaled = await preloaded(root, count);
-    disk[String(count)] = scaled.result;
-    await withServer(apostate(scaled.dataDir, WORKERS), async (server) => {
-      await run(server, [
-        { name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) },
-      ]);
-      rss[String(count)] = server.workerPeakRss();
+/** The single-node scenarios, their baselines and the table. */
+async function singleNodeBench(): Promise<void> {
+  const rss: Record<string, number[]> = {};
+  const disk: Record<string, PreloadResult> = {};
+  const stopAtEnd: BenchServer[] = [];
+  try {
+    const main = await preloaded(root, ENTITIES);
+    disk[String(ENTITIES)] = main.result;
+    const now = new Date().toISOString();
+    // The baselines answer with a representation of exactly the size of a preloaded entity's.
+    const representation = entityJson({
+      type: ENTITY_TYPE,
+      id: entityId(0),
+      version: 1,
+      data: JSON.stringify(entityData(0)),
+      created_at: now,
+      updated_at: now,
     });
-    rmSync(scaled.dataDir, { recursive: true, force: true });
-  }
+    const uniformGets = getRequests(uniformIndex(ENTITIES));
 
-  const express = outcomes.find((outcome) => outcome.name === "express");
-  const rows: Row[] = outcomes.map((outcome) => {
-    const baseline = outcome.paired ?? express;
-    return {
-      ...outcome,
-      ratio: baseline ? outcome.requestsPerSecond / baseline.requestsPerSecond : null,
-      limitRatio: outcome.pairedLimit ? outcome.requestsPerSecond / outcome.pairedLimit.requestsPerSecond : null,
+    process.stderr.write(`baselines (${WORKERS} workers, ${representation.length}-byte JSON)\n`);
+    await withServer(BenchServer.baseline(logFile, "http", WORKERS, representation), (server) =>
+      run(server, [{ name: "http", label: "baseline: node:http, fixed JSON", requests: uniformGets }]),
+    );
+    const expressServer = await BenchServer.baseline(join(root, "express.log"), "express", WORKERS, representation);
+    stopAtEnd.push(expressServer);
+    await run(expressServer, [{ name: "express", label: "baseline: express 5, fixed JSON", requests: uniformGets }]);
+    // Started before apostate ever writes to the preloaded directory, so every worker's copy is
+    // the data apostate starts from.
+    const limitServer = await BenchServer.limit(join(root, "limit.log"), WORKERS, main.dataDir, join(root, "limit"));
+    stopAtEnd.push(limitServer);
+    pairedBaselines = { express: expressServer, expressRequests: uniformGets, limit: limitServer };
+
+    process.stderr.write(`apostate (${WORKERS} workers, ${ENTITIES.toLocaleString("en")} entities)\n`);
+    await withServer(apostate(main.dataDir, WORKERS), async (server) => {
+      // Each replayed request is sent once first, so every request the scenario sends is a replay.
+      const replayKeys = Math.min(REPLAY_KEYS, ENTITIES);
+      if (selected("replay")) {
+        for (let i = 0; i < replayKeys; i += 1) {
+          await send(server.url, replayRequest(i));
+          // Each limit worker keeps its own copy, so each must see the key once; new connections
+          // go to the workers in turn.
+          for (let copy = 0; copy < 2 * WORKERS; copy += 1) await sendOnNewConnection(limitServer.url, replayRequest(i));
+        }
+      }
+      const pickReplay = uniformIndex(replayKeys);
+      await run(server, [
+        { name: "get", label: "GET by key, uniform", requests: uniformGets, target: 0.85, limitTarget: 0.8 },
+        {
+          name: "get-zipf",
+          label: "GET by key, Zipf s=1.1",
+          requests: getRequests(zipfIndex(ENTITIES)),
+          target: 0.85,
+          limitTarget: 0.8,
+        },
+        { name: "put", label: "PUT replace", requests: putRequests(uniformIndex(ENTITIES)), target: 0.7, limitTarget: 0.6 },
+        { name: "patch", label: "PATCH merge", requests: patchRequests(ENTITIES), target: 0.7 },
+        {
+          name: "ops",
+          label: "POST ops inc + Idempotency-Key",
+          requests: opsRequests(ENTITIES),
+          target: 0.6,
+          limitTarget: 0.8,
+        },
+        { name: "replay", label: "POST ops, replayed key", requests: () => replayRequest(pickReplay()), target: 0.8 },
+        {
+          name: "list",
+          label: "GET list, first page (100)",
+          requests: () => ({ method: "GET", path: `/v1/entities/${ENTITY_TYPE}` }),
+          limitTarget: 0.5,
+        },
+        { name: "mixed", label: "mixed 80% GET / 20% PUT", requests: mixedRequests(ENTITIES) },
+      ]);
+      rss[String(ENTITIES)] = server.workerPeakRss();
+    });
+
+    if (selected("put-power")) {
+      process.stderr.write("apostate --durability=power\n");
+      await withServer(apostate(main.dataDir, WORKERS, ["--durability", "power"]), (server) =>
+        run(server, [
+          { name: "put-power", label: "PUT replace, --durability=power", requests: putRequests(uniformIndex(ENTITIES)) },
+        ]),
+      );
+    }
+
+    if (WORKERS > 1 && (selected("get-1w") || selected("put-1w"))) {
+      process.stderr.write("apostate (1 worker)\n");
+      await withServer(apostate(main.dataDir, 1), (server) =>
+        run(server, [
+          { name: "get-1w", label: "GET by key, 1 worker", requests: uniformGets },
+          { name: "put-1w", label: "PUT replace, 1 worker", requests: putRequests(uniformIndex(ENTITIES)) },
+        ]),
+      );
+    }
+
+    for (const count of [SMALL_ENTITIES, ...(args.million ? [LARGE_ENTITIES] : [])]) {
+      const name = `get-${count}`;
+      if (count === ENTITIES || !selected(name)) continue;
+      const scaled = await preloaded(root, count);
+      disk[String(count)] = scaled.result;
+      await withServer(apostate(scaled.dataDir, WORKERS), async (server) => {
+        await run(server, [
+          { name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) },
+        ]);
+        rss[String(count)] = server.workerPeakRss();
+      });
+      rmSync(scaled.dataDir, { recursive: true, force: true });
+    }
+
+    const express = outcomes.find((outcome) => outcome.name === "express");
+    const rows: Row[] = outcomes.map((outcome) => {
+      const baseline = outcome.paired ?? express;
+      return {
+        ...outcome,
+        ratio: baseline ? outcome.requestsPerSecond / baseline.requestsPerSecond : null,
+        limitRatio: outcome.pairedLimit ? outcome.requestsPerSecond / outcome.pairedLimit.requestsPerSecond : null,
+      };
+    });
+    const machine = `${availableParallelism()} cores (${cpus()[0]?.model ?? "unknown CPU"}), node ${process.version}`;
+    const settings = {
+      entities: ENTITIES,
+      workers: WORKERS,
+      connections: LOAD.connections,
+      seconds: LOAD.seconds,
+      warmupSeconds: LOAD.warmupSeconds,
     };
-  });
-  const machine = `${availableParallelism()} cores (${cpus()[0]?.model ?? "unknown CPU"}), node ${process.version}`;
-  const settings = {
-    entities: ENTITIES,
-    workers: WORKERS,
-    connections: LOAD.connections,
-    seconds: LOAD.seconds,
-    warmupSeconds: LOAD.warmupSeconds,
-  };
-  const report = formatTable(rows, { express, rss, disk, settings, machine });
-  process.stdout.write(`${report}\n`);
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = join(RESULTS_DIR, `bench-${RUN_ID}.json`);
-  writeFileSync(file, `${JSON.stringify({ machine, settings, rows, rss, disk }, null, 2)}\n`);
-  process.stderr.write(`written to ${file}\n`);
-} finally {
-  for (const server of stopAtEnd) await server.stop();
+    const report = formatTable(rows, { express, rss, disk, settings, machine });
+    process.stdout.write(`${report}\n`);
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const file = join(RESULTS_DIR, `bench-${RUN_ID}.json`);
+    writeFileSync(file, `${JSON.stringify({ machine, settings, rows, rss, disk }, null, 2)}\n`);
+    process.stderr.write(`written to ${file}\n`);
+  } finally {
+    for (const server of stopAtEnd) await server.stop();
+  }
 }

@@ -13,6 +13,8 @@ export interface LoadOptions {
   seconds: number;
   /** An unmeasured run before the measured one, so both the server's JIT and its caches are warm. */
   warmupSeconds: number;
+  /** Requests per second over all connections; unset, each connection sends its next request as soon as it is answered. */
+  rate?: number;
 }
 
 export interface Measurement {
@@ -32,7 +34,7 @@ export interface Measurement {
 
 /** The unmeasured run that precedes a measured one. */
 export async function warmUp(url: string, next: () => BenchRequest, options: LoadOptions): Promise<void> {
-  if (options.warmupSeconds > 0) await drive(url, next, options.connections, options.warmupSeconds);
+  if (options.warmupSeconds > 0) await drive(url, next, { ...options, seconds: options.warmupSeconds });
 }
 
 /**
@@ -48,7 +50,7 @@ export async function measure(
 ): Promise<Measurement> {
   await warmUp(url, next, options);
   const cpuBefore = cpuSeconds();
-  const result = await drive(url, next, options.connections, options.seconds);
+  const result = await drive(url, next, options);
   const cpuAfter = cpuSeconds();
   return {
     requestsPerSecond: result.requests.total / options.seconds,
@@ -65,11 +67,12 @@ export async function measure(
   };
 }
 
-function drive(url: string, next: () => BenchRequest, connections: number, seconds: number): Promise<autocannon.Result> {
+function drive(url: string, next: () => BenchRequest, options: LoadOptions): Promise<autocannon.Result> {
   return autocannon({
     url,
-    connections,
-    duration: seconds,
+    connections: options.connections,
+    duration: options.seconds,
+    ...(options.rate !== undefined && { overallRate: options.rate }),
     requests: [
       {
         // autocannon builds the raw request from what this returns, once per request sent.

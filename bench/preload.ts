@@ -12,6 +12,7 @@ import { ENTITY_TYPE, entityData, entityId } from "./workload.js";
  * benchmark could even start.
  */
 const ROWS_PER_TRANSACTION = 5_000;
+export const PRELOAD_SHARDS = 8;
 
 export interface PreloadResult {
   entities: number;
@@ -22,40 +23,67 @@ export interface PreloadResult {
   jsonBytesPerEntity: number;
 }
 
-/** Creates `dataDir` with `count` entities of {@link ENTITY_TYPE}, as version 1 of each. */
-export async function preload(dataDir: string, count: number): Promise<PreloadResult> {
+/** A shard that holds more entities than its share: the cluster bench moves one of a given size. */
+export interface TopUp {
+  shard: number;
+  /** The entities the shard holds in the end, counting those of the first `count` that fall in it. */
+  entities: number;
+}
+
+/**
+ * Creates `dataDir` with `count` entities of {@link ENTITY_TYPE}, as version 1 of each; with
+ * `topUp`, then adds the entities of the next indices whose slot falls in that shard until it
+ * holds `topUp.entities`.
+ */
+export async function preload(dataDir: string, count: number, topUp?: TopUp): Promise<PreloadResult> {
   const started = performance.now();
-  const shards = await openDataDirectory(dataDir, { shardCount: 8, durability: "process", busyTimeoutMs: 5000, verify: false });
+  const shards = await openDataDirectory(dataDir, {
+    shardCount: PRELOAD_SHARDS,
+    durability: "process",
+    busyTimeoutMs: 5000,
+    verify: false,
+  });
   const now = new Date().toISOString();
   const pending = new Map<Shard, EntityRow[]>();
   let jsonBytes = 0;
+  let written = 0;
+  let toppedUp = 0;
   const flush = (shard: Shard, rows: EntityRow[]) => {
     shard.write((tx) => {
       for (const row of rows) tx.saveEntity({ ...row, sequence: tx.nextSequence(now) }, undefined);
     });
     rows.length = 0;
   };
+  const add = (index: number, shard: Shard, slot: number) => {
+    const id = entityId(index);
+    const data = JSON.stringify(entityData(index));
+    jsonBytes += Buffer.byteLength(data);
+    written += 1;
+    if (shard.placement.shard === topUp?.shard) toppedUp += 1;
+    const rows = pending.get(shard) ?? [];
+    pending.set(shard, rows);
+    rows.push({ type: ENTITY_TYPE, id, slot, version: 1, data, created_at: now, updated_at: now, sequence: 0 });
+    if (rows.length >= ROWS_PER_TRANSACTION) flush(shard, rows);
+  };
   try {
     for (let index = 0; index < count; index += 1) {
-      const id = entityId(index);
-      const slot = slotOf(ENTITY_TYPE, id);
-      const data = JSON.stringify(entityData(index));
-      jsonBytes += Buffer.byteLength(data);
+      const slot = slotOf(ENTITY_TYPE, entityId(index));
+      add(index, shards.shardAt(slot), slot);
+    }
+    for (let index = count; topUp && toppedUp < topUp.entities; index += 1) {
+      const slot = slotOf(ENTITY_TYPE, entityId(index));
       const shard = shards.shardAt(slot);
-      const rows = pending.get(shard) ?? [];
-      pending.set(shard, rows);
-      rows.push({ type: ENTITY_TYPE, id, slot, version: 1, data, created_at: now, updated_at: now, sequence: 0 });
-      if (rows.length >= ROWS_PER_TRANSACTION) flush(shard, rows);
+      if (shard.placement.shard === topUp.shard) add(index, shard, slot);
     }
     for (const [shard, rows] of pending) if (rows.length > 0) flush(shard, rows);
   } finally {
     shards.close();
   }
   return {
-    entities: count,
+    entities: written,
     seconds: (performance.now() - started) / 1000,
-    diskBytesPerEntity: dataDirectoryBytes(dataDir) / count,
-    jsonBytesPerEntity: jsonBytes / count,
+    diskBytesPerEntity: dataDirectoryBytes(dataDir) / written,
+    jsonBytesPerEntity: jsonBytes / written,
   };
 }
 

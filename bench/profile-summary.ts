@@ -113,3 +113,21 @@ export function summarizeProfiles(
   const shares = new Map([...counts].sort((a, b) => b[1] - a[1]).map(([name, count]) => [name, count / busy]));
   return { samples: busy, shares };
 }
+
+/**
+ * {@link summarizeProfiles} as text: "busy CPU while measured", then a line per category with
+ * its share and, given the CPU per request the samples stand for, its µs per request.
+ */
+export function profileText(
+  dir: string,
+  excludePid: number | undefined,
+  windows: TimeWindow[],
+  microsPerRequest?: number | null,
+): string {
+  const { samples, shares } = summarizeProfiles(dir, excludePid, windows);
+  const lines = [...shares].map(
+    ([name, share]) =>
+      `  ${`${(share * 100).toFixed(1)}%`.padStart(6)}${microsPerRequest ? `${(share * microsPerRequest).toFixed(0).padStart(6)} µs` : ""}  ${name}`,
+  );
+  return `busy CPU while measured (${samples} samples; profiles in ${dir}):\n${lines.join("\n")}\n`;
+}

@@ -69,6 +69,11 @@ function targetText(row: Row, ratio: number | null, target: number | undefined, 
   return `≥ ${target}, p99 ≤ ${P99_FACTOR}×: ${throughput && p99 ? "met" : `MISSED${throughput ? " (p99)" : p99 ? "" : " (both)"}`}`;
 }
 
+/** The lines of a Markdown table. */
+export function markdownTable(header: string[], body: string[][]): string[] {
+  return [header, header.map(() => "---"), ...body].map((cells) => `| ${cells.join(" | ")} |`);
+}
+
 /** The run as a Markdown table plus the scaling figures, ready to paste into the README. */
 export function formatTable(rows: Row[], context: ReportContext): string {
   const relative = relativeTargets(rows);
@@ -104,7 +109,7 @@ export function formatTable(rows: Row[], context: ReportContext): string {
     targetText(row, row.limitRatio, row.limitTarget, row.pairedLimit),
     row.cpuMicrosPerRequest === null ? "" : fixed(row.cpuMicrosPerRequest, 0),
   ]);
-  const lines = [header, header.map(() => "---"), ...body].map((cells) => `| ${cells.join(" | ")} |`);
+  const lines = markdownTable(header, body);
   const { settings } = context;
   lines.push(
     "",

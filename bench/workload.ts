@@ -1,4 +1,5 @@
 /** The entities the benchmark preloads and the keys and bodies its requests pick. */
+import type { BenchRequest } from "./load.js";
 
 export const ENTITY_TYPE = "bench";
 
@@ -17,6 +18,25 @@ export function entityData(index: number, balance = 1000): Record<string, unknow
     active: true,
     tags: ["bench", "apostate"],
     address: { street: `${index % 1000} Main Street`, city: "Springfield", zip: String(10000 + (index % 90000)) },
+  };
+}
+
+export const entityPath = (index: number) => `/v1/entities/${ENTITY_TYPE}/${entityId(index)}`;
+
+export const JSON_HEADERS = { "Content-Type": "application/json" };
+const BODY_POOL = 1_024;
+const putBodies = Array.from({ length: BODY_POOL }, (_, i) => JSON.stringify(entityData(i, i)));
+
+/** GET by key of the entity `pick()` names. */
+export function getRequests(pick: () => number): () => BenchRequest {
+  return () => ({ method: "GET", path: entityPath(pick()) });
+}
+
+/** PUT of a whole new document (of the preloaded size) to the entity `pick()` names. */
+export function putRequests(pick: () => number): () => BenchRequest {
+  return () => {
+    const index = pick();
+    return { method: "PUT", path: entityPath(index), headers: JSON_HEADERS, body: putBodies[index % BODY_POOL] as string };
   };
 }
 

@@ -5,7 +5,8 @@ import { checkIncrementHistory, type FinalCounter, type HistoryVerdict, type Inc
 export interface IncrementLoadOptions {
   /** The node URLs to send through; each attempt picks one at random (read on every attempt, so it may change). */
   urls: () => string[];
-  counters: number;
+  /** The counters' ids, or how many counters there are (c0, c1, …). */
+  counters: number | readonly string[];
   /** Concurrent senders. */
   concurrency: number;
   /** How long one increment is retried (same key) before its outcome is recorded as unknown. */
@@ -37,11 +38,13 @@ export class IncrementLoad {
   readonly acknowledgedAt: number[] = [];
   /** Per increment that met at least one 503: how long from its first refusal until its answer. */
   readonly refusedForMs: number[] = [];
-
-  /** Each load counts on counters of its own, so loads one after another never mix their histories. */
+  private readonly counters: readonly string[];
+  /** Counters given by number are this load's own, so loads one after another never mix their histories. */
   private readonly run = randomUUID().slice(0, 8);
 
   private constructor(private readonly options: IncrementLoadOptions) {
+    const { counters } = options;
+    this.counters = typeof counters === "number" ? Array.from({ length: counters }, (_, i) => `${this.run}-c${i}`) : counters;
     this.senders = Array.from({ length: options.concurrency }, () => this.send());
   }
 
@@ -62,8 +65,7 @@ export class IncrementLoad {
   /** Reads every counter back through `url` and checks the history against them. */
   async verify(url: string): Promise<HistoryVerdict> {
     const finals = new Map<string, FinalCounter>();
-    for (let i = 0; i < this.options.counters; i++) {
-      const counter = this.counter(i);
+    for (const counter of this.counters) {
       const answer = await fetch(`${url}/v1/entities/counter/${counter}`, { headers: this.headers() });
       if (answer.status === 404) continue;
       if (answer.status !== 200) throw new Error(`reading counter ${counter} answered ${answer.status}: ${await answer.text()}`);
@@ -73,17 +75,13 @@ export class IncrementLoad {
     return checkIncrementHistory(this.history, finals);
   }
 
-  private counter(index: number): string {
-    return `${this.run}-c${index}`;
-  }
-
   private headers(): Record<string, string> {
     return this.options.token ? { authorization: `Bearer ${this.options.token}` } : {};
   }
 
   private async send(): Promise<void> {
     while (this.running) {
-      const counter = this.counter(Math.floor(Math.random() * this.options.counters));
+      const counter = this.counters[Math.floor(Math.random() * this.counters.length)] as string;
       const key = randomUUID();
       this.history.push({ counter, key, outcome: await this.increment(counter, key) });
     }

@@ -72,13 +72,15 @@ export class MoveRunner {
 
   private async loop(): Promise<void> {
     while (this.running) {
+      let advanced = false;
       try {
         const next = (await listMoves(this.cluster)).find(({ move }) => !isFinished(move));
-        if (next && !(await this.pausedAt(next.move.state))) await this.advance(next);
+        if (next && !(await this.pausedAt(next.move.state))) advanced = await this.advance(next);
       } catch (error) {
         this.options.logger.warn({ err: error }, "a move step failed; trying again");
       }
-      await sleep(POLL_MS);
+      // A step that went through is followed at once: the freeze lasts only as long as the work.
+      if (!advanced) await sleep(POLL_MS);
     }
   }
 
@@ -89,25 +91,28 @@ export class MoveRunner {
     return paused !== null && MOVE_STATES.indexOf(state) >= MOVE_STATES.indexOf(paused as MoveState);
   }
 
-  private async advance(stored: StoredMove): Promise<void> {
+  /** Takes the move's next step; false when it could not be taken now (the loop then waits a moment). */
+  private async advance(stored: StoredMove): Promise<boolean> {
     const { move } = stored;
     const map = await readMap(this.cluster);
-    if (!map) return;
+    if (!map) return false;
     if (move.state !== "switched" && isSwitched(map, move)) {
       await this.save(stored, "switched");
-      return;
+      return true;
     }
     try {
       await this.step(stored);
+      return true;
     } catch (error) {
       if (!(error instanceof StepError)) throw error;
       const progress = this.lastProgress.get(move.id);
       if (progress?.state !== move.state) this.touch(move);
       else if (performance.now() - progress.at > STALL_LIMIT_MS) {
         await this.abort(stored, map, `stuck at ${move.state}: ${error.message}`);
-        return;
+        return true;
       }
       this.options.logger.info({ move: move.id, state: move.state, why: error.message }, "move waits");
+      return false;
     }
   }
 

@@ -15,8 +15,11 @@ export function problemResponder(logger: Logger): ProblemResponder {
   return (error, _req, res, instance) => {
     const mapped = toProblem(error);
     const problem = mapped instanceof ProblemError ? mapped : new ProblemError("internal", "internal error", { cause: error });
-    if (problem.status >= 500) {
-      const reqId = res.getHeader(REQUEST_ID_HEADER);
+    const reqId = res.getHeader(REQUEST_ID_HEADER);
+    if (problem.code === "unavailable") {
+      // Expected while a shard is busy, frozen for a move or its owner away: the reason, no stack.
+      logger.warn({ reqId, url: instance, detail: problem.detail }, "request refused: unavailable");
+    } else if (problem.status >= 500) {
       logger.error({ err: problem.options.cause ?? error, reqId, url: instance }, "request failed");
     }
     if (res.headersSent) return;

@@ -13,12 +13,25 @@ export function rewriteIdentity(db: Database.Database, placement: ShardPlacement
   const { shard, slots } = placement;
   const range = { from: slots.from, to: slots.to };
   db.transaction(() => {
-    const live = db
-      .prepare("select count(*) from entities where (slot < @from or slot > @to) and data is not null")
-      .pluck()
-      .get(range) as number;
-    db.prepare("delete from entities where slot < @from or slot > @to").run(range);
-    const records = db.prepare("delete from idempotency where slot < @from or slot > @to").run(range).changes;
+    const held = db.prepare('select slot_from as "from", slot_to as "to" from shard_state').get() as typeof range;
+    // A copy of a whole shard holds nothing outside its range: skip the scans (the idempotency
+    // table has no slot index), which would otherwise hold up the first writes after a move.
+    const narrowed = held.from < range.from || held.to > range.to;
+    // Two ranges, not one `or`: each is a range scan of the slot index.
+    const live = narrowed
+      ? (db
+          .prepare(
+            `select (select count(*) from entities where slot < @from and data is not null)
+                  + (select count(*) from entities where slot > @to and data is not null)`,
+          )
+          .pluck()
+          .get(range) as number)
+      : 0;
+    if (narrowed) {
+      db.prepare("delete from entities where slot < @from").run(range);
+      db.prepare("delete from entities where slot > @to").run(range);
+    }
+    const records = narrowed ? db.prepare("delete from idempotency where slot < @from or slot > @to").run(range).changes : 0;
     db.prepare(
       `update shard_state set shard = @shard, slot_from = @from, slot_to = @to,
          entities = entities - @live, idempotency_records = idempotency_records - @records`,

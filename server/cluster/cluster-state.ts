@@ -1,3 +1,4 @@
+import { SLOT_COUNT } from "../../schema/placement.js";
 import { ShardFrozenError } from "../storage/storage-errors.js";
 import type { ShardPlacement, WriteGuard } from "../storage/shard.js";
 import type { ShardFence } from "../storage/shard-fence.js";
@@ -47,6 +48,10 @@ export type SlotRoute =
 export class ClusterState {
   private current: ClusterSnapshot;
   private urls = new Map<string, string>();
+  /** Every slot's route, worked out once per map: the request path only indexes it. */
+  private routes: SlotRoute[] = [];
+  /** `Apostate-Map-Version`, as sent on every answer. */
+  versionHeader = "";
 
   constructor(snapshot: ClusterSnapshot) {
     this.current = snapshot;
@@ -56,6 +61,14 @@ export class ClusterState {
   update(snapshot: ClusterSnapshot): void {
     this.current = snapshot;
     this.urls = new Map(snapshot.nodes.map(({ node, url }) => [node, url]));
+    this.versionHeader = String(snapshot.map.version);
+    const byShard = new Map(
+      snapshot.map.shards.map((shard): [number, SlotRoute] => [
+        shard.shard,
+        shard.node === snapshot.self.node ? { local: true, shard } : { local: false, shard, url: this.urls.get(shard.node) },
+      ]),
+    );
+    this.routes = Array.from({ length: SLOT_COUNT }, (_, slot) => byShard.get(ownerOf(snapshot.map, slot).shard) as SlotRoute);
   }
 
   get snapshot(): ClusterSnapshot {
@@ -71,9 +84,9 @@ export class ClusterState {
   }
 
   route(slot: number): SlotRoute {
-    const shard = ownerOf(this.current.map, slot);
-    if (shard.node === this.self) return { local: true, shard };
-    return { local: false, shard, url: this.urls.get(shard.node) };
+    const route = this.routes[slot];
+    if (!route) throw new RangeError(`slot ${slot} is outside 0-${SLOT_COUNT - 1}`);
+    return route;
   }
 
   /** The shards the map gives this node. */

@@ -108,8 +108,9 @@ export class MoveRunner {
       const progress = this.lastProgress.get(move.id);
       if (progress?.state !== move.state) this.touch(move);
       else if (performance.now() - progress.at > STALL_LIMIT_MS) {
+        // After the switch there is nothing to abort: the move waits for its target to come back.
         await this.abort(stored, map, `stuck at ${move.state}: ${error.message}`);
-        return true;
+        return false;
       }
       this.options.logger.info({ move: move.id, state: move.state, why: error.message }, "move waits");
       return false;
@@ -166,6 +167,8 @@ export class MoveRunner {
         return;
       }
       case "switched":
+        // Done means served: the target has installed its copy at the new epoch.
+        await this.call(target, "GET", `/admin/shards/${incoming}`);
         await this.save(stored, "done");
         return;
       default:

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { slotOf } from "../../schema/placement.js";
-import type { ClusterState } from "../cluster/cluster-state.js";
+import type { ClusterState, SlotRoute } from "../cluster/cluster-state.js";
 import { ForwardAnswerLostError, OwnerUnreachableError, type Forwarder } from "../cluster/forwarder.js";
 import { ProblemError } from "./problems.js";
 import type { RouteMatch } from "./route-table.js";
@@ -41,13 +41,20 @@ export class ClusterRouter {
     private readonly forwarder: Forwarder,
   ) {}
 
-  /** Forwards the request when its entity lives elsewhere; resolves true when it did (the answer is sent). */
-  async forwardIfElsewhere(req: IncomingMessage, res: ServerResponse, match: RouteMatch): Promise<boolean> {
-    res.setHeader("Apostate-Map-Version", String(this.state.mapVersion));
+  /**
+   * Where the request goes: undefined when this node serves it (the common case, answered
+   * without a promise), or the owner's route. Stamps the map version on the answer either way.
+   */
+  elsewhere(res: ServerResponse, match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
+    res.setHeader("Apostate-Map-Version", this.state.versionHeader);
     const key = keyOf(match);
-    if (!key) return false;
+    if (!key) return undefined;
     const route = this.state.route(slotOf(key.type, key.id));
-    if (route.local) return false;
+    return route.local ? undefined : route;
+  }
+
+  /** Forwards the request to the owner `route` names; resolves once the owner's answer is passed on. */
+  async forward(req: IncomingMessage, res: ServerResponse, route: Extract<SlotRoute, { local: false }>): Promise<void> {
     const owner = route.shard.node;
     if (req.headers[FORWARDED_BY] !== undefined) {
       throw new ProblemError("unavailable", `shard ${route.shard.shard} is moving to node ${owner}; try again`, {
@@ -78,7 +85,6 @@ export class ClusterRouter {
       }
       throw error;
     }
-    return true;
   }
 
   close(): void {

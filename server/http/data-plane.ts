@@ -32,7 +32,8 @@ export function dataPlane(options: {
   const handle = async (req: IncomingMessage, res: ServerResponse, match: RouteMatch, path: string) => {
     checkToken(req, res);
     const operation = operationOf(match.route, req.method);
-    if (router && (await router.forwardIfElsewhere(req, res, match))) return;
+    const owner = router?.elsewhere(res, match);
+    if (owner) return router?.forward(req, res, owner);
     const request = toApiRequest(req, path, match);
     await validator.prepare(request, operation);
     // The route table bound a handler to every operation of the data plane's routes at start-up.

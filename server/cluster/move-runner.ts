@@ -122,35 +122,27 @@ export class MoveRunner {
     const incoming = move.newShard ?? move.shard;
     const source = { from: this.urlOf(move.from), source: move.shard };
     const target = this.urlOf(move.to);
+    const catchUp = async () =>
+      (await this.call(target, "POST", `/admin/cluster/incoming/${incoming}/catch-up`, source)) as IncomingProgress;
+    const freeze = async () => {
+      await this.call(source.from, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: true });
+    };
     switch (move.state) {
       case "copying":
         await this.call(target, "PUT", `/admin/cluster/incoming/${incoming}`, source);
         await this.save(stored, "catching-up");
         return;
       case "catching-up": {
-        const progress = (await this.call(
-          target,
-          "POST",
-          `/admin/cluster/incoming/${incoming}/catch-up`,
-          source,
-        )) as IncomingProgress;
+        const progress = await catchUp();
         if (progress.applied >= CLOSE_ENOUGH_ROWS) return this.touch(move);
-        await this.call(source.from, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: true });
+        await freeze();
         await this.save(stored, "frozen");
         return;
       }
       case "frozen": {
-        const progress = (await this.call(
-          target,
-          "POST",
-          `/admin/cluster/incoming/${incoming}/catch-up`,
-          source,
-        )) as IncomingProgress;
-        if (!progress.frozen) {
-          // The source was unfrozen behind the move's back (it restarted without the move's map): freeze again.
-          await this.call(source.from, "POST", `/admin/cluster/shards/${move.shard}/fence`, { frozen: true });
-          return;
-        }
+        const progress = await catchUp();
+        // The source was unfrozen behind the move's back (it restarted without the move's map): freeze again.
+        if (!progress.frozen) return freeze();
         if (progress.applied > 0) return this.touch(move);
         const range = `from=${move.slots.from}&to=${move.slots.to}`;
         const [expected, copied] = (await Promise.all([

@@ -99,7 +99,16 @@ describe("a node that is down", () => {
       await sleep(2_000);
       await cluster.startNode("n2");
     });
-    const back = await fetch(`${cluster.node("n3").url}${path}`);
+    // n3 sees n2's new lease through its watch a moment after n2 listens.
+    let back = await fetch(`${cluster.node("n3").url}${path}`);
+    await eventually(
+      "n3 to reach the restarted n2",
+      async () => {
+        back = await fetch(`${cluster.node("n3").url}${path}`);
+        return back.status === 200;
+      },
+      15_000,
+    );
     expect(back.status).toBe(200);
     expect(back.headers.get("apostate-served-by")).toBe("n2");
     expect(await back.json()).toMatchObject({ version: 1, data: { n: 1 } });

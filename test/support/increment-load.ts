@@ -15,6 +15,8 @@ export interface IncrementLoadOptions {
 }
 
 const ATTEMPT_TIMEOUT_MS = 5_000;
+/** How long reading a counter back is retried while its owner answers 502 or 503. */
+const READ_RETRY_MS = 15_000;
 
 /** What made an attempt end without an answer to record: retried with the same key. */
 const RETRYABLE = new Set([408, 429, 502, 503, 504]);
@@ -66,13 +68,23 @@ export class IncrementLoad {
   async verify(url: string): Promise<HistoryVerdict> {
     const finals = new Map<string, FinalCounter>();
     for (const counter of this.counters) {
-      const answer = await fetch(`${url}/v1/entities/counter/${counter}`, { headers: this.headers() });
+      const answer = await this.read(url, counter);
       if (answer.status === 404) continue;
       if (answer.status !== 200) throw new Error(`reading counter ${counter} answered ${answer.status}: ${await answer.text()}`);
       const entity = (await answer.json()) as { version: number; data: { n?: number } };
       finals.set(counter, { value: entity.data.n ?? 0, version: entity.version });
     }
     return checkIncrementHistory(this.history, finals);
+  }
+
+  /** A counter as `url` answers for it, retried for a while on 502 and 503 (an owner a moment away). */
+  private async read(url: string, counter: string): Promise<Response> {
+    const deadline = performance.now() + READ_RETRY_MS;
+    for (;;) {
+      const answer = await fetch(`${url}/v1/entities/counter/${counter}`, { headers: this.headers() });
+      if (!RETRYABLE.has(answer.status) || performance.now() > deadline) return answer;
+      await sleep(200);
+    }
   }
 
   private headers(): Record<string, string> {

@@ -4,8 +4,8 @@ import { UnknownShardError } from "../admin/shard-admin.js";
 import { InvalidTopologyRequestError, ShardInMotionError, TopologyUnavailableError, UnknownMoveError } from "./cluster-errors.js";
 import type { ClusterState } from "./cluster-state.js";
 import { currentCoordinator } from "./coordinator-election.js";
-import { clusterNamespace, connectEtcd } from "./etcd-client.js";
-import { readMap, StaleMapError, type ShardPlacement } from "./map-store.js";
+import { clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
+import { placementsOf, readMap, StaleMapError } from "./map-store.js";
 import { createMoves, isFinished, listMoves, newMoveId, readMove, type MoveRecord } from "./moves-store.js";
 import { rebalancePlan, type ClusterMap, type ShardAssignment, type ShardMove } from "./topology.js";
 
@@ -21,28 +21,25 @@ function moveAnswer(move: MoveRecord): MoveAnswer {
   return { id, kind, shard, newShard, from, to, state, detail, createdAt, updatedAt };
 }
 
-async function withinDeadline<T>(work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new TopologyUnavailableError("etcd does not answer: the cluster's topology cannot change now")),
-      ETCD_WAIT_MS,
-    );
-  });
+/** etcd's answer to an operator's request, or 503 once it has not come within {@link ETCD_WAIT_MS}. */
+async function fromEtcd<T>(work: Promise<T>): Promise<T> {
   try {
-    return await Promise.race([work, deadline]);
+    return await withinDeadline(
+      work,
+      ETCD_WAIT_MS,
+      () => new TopologyUnavailableError("etcd does not answer: the cluster's topology cannot change now"),
+    );
   } catch (error) {
-    if (error instanceof TopologyUnavailableError || error instanceof InvalidTopologyRequestError) throw error;
-    if (error instanceof ShardInMotionError || error instanceof UnknownShardError || error instanceof UnknownMoveError)
-      throw error;
+    const answered = [
+      TopologyUnavailableError,
+      InvalidTopologyRequestError,
+      ShardInMotionError,
+      UnknownShardError,
+      UnknownMoveError,
+    ];
+    if (answered.some((kind) => error instanceof kind)) throw error;
     throw new TopologyUnavailableError(`etcd failed: ${(error as Error).message}`, { cause: error });
-  } finally {
-    clearTimeout(timer);
   }
-}
-
-function placementsOf(map: ClusterMap): ShardPlacement[] {
-  return map.shards.map(({ shard, slots, node, followers, state }) => ({ shard, slots: { ...slots }, node, followers, state }));
 }
 
 function shardIn(map: ClusterMap, shard: number): ShardAssignment {
@@ -67,7 +64,7 @@ export class ClusterAdmin {
 
   async status(): Promise<ClusterStatus> {
     const { map, nodes, self, cluster } = this.state.snapshot;
-    const [coordinator, moves] = await withinDeadline(
+    const [coordinator, moves] = await fromEtcd(
       Promise.all([currentCoordinator(this.etcdCluster()), listMoves(this.etcdCluster())]),
     );
     const alive = new Map(nodes.map(({ node, url }) => [node, url]));
@@ -96,7 +93,7 @@ export class ClusterAdmin {
   }
 
   async move(id: string): Promise<MoveAnswer> {
-    const stored = await withinDeadline(readMove(this.etcdCluster(), id));
+    const stored = await fromEtcd(readMove(this.etcdCluster(), id));
     if (!stored) throw new UnknownMoveError(`no move or split has id ${id}`);
     return moveAnswer(stored.move);
   }
@@ -142,7 +139,7 @@ export class ClusterAdmin {
    */
   private async create(plan: (map: ClusterMap) => (ShardMove & { split?: boolean })[]): Promise<MoveAnswer[]> {
     const cluster = this.etcdCluster();
-    return withinDeadline(
+    return fromEtcd(
       (async () => {
         for (let attempt = 1; ; attempt++) {
           const map = await readMap(cluster);

@@ -1,11 +1,10 @@
 import { existsSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { ShardSet } from "../storage/data-directory.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
 import { ClusterMember } from "./cluster-member.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
-import { CLUSTER_KEYS, clusterNamespace, connectEtcd } from "./etcd-client.js";
+import { CLUSTER_KEYS, clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
 import { readMap } from "./map-store.js";
 import { MoveRunner } from "./move-runner.js";
 import type { ClusterMap, ShardAssignment } from "./topology.js";
@@ -104,12 +103,11 @@ export class ClusterNode {
   static async mapExists(options: Pick<ClusterNodeOptions, "etcd" | "cluster">): Promise<boolean> {
     const client = connectEtcd(options.etcd);
     try {
-      const map = await Promise.race([
+      const map = await withinDeadline(
         readMap(clusterNamespace(client, options.cluster)),
-        sleep(ETCD_START_WAIT_MS).then(() => {
-          throw new Error(`etcd at ${options.etcd.join(", ")} did not answer within ${ETCD_START_WAIT_MS / 1000} s`);
-        }),
-      ]);
+        ETCD_START_WAIT_MS,
+        () => new Error(`etcd at ${options.etcd.join(", ")} did not answer within ${ETCD_START_WAIT_MS / 1000} s`),
+      );
       return map !== undefined;
     } finally {
       client.close();
@@ -214,7 +212,8 @@ export class ClusterNode {
     }
     const incoming = this.shards.incomingFile(shard);
     let local = this.shards.get(shard);
-    if (local && local.fence().epoch !== 0 && local.fence().epoch !== epoch && existsSync(incoming)) {
+    const heldEpoch = local?.fence().epoch ?? 0;
+    if (local && heldEpoch !== 0 && heldEpoch !== epoch && existsSync(incoming)) {
       // A copy left from before the shard moved away, and the shard has come back: the new copy wins.
       await this.shards.drop(shard);
       local = undefined;
@@ -232,10 +231,12 @@ export class ClusterNode {
       await this.shards.reshape(shard, slots);
       logger.info({ shard, slots }, "shard narrowed to its range after a split");
     }
-    const fence = (this.shards.get(shard) ?? local).fence();
-    if (fence.epoch === 0) (this.shards.get(shard) ?? local).setFence({ epoch });
+    // A reshape may reopen the shard: take the one held now.
+    const held = this.shards.get(shard) ?? local;
+    const fence = held.fence();
+    if (fence.epoch === 0) held.setFence({ epoch });
     if (fence.frozen && assignment.state === "active") {
-      (this.shards.get(shard) ?? local).setFence({ frozen: false });
+      held.setFence({ frozen: false });
       logger.info({ shard }, "shard unfrozen: no move or split is under way");
     }
   }

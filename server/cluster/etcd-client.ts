@@ -48,3 +48,19 @@ export function clusterNamespace(etcd: Etcd3, cluster: string): Namespace {
 export function modRevision(kv: IKeyValue): number {
   return Number(kv.mod_revision);
 }
+
+/**
+ * `work`, or a rejection with `timedOut()` once `ms` have passed: etcd's client retries an
+ * unreachable server for a long time, and a caller with someone waiting must answer sooner.
+ */
+export async function withinDeadline<T>(work: Promise<T>, ms: number, timedOut: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(timedOut()), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -151,3 +151,8 @@ export async function updateMap(cluster: Namespace, change: MapChange): Promise<
     }
   }
 }
+
+/** The map's shards as a change takes them: everything but the epochs, copied so a change can edit them. */
+export function placementsOf(map: ClusterMap): ShardPlacement[] {
+  return map.shards.map(({ shard, slots, node, followers, state }) => ({ shard, slots: { ...slots }, node, followers, state }));
+}

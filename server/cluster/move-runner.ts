@@ -3,7 +3,7 @@ import type { Namespace } from "etcd3";
 import type { Logger } from "pino";
 import type { ClusterView } from "./cluster-view.js";
 import { CLUSTER_KEYS } from "./etcd-client.js";
-import { readMap, updateMap, type ShardPlacement } from "./map-store.js";
+import { placementsOf, readMap, updateMap, type ShardPlacement } from "./map-store.js";
 import { isFinished, listMoves, MOVE_STATES, saveMove, type MoveRecord, type MoveState, type StoredMove } from "./moves-store.js";
 import type { ClusterMap } from "./topology.js";
 
@@ -33,10 +33,6 @@ class StepError extends Error {}
 function isSwitched(map: ClusterMap, move: MoveRecord): boolean {
   if (move.kind === "split") return map.shards.some((shard) => shard.shard === move.newShard);
   return map.shards.some((shard) => shard.shard === move.shard && shard.node === move.to);
-}
-
-function placements(map: ClusterMap): ShardPlacement[] {
-  return map.shards.map(({ shard, slots, node, followers, state }) => ({ shard, slots: { ...slots }, node, followers, state }));
 }
 
 /**
@@ -185,7 +181,7 @@ export class MoveRunner {
     ]);
     await updateMap(this.cluster, (current) => {
       if (isSwitched(current, move)) return undefined;
-      return placements(current).map((shard) => (shard.shard === move.shard ? { ...shard, state: "active" } : shard));
+      return placementsOf(current).map((shard) => (shard.shard === move.shard ? { ...shard, state: "active" } : shard));
     });
     await this.save(stored, "aborted", why);
   }
@@ -226,7 +222,7 @@ export class MoveRunner {
 
 /** The map after a move's or split's switch: the slots belong to the target, at a new epoch. */
 function switchedPlacements(map: ClusterMap, move: MoveRecord): ShardPlacement[] {
-  const shards = placements(map);
+  const shards = placementsOf(map);
   if (move.kind === "move") {
     return shards.map((shard) => (shard.shard === move.shard ? { ...shard, node: move.to, state: "active" } : shard));
   }

@@ -15,8 +15,7 @@ let cluster: TestCluster;
 
 beforeAll(async () => {
   cluster = await TestCluster.start({ nodes: 3, shards: 6 });
-  const rebalance = await cluster.admin<{ moves: { id: string }[] }>("n1", "POST", "/admin/cluster/rebalance");
-  for (const move of rebalance.body.moves) await cluster.waitForMove("n1", move.id, "done");
+  await cluster.rebalance("n1");
 }, 180_000);
 
 afterAll(() => cluster?.destroy());

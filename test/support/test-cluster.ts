@@ -180,6 +180,14 @@ export class TestCluster {
     return last;
   }
 
+  /** Asks node `via` for a rebalance and waits until every move it planned is done; resolves to how many there were. */
+  async rebalance(via: string): Promise<number> {
+    const { status, body } = await this.admin<{ moves: { id: string }[] }>(via, "POST", "/admin/cluster/rebalance");
+    if (status !== 202) throw new Error(`POST /admin/cluster/rebalance on ${via} answered ${status}: ${JSON.stringify(body)}`);
+    for (const move of body.moves) await this.waitForMove(via, move.id, "done");
+    return body.moves.length;
+  }
+
   /** Holds every move at `state` (nodes started with `testHooks`), or lets them go on (undefined). */
   async pauseMovesAt(state: MoveState | undefined): Promise<void> {
     await this.setTestKey("test/pause-moves", state);

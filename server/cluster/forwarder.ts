@@ -20,6 +20,9 @@ const HOP_BY_HOP = new Set([
   "upgrade",
 ]);
 
+/** Methods that change nothing at the owner, so sending them twice is harmless. */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
 /** The owner could not be reached: nothing was sent, so the request had no effect and can be retried anywhere. */
 export class OwnerUnreachableError extends Error {}
 
@@ -27,7 +30,16 @@ export class OwnerUnreachableError extends Error {}
  * The request reached the owner but its answer was lost: a write may or may not have been
  * applied, so only a retry with the same `Idempotency-Key` settles it.
  */
-export class ForwardAnswerLostError extends Error {}
+export class ForwardAnswerLostError extends Error {
+  constructor(
+    message: string,
+    options: ErrorOptions,
+    /** Sent on a pooled connection, which may have been stale rather than the owner gone. */
+    readonly onPooledConnection: boolean,
+  ) {
+    super(message, options);
+  }
+}
 
 /** What the forwarding node adds to the owner's answer. */
 export interface ForwardStamp {
@@ -70,15 +82,39 @@ export class Forwarder {
    * {@link OwnerUnreachableError} or {@link ForwardAnswerLostError} only while nothing has been
    * answered yet, so the caller can still answer with a problem; a failure after the answer
    * began cuts the client's connection, the only honest signal left.
+   *
+   * A read changes nothing, so losing one is never in doubt: it fails as unreachable, and when a
+   * pooled connection failed under it (the owner closed it, or died, a moment before) it is sent
+   * once more on a fresh connection first.
    */
-  forward(req: IncomingMessage, res: ServerResponse, ownerUrl: string, stamp: ForwardStamp): Promise<void> {
+  async forward(req: IncomingMessage, res: ServerResponse, ownerUrl: string, stamp: ForwardStamp): Promise<void> {
     const target = new URL(req.url ?? "/", ownerUrl);
+    const pooled = this.agentFor(target.origin);
+    if (!SAFE_METHODS.has(req.method ?? "")) return this.send(req, res, target, stamp, pooled);
+    try {
+      return await this.send(req, res, target, stamp, pooled).catch((error: unknown) => {
+        if (error instanceof ForwardAnswerLostError && error.onPooledConnection) return this.send(req, res, target, stamp, false);
+        throw error;
+      });
+    } catch (error) {
+      throw error instanceof ForwardAnswerLostError ? new OwnerUnreachableError(error.message, { cause: error }) : error;
+    }
+  }
+
+  private send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: URL,
+    stamp: ForwardStamp,
+    agent: Agent | false,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let sent = false;
+      let pooled = false;
       const upstream = request(target, {
         method: req.method,
         headers: { ...endToEndHeaders(req.headers), host: target.host },
-        agent: this.agentFor(target.origin),
+        agent,
         timeout: this.options.timeoutMs,
       });
       const fail = (error: Error) => {
@@ -87,15 +123,16 @@ export class Forwarder {
           resolve();
           return;
         }
-        reject(
-          sent
-            ? new ForwardAnswerLostError(`the owner at ${target.origin} did not answer: ${error.message}`, { cause: error })
-            : new OwnerUnreachableError(`the owner at ${target.origin} cannot be reached: ${error.message}`, { cause: error }),
-        );
+        if (!sent) {
+          reject(new OwnerUnreachableError(`the owner at ${target.origin} cannot be reached: ${error.message}`, { cause: error }));
+          return;
+        }
+        reject(new ForwardAnswerLostError(`the owner at ${target.origin} did not answer: ${error.message}`, { cause: error }, pooled));
       };
       upstream.on("socket", (socket) => {
         // A pooled socket is already connected; a new one counts as sent once it connects.
-        if (!socket.connecting) sent = true;
+        pooled = !socket.connecting;
+        if (pooled) sent = true;
         else socket.once("connect", () => (sent = true));
       });
       upstream.on("timeout", () => upstream.destroy(new Error(`no answer within ${this.options.timeoutMs} ms`)));
@@ -124,7 +161,9 @@ export class Forwarder {
   private agentFor(origin: string): Agent {
     let agent = this.agents.get(origin);
     if (!agent) {
-      agent = new Agent({ keepAlive: true, maxSockets: this.options.maxSocketsPerNode ?? 64 });
+      // An idle socket needs a timeout for Node to honour the owner's `Keep-Alive: timeout` hint
+      // and drop it before the owner does, which is when a reused connection would fail.
+      agent = new Agent({ keepAlive: true, timeout: this.options.timeoutMs, maxSockets: this.options.maxSocketsPerNode ?? 64 });
       this.agents.set(origin, agent);
     }
     return agent;

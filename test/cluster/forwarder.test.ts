@@ -170,15 +170,72 @@ describe("Forwarder", () => {
     expect(res.headers.get("x-error")).toBe(ForwardAnswerLostError.name);
   });
 
-  it("rejects with ForwardAnswerLostError when the owner answers nothing within the timeout", async () => {
+  it.each([
+    ["a write", "PUT", ForwardAnswerLostError.name],
+    ["a read, which cannot be in doubt,", "GET", OwnerUnreachableError.name],
+  ])("rejects %s with %s when the owner answers nothing within the timeout", async (_what, method, errorName) => {
     const { url } = await listen(() => undefined);
     const node = await forwardingNode(url, 200);
 
     const started = Date.now();
-    const res = await fetch(`${node}/slow`);
+    const res = await fetch(`${node}/slow`, { method, body: method === "GET" ? undefined : "{}" });
+
+    expect(res.status).toBe(599);
+    expect(res.headers.get("x-error")).toBe(errorName);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  /** An owner whose connections each serve one answer and are then cut when a second request arrives on them. */
+  async function oneAnswerPerConnectionOwner(alwaysCut = false) {
+    const answered = new WeakSet<object>();
+    let connections = 0;
+    let requests = 0;
+    const { server, url } = await listen((req, res) => {
+      requests += 1;
+      if (alwaysCut || answered.has(req.socket)) {
+        req.socket.destroy();
+        return;
+      }
+      answered.add(req.socket);
+      req.resume().on("end", () => res.end("ok"));
+    });
+    server.on("connection", () => (connections += 1));
+    return { url, connections: () => connections, requests: () => requests };
+  }
+
+  it("sends a read once more on a fresh connection when a pooled connection fails under it", async () => {
+    const owner = await oneAnswerPerConnectionOwner();
+    const node = await forwardingNode(owner.url);
+
+    expect((await fetch(`${node}/r/1`)).status).toBe(200);
+    const res = await fetch(`${node}/r/2`);
+
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("ok");
+    expect(owner.connections()).toBe(2);
+    expect(owner.requests()).toBe(3);
+  });
+
+  it("never sends a write twice: a pooled connection failing under it loses its answer", async () => {
+    const owner = await oneAnswerPerConnectionOwner();
+    const node = await forwardingNode(owner.url);
+
+    expect((await fetch(`${node}/w/1`, { method: "PUT", body: "{}" })).status).toBe(200);
+    const res = await fetch(`${node}/w/2`, { method: "PUT", body: "{}" });
 
     expect(res.status).toBe(599);
     expect(res.headers.get("x-error")).toBe(ForwardAnswerLostError.name);
-    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(owner.requests()).toBe(2);
+  });
+
+  it("rejects a read with OwnerUnreachableError when the owner cuts every connection, after one fresh try", async () => {
+    const owner = await oneAnswerPerConnectionOwner(true);
+    const node = await forwardingNode(owner.url);
+
+    const res = await fetch(`${node}/r/1`);
+
+    expect(res.status).toBe(599);
+    expect(res.headers.get("x-error")).toBe(OwnerUnreachableError.name);
+    expect(owner.requests()).toBe(1);
   });
 });

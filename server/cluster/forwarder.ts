@@ -101,13 +101,7 @@ export class Forwarder {
     }
   }
 
-  private send(
-    req: IncomingMessage,
-    res: ServerResponse,
-    target: URL,
-    stamp: ForwardStamp,
-    agent: Agent | false,
-  ): Promise<void> {
+  private send(req: IncomingMessage, res: ServerResponse, target: URL, stamp: ForwardStamp, agent: Agent | false): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let sent = false;
       let pooled = false;
@@ -124,10 +118,14 @@ export class Forwarder {
           return;
         }
         if (!sent) {
-          reject(new OwnerUnreachableError(`the owner at ${target.origin} cannot be reached: ${error.message}`, { cause: error }));
+          reject(
+            new OwnerUnreachableError(`the owner at ${target.origin} cannot be reached: ${error.message}`, { cause: error }),
+          );
           return;
         }
-        reject(new ForwardAnswerLostError(`the owner at ${target.origin} did not answer: ${error.message}`, { cause: error }, pooled));
+        reject(
+          new ForwardAnswerLostError(`the owner at ${target.origin} did not answer: ${error.message}`, { cause: error }, pooled),
+        );
       };
       upstream.on("socket", (socket) => {
         // A pooled socket is already connected; a new one counts as sent once it connects.

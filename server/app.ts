@@ -113,6 +113,7 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
       controlHandlers,
     ),
     validator,
+    ...(router && { router }),
   });
 
   const app = express();

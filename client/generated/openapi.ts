@@ -197,6 +197,7 @@ export interface paths {
             };
             cookie?: never;
         };
+        /** @description Where a key lives: its slot, the shard that holds the slot, and whether the entity exists. On a cluster node, a key that another node owns is located by that node: the request is forwarded in one hop, the answer carries `Apostate-Served-By`, and 503 means the owner cannot be reached. */
         get: operations["locateEntity"];
         put?: never;
         post?: never;

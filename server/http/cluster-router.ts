@@ -47,6 +47,11 @@ export class ClusterRouter {
    */
   elsewhere(res: ServerResponse, match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
     res.setHeader("Apostate-Map-Version", this.state.versionHeader);
+    return this.ownerElsewhere(match);
+  }
+
+  /** The owner's route when the request names an entity that another node owns, else undefined. */
+  ownerElsewhere(match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
     const key = keyOf(match);
     if (!key) return undefined;
     const route = this.state.route(slotOf(key.type, key.id));

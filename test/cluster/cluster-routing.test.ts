@@ -80,6 +80,18 @@ describe("a cluster of three nodes", () => {
     expect(((await bad.json()) as { code: string }).code).toBe("invalid-key");
   });
 
+  it("locates a key through a node that does not own it, as its owner sees it", async () => {
+    const located = await fetch(`${cluster.node("n3").url}/admin/locate/account/alice`);
+    expect(located.status).toBe(200);
+    expect(located.headers.get("apostate-served-by")).toBe("n1");
+    const slot = slotOf("account", "alice");
+    const shard = (await topology("n3")).shards.find((entry) => entry.slots.from <= slot && slot <= entry.slots.to);
+    expect(await located.json()).toEqual({ type: "account", id: "alice", slot, shard: shard?.shard, exists: true });
+
+    const absent = await cluster.admin<{ exists: boolean }>("n2", "GET", "/admin/locate/account/nobody");
+    expect(absent).toMatchObject({ status: 200, body: { exists: false } });
+  });
+
   it("moves a shard to another node, after which that node serves its keys itself", async () => {
     const shard = (await topology("n1")).shards.find((entry) => {
       const slot = slotOf("account", "alice");

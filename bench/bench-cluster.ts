@@ -2,7 +2,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { components } from "../client/generated/openapi.js";
-import { freePort, TestEtcd } from "../test/support/etcd.js";
+import { freePort } from "../server/cli/loopback-ports.js";
+import { TestEtcd } from "../test/support/etcd.js";
 import { BenchServer } from "./bench-server.js";
 
 type Schemas = components["schemas"];

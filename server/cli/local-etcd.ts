@@ -41,6 +41,23 @@ async function isHealthy(url: string): Promise<boolean> {
   }
 }
 
+/** The flags of a one-member etcd cluster that listens on loopback and logs only warnings. */
+export function singleMemberArguments(member: { name: string; dataDir: string; clientUrl: string; peerUrl: string }): string[] {
+  const { name, dataDir, clientUrl, peerUrl } = member;
+  return [
+    `--name=${name}`,
+    `--data-dir=${dataDir}`,
+    `--listen-client-urls=${clientUrl}`,
+    `--advertise-client-urls=${clientUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=${name}=${peerUrl}`,
+    "--initial-cluster-state=new",
+    "--logger=zap",
+    "--log-level=warn",
+  ];
+}
+
 /** The local demo's etcd, running. */
 export interface LocalEtcd {
   process: LocalProcess;
@@ -60,18 +77,7 @@ export async function startEtcd(binary: string, dataDir: string, logFile: string
   const etcd = LocalProcess.start(
     "etcd",
     binary,
-    [
-      "--name=demo",
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${url}`,
-      `--advertise-client-urls=${url}`,
-      `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=demo=${peerUrl}`,
-      "--initial-cluster-state=new",
-      "--logger=zap",
-      "--log-level=warn",
-    ],
+    singleMemberArguments({ name: "demo", dataDir, clientUrl: url, peerUrl }),
     logFile,
     envWithout("ETCD_"),
   );

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterReport, type ClusterStatus, type Move } from "../../server/cli/cluster-output.js";
 import { eventually } from "../support/cluster-etcd.js";
-import { freePort } from "../support/etcd.js";
+import { freePort } from "../../server/cli/loopback-ports.js";
 import { runCli } from "../support/run-cli.js";
 import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
 

@@ -1,24 +1,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { singleMemberArguments } from "../../server/cli/local-etcd.js";
+import { freePort } from "../../server/cli/loopback-ports.js";
 import { tempDir } from "./temp-dir.js";
 
 const ETCD_BINARY = process.env.ETCD_BINARY ?? "etcd";
 const START_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
-
-/** A loopback port that was free a moment ago: etcd takes ports as flags, it cannot pick its own. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (address === null || typeof address === "string") throw new Error("no TCP address");
-  return address.port;
-}
 
 /**
  * A single-member etcd of its own (Debian's `etcd-server`, or `ETCD_BINARY`) on free loopback
@@ -63,18 +52,7 @@ export class TestEtcd {
     this.output = [];
     const child = spawn(
       ETCD_BINARY,
-      [
-        "--name=test",
-        `--data-dir=${this.dir.path}`,
-        `--listen-client-urls=${this.url}`,
-        `--advertise-client-urls=${this.url}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=test=${peerUrl}`,
-        "--initial-cluster-state=new",
-        "--logger=zap",
-        "--log-level=warn",
-      ],
+      singleMemberArguments({ name: "test", dataDir: this.dir.path, clientUrl: this.url, peerUrl }),
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     const keep = (chunk: Buffer) => this.output.push(chunk.toString());

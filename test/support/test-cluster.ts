@@ -1,7 +1,8 @@
 import { Etcd3 } from "etcd3";
 import { ServerProcess } from "./server-process.js";
 import { eventually } from "./cluster-etcd.js";
-import { TestEtcd, freePort } from "./etcd.js";
+import { freePort } from "../../server/cli/loopback-ports.js";
+import { TestEtcd } from "./etcd.js";
 import { tempDir } from "./temp-dir.js";
 
 export interface TestNode {

@@ -314,7 +314,10 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** One move or split, with its state. */
+        /**
+         * One move or split, with its state.
+         * @description Every unfinished move is kept, and the last 100 finished ones; the coordinator deletes the records of older finished moves, whose ids then answer 404.
+         */
         get: operations["getMove"];
         put?: never;
         post?: never;

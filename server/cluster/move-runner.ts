@@ -4,7 +4,16 @@ import type { Logger } from "pino";
 import type { ClusterView } from "./cluster-view.js";
 import { CLUSTER_KEYS } from "./etcd-client.js";
 import { placementsOf, readMap, updateMap, type ShardPlacement } from "./map-store.js";
-import { isFinished, listMoves, MOVE_STATES, saveMove, type MoveRecord, type MoveState, type StoredMove } from "./moves-store.js";
+import {
+  isFinished,
+  listMoves,
+  MOVE_STATES,
+  pruneFinishedMoves,
+  saveMove,
+  type MoveRecord,
+  type MoveState,
+  type StoredMove,
+} from "./moves-store.js";
 import type { ClusterMap } from "./topology.js";
 
 /** How often the coordinator looks for work, and retries a step that failed. */
@@ -13,6 +22,8 @@ const POLL_MS = 250;
 const CLOSE_ENOUGH_ROWS = 500;
 /** A move that makes no progress for this long (a node gone, verification failing) is aborted. */
 const STALL_LIMIT_MS = 60_000;
+/** How many finished moves keep their record (and answer `GET /admin/cluster/moves/{id}`). */
+const FINISHED_MOVES_KEPT = 100;
 
 interface IncomingProgress {
   sequence: number;
@@ -70,7 +81,9 @@ export class MoveRunner {
     while (this.running) {
       let advanced = false;
       try {
-        const next = (await listMoves(this.cluster)).find(({ move }) => !isFinished(move));
+        const moves = await listMoves(this.cluster);
+        await pruneFinishedMoves(this.cluster, moves, FINISHED_MOVES_KEPT);
+        const next = moves.find(({ move }) => !isFinished(move));
         if (next && !(await this.pausedAt(next.move.state))) advanced = await this.advance(next);
       } catch (error) {
         this.options.logger.warn({ err: error }, "a move step failed; trying again");

@@ -68,6 +68,23 @@ export async function listMoves(cluster: Namespace): Promise<StoredMove[]> {
     .sort((a, b) => a.move.id.localeCompare(b.move.id));
 }
 
+/**
+ * Deletes the records of finished moves beyond the newest `keep`, so the records (which the
+ * coordinator lists several times a second) stay few however many moves a cluster has run. A
+ * record is deleted only while it is unchanged since it was listed. Resolves to how many were deleted.
+ */
+export async function pruneFinishedMoves(cluster: Namespace, moves: readonly StoredMove[], keep: number): Promise<number> {
+  const finished = moves.filter(({ move }) => isFinished(move));
+  const expired = finished.slice(0, Math.max(0, finished.length - keep));
+  const results = await Promise.all(
+    expired.map(({ move, revision }) => {
+      const key = CLUSTER_KEYS.move(move.id);
+      return cluster.if(key, "Mod", "==", revision).then(cluster.delete().key(key)).commit();
+    }),
+  );
+  return results.filter((result) => result.succeeded).length;
+}
+
 export async function readMove(cluster: Namespace, id: string): Promise<StoredMove | undefined> {
   const response = await cluster.get(CLUSTER_KEYS.move(id)).exec();
   const kv = response.kvs[0];

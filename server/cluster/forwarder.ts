@@ -123,20 +123,24 @@ export class Forwarder {
       headers: forwardedHeaders(req, headers),
       body: hasBody(req) ? req : null,
     };
-    const origin = new URL(ownerUrl).origin;
-    if (!SAFE_METHODS.has(request.method)) return this.send(this.poolFor(origin), request, res, origin);
+    if (!SAFE_METHODS.has(request.method)) return this.send(this.poolFor(ownerUrl), request, res, ownerUrl);
     try {
-      return await this.send(this.poolFor(origin), request, res, origin).catch((error: unknown) => {
+      return await this.send(this.poolFor(ownerUrl), request, res, ownerUrl).catch((error: unknown) => {
         if (!(error instanceof ForwardAnswerLostError && error.onPooledConnection)) throw error;
-        const fresh = new Client(origin, this.connectionOptions());
-        return this.send(fresh, request, res, origin).finally(() => void fresh.close());
+        const fresh = new Client(ownerUrl, this.connectionOptions());
+        return this.send(fresh, request, res, ownerUrl).finally(() => void fresh.close());
       });
     } catch (error) {
       throw error instanceof ForwardAnswerLostError ? new OwnerUnreachableError(error.message, { cause: error }) : error;
     }
   }
 
-  private send(dispatcher: Dispatcher, request: Dispatcher.DispatchOptions, res: ServerResponse, origin: string): Promise<void> {
+  private send(
+    dispatcher: Dispatcher,
+    request: Dispatcher.DispatchOptions,
+    res: ServerResponse,
+    ownerUrl: string,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let sent = false;
       dispatcher.dispatch(request, {
@@ -174,11 +178,11 @@ export class Forwarder {
             res.destroy(error);
             resolve();
           } else if (!sent) {
-            reject(new OwnerUnreachableError(`the owner at ${origin} cannot be reached: ${error.message}`, { cause: error }));
+            reject(new OwnerUnreachableError(`the owner at ${ownerUrl} cannot be reached: ${error.message}`, { cause: error }));
           } else {
             reject(
               new ForwardAnswerLostError(
-                `the owner at ${origin} did not answer: ${error.message}`,
+                `the owner at ${ownerUrl} did not answer: ${error.message}`,
                 { cause: error },
                 carriedAnAnswerBefore(error),
               ),
@@ -195,11 +199,11 @@ export class Forwarder {
     this.pools.clear();
   }
 
-  private poolFor(origin: string): Pool {
-    let pool = this.pools.get(origin);
+  private poolFor(ownerUrl: string): Pool {
+    let pool = this.pools.get(ownerUrl);
     if (!pool) {
-      pool = new Pool(origin, { ...this.connectionOptions(), connections: this.options.maxSocketsPerNode ?? 64 });
-      this.pools.set(origin, pool);
+      pool = new Pool(ownerUrl, { ...this.connectionOptions(), connections: this.options.maxSocketsPerNode ?? 64 });
+      this.pools.set(ownerUrl, pool);
     }
     return pool;
   }

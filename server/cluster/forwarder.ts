@@ -156,18 +156,15 @@ export class Forwarder {
           );
         },
         onResponseData: (controller, chunk) => {
-          if (res.write(chunk)) return;
-          // Held until the client takes more, or dropped if it went away.
+          // A client that went away takes nothing more: the rest of its answer is read and
+          // dropped, so that the pooled connection stays fit for the next request.
+          if (res.destroyed || res.write(chunk)) return;
           controller.pause();
           const resume = () => {
-            res.off("close", giveUp);
+            res.off("drain", resume).off("close", resume);
             controller.resume();
           };
-          const giveUp = () => {
-            res.off("drain", resume);
-            controller.abort(new Error("the client went away"));
-          };
-          res.once("drain", resume).once("close", giveUp);
+          res.once("drain", resume).once("close", resume);
         },
         onResponseEnd: () => {
           res.end();

@@ -26,8 +26,8 @@ async function listen(listener: RequestListener): Promise<{ server: Server; url:
  * map version on the answer first, as a cluster node does; a forwarding failure is answered with
  * the error's class name.
  */
-async function forwardingNode(ownerUrl: string, timeoutMs = 5_000): Promise<string> {
-  const forwarder = new Forwarder({ timeoutMs });
+async function forwardingNode(ownerUrl: string, timeoutMs = 5_000, maxSocketsPerNode?: number): Promise<string> {
+  const forwarder = new Forwarder({ timeoutMs, ...(maxSocketsPerNode !== undefined && { maxSocketsPerNode }) });
   forwarders.push(forwarder);
   const { url } = await listen((req, res) => {
     res.setHeader("apostate-map-version", "42");
@@ -215,6 +215,25 @@ describe("Forwarder", () => {
     expect(res.status).toBe(599);
     expect(res.headers.get("x-error")).toBe(errorName);
     expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it("keeps its pooled connections for other requests when clients go away before their answers come", async () => {
+    const { url: ownerUrl } = await listen((req, res) => {
+      req.resume().on("end", () => setTimeout(() => res.end("late"), 100));
+    });
+    const node = await forwardingNode(ownerUrl, 5_000, 2);
+
+    for (let i = 0; i < 4; i += 1) {
+      await new Promise<void>((resolve) => {
+        const gone = request(`${node}/gone/${i}`);
+        gone.on("error", () => resolve());
+        gone.end(() => setTimeout(() => gone.destroy(), 20));
+      });
+    }
+    const res = await fetch(`${node}/after`, { signal: AbortSignal.timeout(3_000) });
+
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("late");
   });
 
   /** An owner whose connections each serve one answer and are then cut when a second request arrives on them. */

@@ -102,10 +102,10 @@ export class Forwarder {
 
   /**
    * Resolves once the owner's answer has been passed on. `headers` (lower-case names) are sent
-   * in place of any the client sent under the same names. Rejects with {@link OwnerUnreachableError} or
-   * {@link ForwardAnswerLostError} only while nothing has been answered yet, so the caller can
-   * still answer with a problem; a failure after the answer began cuts the client's
-   * connection, the only honest signal left.
+   * in place of any the client sent under the same names. Rejects with
+   * {@link OwnerUnreachableError} or {@link ForwardAnswerLostError} only while nothing has been
+   * answered yet, so the caller can still answer with a problem; a failure after the answer
+   * began cuts the client's connection, the only honest signal left.
    *
    * A read changes nothing, so losing one is never in doubt: it fails as unreachable, and when a
    * pooled connection failed under it (the owner closed it, or died, a moment before) it is sent

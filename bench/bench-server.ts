@@ -184,7 +184,8 @@ function statFields(pid: string): string[] {
 /** Linux reports CPU times in clock ticks of 1/100 s (USER_HZ) on every mainstream platform. */
 const TICKS_PER_SECOND = 100;
 
-function cpuSeconds(pid: string): number {
+/** User and system CPU time of process `pid` so far, in seconds (0 once it has gone). */
+export function cpuSeconds(pid: string): number {
   // utime and stime are fields 14 and 15 of stat, 12 and 13 after the state.
   const fields = statFields(pid);
   return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / TICKS_PER_SECOND;

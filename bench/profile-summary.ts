@@ -44,6 +44,10 @@ const CATEGORIES: [string, (caller: CallFrame, stack: CallFrame[]) => boolean][]
   ["validation (route table, Ajv)", under(/\/ajv\/|\/server\/http\/(route-table|request-validator)\./)],
   ["express (router, request and response)", inFile(/\/(express|router)\//)],
   [
+    "the forwarder's HTTP client (undici's own code and its wasm parser; its socket writes count as sockets)",
+    inFile(/\/undici\/|^wasm:\/\//),
+  ],
+  [
     "locking: BEGIN IMMEDIATE and its busy retries (write queue)",
     (_leaf, stack) => stack.some((frame) => frame.functionName === "begin" && /\/write-queue\./.test(frame.url)),
   ],

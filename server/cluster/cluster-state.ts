@@ -79,10 +79,6 @@ export class ClusterState {
     return this.current.self.node;
   }
 
-  get mapVersion(): number {
-    return this.current.map.version;
-  }
-
   route(slot: number): SlotRoute {
     const route = this.routes[slot];
     if (!route) throw new RangeError(`slot ${slot} is outside 0-${SLOT_COUNT - 1}`);

@@ -3,6 +3,7 @@ import { slotOf } from "../../schema/placement.js";
 import type { ClusterState, SlotRoute } from "../cluster/cluster-state.js";
 import { ForwardAnswerLostError, OwnerUnreachableError, type Forwarder } from "../cluster/forwarder.js";
 import { ProblemError } from "./problems.js";
+import { passesOnAnswer, REQUEST_ID_HEADER } from "./request-observer.js";
 import type { RouteMatch } from "./route-table.js";
 
 /**
@@ -10,6 +11,9 @@ import type { RouteMatch } from "./route-table.js";
  * again, so two nodes whose maps disagree for a moment cannot pass a request back and forth.
  */
 const FORWARDED_BY = "apostate-forwarded-by";
+
+/** The request id this node gave the request (its own header name, lower-cased as the forwarder takes names). */
+const REQUEST_ID = REQUEST_ID_HEADER.toLowerCase();
 
 const TYPE = /^[a-z][a-z0-9_-]{0,62}$/;
 const RETRY_AFTER = { "Retry-After": "1" };
@@ -45,13 +49,18 @@ export class ClusterRouter {
    * Where the request goes: undefined when this node serves it (the common case, answered
    * without a promise), or the owner's route. Stamps the map version on the answer either way.
    */
-  elsewhere(res: ServerResponse, match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
+  elsewhere(req: IncomingMessage, res: ServerResponse, match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
     res.setHeader("Apostate-Map-Version", this.state.versionHeader);
-    return this.ownerElsewhere(match);
+    return this.ownerElsewhere(req, res, match);
   }
 
-  /** The owner's route when the request names an entity that another node owns, else undefined. */
-  ownerElsewhere(match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
+  /**
+   * The owner's route when the request names an entity that another node owns, else undefined.
+   * On a request another node forwarded here, stamps this node's name as the one that answered
+   * it (the forwarding node passes the answer back with it).
+   */
+  ownerElsewhere(req: IncomingMessage, res: ServerResponse, match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
+    if (req.headers[FORWARDED_BY] !== undefined) res.setHeader("Apostate-Served-By", this.state.self);
     const key = keyOf(match);
     if (!key) return undefined;
     const route = this.state.route(slotOf(key.type, key.id));
@@ -71,10 +80,16 @@ export class ClusterRouter {
         headers: RETRY_AFTER,
       });
     }
-    req.headers[FORWARDED_BY] = this.state.self;
+    // The owner logs and counts the request under this node's id for it; this node only what it answers itself.
+    const requestId = res.getHeader(REQUEST_ID);
+    passesOnAnswer(res, true);
     try {
-      await this.forwarder.forward(req, res, route.url, { servedBy: owner, mapVersion: this.state.mapVersion });
+      await this.forwarder.forward(req, res, route.url, {
+        [FORWARDED_BY]: this.state.self,
+        ...(typeof requestId === "string" && { [REQUEST_ID]: requestId }),
+      });
     } catch (error) {
+      passesOnAnswer(res, false);
       if (error instanceof OwnerUnreachableError) {
         throw new ProblemError("unavailable", `node ${owner}, which owns shard ${route.shard.shard}, is not reachable`, {
           headers: RETRY_AFTER,

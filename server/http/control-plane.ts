@@ -24,7 +24,7 @@ export function controlPlane(options: {
     // The listener made every request an ApiRequest before express saw it.
     const request = req as unknown as ApiRequest;
     if (!request.match) return next();
-    const owner = router?.ownerElsewhere(request.match);
+    const owner = router?.ownerElsewhere(req, res, request.match);
     if (owner) return router?.forward(req, res, owner);
     const operation = operationOf(request.match.route, req.method);
     await validator.prepare(request, operation);

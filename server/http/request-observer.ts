@@ -9,6 +9,19 @@ export const REQUEST_ID_HEADER = "X-Request-Id";
 /** An id a proxy in front may have assigned: short, and nothing that could forge a log line. */
 const FORWARDED_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Answers passed back from the node that served the request, which logs and counts it under the same id. */
+const passedOn = new WeakSet<ServerResponse>();
+
+/**
+ * Marks `res` as the answer of another node, passed back (true), before the request is sent
+ * there, or as this node's own again (false) when it could not be: this node neither logs
+ * nor counts a request twice over, nor misses one it answered itself.
+ */
+export function passesOnAnswer(res: ServerResponse, passes: boolean): void {
+  if (passes) passedOn.add(res);
+  else passedOn.delete(res);
+}
+
 /**
  * Gives each request an id (answered in `X-Request-Id`), and when its response is done, logs
  * one JSON line and records it in the metrics. The log line names the method, route, path,
@@ -26,6 +39,7 @@ export function observeRequests(options: {
     const requestId = typeof forwarded === "string" && FORWARDED_ID.test(forwarded) ? forwarded : randomUUID();
     res.setHeader(REQUEST_ID_HEADER, requestId);
     res.once("close", () => {
+      if (passedOn.has(res)) return;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const ms = Math.round(seconds * 1e6) / 1000;
       const entry = { reqId: requestId, method, route, path, status: res.statusCode, ms };

@@ -4,7 +4,7 @@ import { Kysely, Migrator, SqliteDialect, sql, type Compilable, type RawBuilder 
 import { migrations } from "../../schema/migrations/index.js";
 import { FileSync } from "./file-sync.js";
 import { inspectOffThread } from "./off-thread-inspection.js";
-import { applyChanges, indexChangeFeed, readChanges, type ShardChanges } from "./shard-changes.js";
+import { applyChanges, dropChangeFeedIndexes, indexChangeFeed, readChanges, type ShardChanges } from "./shard-changes.js";
 import { digestShard, type ShardDigest } from "./shard-digest.js";
 import { fenceOf, readFence, writeFence, type ShardFence } from "./shard-fence.js";
 import { removeShardFiles } from "./shard-files.js";
@@ -239,9 +239,10 @@ export class Shard {
     options: ShardOptions & {
       create: boolean;
       /**
-       * A cluster member's shard: its change feed is indexed (see indexChangeFeed), and a file
-       * whose range holds `placement`'s is narrowed to it (a reshape that recorded the new range
-       * in the manifest and stopped before the file); otherwise the range must match.
+       * A cluster member's shard: the change feed's indexes a finished move or split left are
+       * dropped (see indexChangeFeed), and a file whose range holds `placement`'s is narrowed to
+       * it (a reshape that recorded the new range in the manifest and stopped before the file);
+       * otherwise the range must match.
        */
       member?: boolean;
     },
@@ -264,7 +265,7 @@ export class Shard {
       writer = openWriter(file);
       const shard = new Shard(placement, file, db, writer, options);
       if (options.member) {
-        indexChangeFeed(db);
+        dropChangeFeedIndexes(db);
         shard.finishNarrowing();
       }
       shard.assertIdentity();
@@ -359,7 +360,7 @@ export class Shard {
 
   /**
    * The change feed: what changed after sequence `after`, at most `limit` rows of each kind, in
-   * one snapshot; see {@link ShardChanges}.
+   * one snapshot; see {@link ShardChanges}. The first call indexes the feed (see indexChangeFeed).
    *
    * @example
    * let batch = source.changesAfter(s0, 500); // s0: the sequence the copy was taken at
@@ -370,7 +371,10 @@ export class Shard {
    * }
    */
   changesAfter(after: number, limit: number): ShardChanges {
-    return this.run(() => readChanges(this.db, after, limit));
+    return this.run(() => {
+      indexChangeFeed(this.db);
+      return readChanges(this.db, after, limit);
+    });
   }
 
   /** Applies a batch of another copy's change feed, in one immediate transaction; idempotent. */

@@ -73,6 +73,22 @@ describe("a cluster of three nodes", () => {
     expect(((await missing.json()) as { code: string }).code).toBe("entity-not-found");
   });
 
+  it("leaves a forwarded request's log line to the owner, under the id the answer names", async () => {
+    const logged = (node: string, text: string) => (cluster.node(node).server?.output ?? []).some((line) => line.includes(text));
+    const read = await fetch(`${cluster.node("n3").url}/v1/entities/account/traced`);
+    expect(read.status).toBe(404);
+    expect(read.headers.get("apostate-served-by")).toBe("n1");
+    const id = read.headers.get("x-request-id") as string;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+
+    await expect.poll(() => logged("n1", `"reqId":"${id}"`), { timeout: 10_000 }).toBe(true);
+    // A request n3 answers itself, logged after the forwarded one would have been.
+    const own = await fetch(`${cluster.node("n3").url}/v1/entities/Bad-Type/x`);
+    expect(own.status).toBe(400);
+    await expect.poll(() => logged("n3", `"reqId":"${own.headers.get("x-request-id")}"`), { timeout: 10_000 }).toBe(true);
+    expect(logged("n3", '"path":"/v1/entities/account/traced"')).toBe(false);
+  });
+
   it("refuses a bad key on the node that got it, without forwarding", async () => {
     const bad = await fetch(`${cluster.node("n2").url}/v1/entities/Bad-Type/x`);
     expect(bad.status).toBe(400);

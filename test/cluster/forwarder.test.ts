@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type RequestListener, type Server } from "node:http";
+import { createServer, request, type IncomingHttpHeaders, type RequestListener, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ForwardAnswerLostError, Forwarder, OwnerUnreachableError, endToEndHeaders } from "../../server/cluster/forwarder.js";
 
-const STAMP = { servedBy: "node-b", mapVersion: 42 };
+/** What the forwarding node sends in place of the client's headers of those names. */
+const OWN_HEADERS = { "apostate-forwarded-by": "node-a", "x-request-id": "req-a" };
 const servers: Server[] = [];
 const forwarders: Forwarder[] = [];
 
@@ -20,12 +21,17 @@ async function listen(listener: RequestListener): Promise<{ server: Server; url:
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
-/** A node that forwards every request to `ownerUrl`; a forwarding failure is answered with the error's class name. */
-async function forwardingNode(ownerUrl: string, timeoutMs = 5_000): Promise<string> {
-  const forwarder = new Forwarder({ timeoutMs });
+/**
+ * A node that forwards every request to `ownerUrl` with {@link OWN_HEADERS}, having set its own
+ * map version on the answer first, as a cluster node does; a forwarding failure is answered with
+ * the error's class name.
+ */
+async function forwardingNode(ownerUrl: string, timeoutMs = 5_000, maxSocketsPerNode?: number): Promise<string> {
+  const forwarder = new Forwarder({ timeoutMs, ...(maxSocketsPerNode !== undefined && { maxSocketsPerNode }) });
   forwarders.push(forwarder);
   const { url } = await listen((req, res) => {
-    forwarder.forward(req, res, ownerUrl, STAMP).catch((error: Error) => {
+    res.setHeader("apostate-map-version", "42");
+    forwarder.forward(req, res, ownerUrl, OWN_HEADERS).catch((error: Error) => {
       res.writeHead(599, { "x-error": error.constructor.name }).end(error.message);
     });
   });
@@ -85,10 +91,17 @@ describe("endToEndHeaders", () => {
 });
 
 describe("Forwarder", () => {
-  it("passes method, path, query, body and end-to-end headers to the owner, and its answer back with the stamp", async () => {
+  it("passes method, path, query, body and end-to-end headers to the owner, and its answer back but for what the node set", async () => {
     const owner = await recordingOwner({
       status: 201,
-      headers: { etag: '"1"', location: "/v1/entities/acct/a", "content-type": "application/json", "keep-alive": "timeout=9" },
+      headers: {
+        etag: '"1"',
+        location: "/v1/entities/acct/a",
+        "content-type": "application/json",
+        "keep-alive": "timeout=9",
+        "apostate-served-by": "node-b",
+        "apostate-map-version": "41",
+      },
       body: '{"version":1}',
     });
     const node = await forwardingNode(owner.url);
@@ -111,6 +124,7 @@ describe("Forwarder", () => {
     expect(res.headers.get("etag")).toBe('"1"');
     expect(res.headers.get("location")).toBe("/v1/entities/acct/a");
     expect(res.headers.get("apostate-served-by")).toBe("node-b");
+    // The forwarding node routed by its map: its version stays on the answer.
     expect(res.headers.get("apostate-map-version")).toBe("42");
     expect(res.headers.get("x-error")).toBeNull();
     expect(owner.seen).toHaveLength(1);
@@ -120,10 +134,28 @@ describe("Forwarder", () => {
       authorization: "Bearer data",
       "idempotency-key": "k-1",
       "if-match": '"7"',
-      "x-request-id": "req-1",
+      "x-request-id": "req-a",
+      "apostate-forwarded-by": "node-a",
       "content-type": "application/json",
+      "content-length": "14",
       host: new URL(owner.url).host,
     });
+  });
+
+  it("meets a client's 100-continue expectation itself and passes the body on", async () => {
+    const owner = await recordingOwner({ status: 200, headers: {}, body: "ok" });
+    const node = await forwardingNode(owner.url);
+
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const sending = request(`${node}/e`, { method: "PUT", headers: { expect: "100-continue", "content-length": "2" } });
+      sending.on("continue", () => sending.end("{}"));
+      sending.on("response", (answer) => resolve(answer.resume().statusCode));
+      sending.on("error", reject);
+    });
+
+    expect(status).toBe(200);
+    expect(owner.seen[0]).toMatchObject({ method: "PUT", body: "{}" });
+    expect(owner.seen[0]?.headers.expect).toBeUndefined();
   });
 
   it("streams a large body intact", async () => {
@@ -171,9 +203,9 @@ describe("Forwarder", () => {
   });
 
   it.each([
-    ["a write", "PUT", ForwardAnswerLostError.name],
-    ["a read, which cannot be in doubt,", "GET", OwnerUnreachableError.name],
-  ])("rejects %s with %s when the owner answers nothing within the timeout", async (_what, method, errorName) => {
+    ["a write", ForwardAnswerLostError.name, "PUT"],
+    ["a read, which cannot be in doubt,", OwnerUnreachableError.name, "GET"],
+  ])("rejects %s with %s when the owner answers nothing within the timeout", async (_what, errorName, method) => {
     const { url } = await listen(() => undefined);
     const node = await forwardingNode(url, 200);
 
@@ -183,6 +215,25 @@ describe("Forwarder", () => {
     expect(res.status).toBe(599);
     expect(res.headers.get("x-error")).toBe(errorName);
     expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it("keeps its pooled connections for other requests when clients go away before their answers come", async () => {
+    const { url: ownerUrl } = await listen((req, res) => {
+      req.resume().on("end", () => setTimeout(() => res.end("late"), 100));
+    });
+    const node = await forwardingNode(ownerUrl, 5_000, 2);
+
+    for (let i = 0; i < 4; i += 1) {
+      await new Promise<void>((resolve) => {
+        const gone = request(`${node}/gone/${i}`);
+        gone.on("error", () => resolve());
+        gone.end(() => setTimeout(() => gone.destroy(), 20));
+      });
+    }
+    const res = await fetch(`${node}/after`, { signal: AbortSignal.timeout(3_000) });
+
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("late");
   });
 
   /** An owner whose connections each serve one answer and are then cut when a second request arrives on them. */

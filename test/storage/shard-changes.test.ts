@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { slotOf } from "../../schema/placement.js";
 import { EntityStore, type Mutation } from "../../server/entities/entity-store.js";
 import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
-import type { ShardChanges } from "../../server/storage/shard-changes.js";
+import { readChanges, type ShardChanges } from "../../server/storage/shard-changes.js";
 import { Shard } from "../../server/storage/shard.js";
 import { tempDir } from "../support/temp-dir.js";
 
@@ -205,7 +205,7 @@ describe("the change feed", () => {
 });
 
 describe("the change feed's indexes", () => {
-  it("exist only in a cluster member's shards, and the feed reads the same batches either way", async () => {
+  it("exist only once a member's shard is tailed, until it is opened again, and the feed reads the same batches either way", async () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
     const options = { shardCount: 1, durability: "process", busyTimeoutMs: 5000, verify: false } as const;
@@ -223,17 +223,30 @@ describe("the change feed's indexes", () => {
     for (let i = 0; i < 30; i += 4) await store.put(plain(`f${i}`), { i, again: true });
     const file = single.get(0)!.file;
     const batches = (shard: Shard) => [0, 7, 20, 38].map((after) => shard.changesAfter(after, 6));
-    const unindexed = batches(single.get(0)!);
+    const unindexed = (file: string) => {
+      const db = new Database(file);
+      try {
+        return [0, 7, 20, 38].map((after) => readChanges(db, after, 6));
+      } finally {
+        db.close();
+      }
+    };
     single.close();
+    const scanned = unindexed(file);
     expect(indexes(file)).toEqual([]);
 
-    const member = await openDataDirectory(dir.path, { ...options, member: { cluster: "test", node: "n1" } });
-    cleanups.push(() => member.close());
+    const member = { ...options, member: { cluster: "test", node: "n1" } };
+    const tailed = await openDataDirectory(dir.path, member);
+    expect(indexes(file)).toEqual([]);
+    expect(batches(tailed.get(0)!)).toEqual(scanned);
     expect(indexes(file)).toEqual(["entities_sequence", "idempotency_sequence"]);
-    expect(batches(member.get(0)!)).toEqual(unindexed);
+    tailed.close();
+    const reopened = await openDataDirectory(dir.path, member);
+    cleanups.push(() => reopened.close());
+    expect(indexes(file)).toEqual([]);
     // Full batches, then the caught-up one.
-    expect(unindexed[0]!.entities).toHaveLength(6);
-    expect(unindexed.at(-1)).toMatchObject({ after: 38, upTo: 38, entities: [], idempotency: [] });
+    expect(scanned[0]!.entities).toHaveLength(6);
+    expect(scanned.at(-1)).toMatchObject({ after: 38, upTo: 38, entities: [], idempotency: [] });
   });
 });
 

@@ -16,8 +16,8 @@ import { ShardFrozenError } from "./storage/storage-errors.js";
 import { EntityStore } from "./entities/entity-store.js";
 import { createLogger } from "./logger.js";
 import { workerMetrics } from "./metrics/cluster-metrics.js";
-import { checkpointAll, DRAIN_MS, openShards, SHUTDOWN_MESSAGE } from "./shutdown.js";
-import { forkedWorkerConfig, primaryGoAhead } from "./start-handshake.js";
+import { checkpointAll, openShards } from "./shutdown.js";
+import { DRAIN_MS, forkedWorkerConfig, primaryGoAhead, SHUTDOWN_MESSAGE } from "./worker-protocol.js";
 
 /** How often a draining worker closes keep-alive connections that have gone idle. */
 const IDLE_SWEEP_MS = 50;

@@ -1,54 +1,19 @@
 import cluster, { type Worker } from "node:cluster";
 import type { Logger } from "pino";
-import { Registry } from "prom-client";
 import { CLUSTER_SNAPSHOT_MESSAGE, CLUSTER_SNAPSHOT_REQUEST } from "./cluster/cluster-state.js";
-import type { ClusterConfig, ServeConfig } from "./config.js";
-import type { ClusterNode } from "./cluster/cluster-node.js";
-import { IdempotencyPurger } from "./storage/idempotency-purger.js";
-import { answerWorkerMetricsRequests } from "./metrics/cluster-metrics.js";
-import { purgeMetrics } from "./metrics/purge-metrics.js";
-import { registerShardMetrics } from "./metrics/shard-metrics.js";
+import type { ServeConfig } from "./config.js";
 import { RestartBackoff, WORKER_RESTART_BACKOFF } from "./restart-backoff.js";
-import type { ShardSet } from "./storage/data-directory.js";
-import { removeServerLock, writeServerLock } from "./storage/server-lock.js";
-import { checkpointAll, DRAIN_MS, markClosedCleanly, openShards, SHUTDOWN_MESSAGE } from "./shutdown.js";
-import { StartGate, workerEnvironment } from "./start-handshake.js";
+import { DRAIN_MS, SHUTDOWN_MESSAGE, StartGate, workerEnvironment } from "./worker-protocol.js";
 
 /** How long the primary waits for its workers before it kills them; past this, exit code 1. */
 const SHUTDOWN_BOUND_MS = DRAIN_MS + 5_000;
 
-/** The primary's data directory and, on a cluster node, its membership. */
-interface VerifiedDirectory {
-  shards: ShardSet;
-  node?: ClusterNode;
-}
-
-/** A cluster node's primary: its data directory, opened as the cluster needs, and its membership. */
-async function joinCluster(config: ServeConfig & { cluster: ClusterConfig }, logger: Logger): Promise<VerifiedDirectory> {
-  // Loaded only here: etcd's client costs a single-node start-up ~0.3 s it has no use for.
-  const { ClusterNode } = await import("./cluster/cluster-node.js");
-  const options = { ...config.cluster, adminToken: config.adminToken, logger };
-  const shards = await openShards(config, true, { shardCount: (await ClusterNode.mapExists(options)) ? 0 : config.shards });
-  try {
-    return { shards, node: await ClusterNode.join(shards, options) };
-  } catch (error) {
-    shards.close();
-    throw error;
-  }
-}
-
-/** Verified once, read-only first, before any worker opens a file for writing. */
-function openVerified(config: ServeConfig, logger: Logger): Promise<VerifiedDirectory> {
-  if (config.cluster) return joinCluster({ ...config, cluster: config.cluster }, logger);
-  return openShards(config, true).then((shards) => ({ shards }));
-}
-
 /**
  * `apostate serve`, the primary: it forks the workers that serve HTTP first thing, so they load
- * their code while it checks (or creates) the data directory, then gives them the go-ahead to
- * open it. SQLite's file locks keep the shards consistent between the workers. The primary also
- * runs the idempotency purge and keeps the shard gauges, once for the whole server; it never
- * loads express, the validator or the routes (a worker runs main.ts's other branch).
+ * their code while it loads its own and checks (or creates) the data directory
+ * (primary-directory.ts), then gives them the go-ahead to open it. SQLite's file locks keep the
+ * shards consistent between the workers. The primary never loads express, the validator or the
+ * routes (a worker runs main.ts's other branch).
  */
 export async function serve(config: ServeConfig, logger: Logger): Promise<void> {
   const gate = new StartGate();
@@ -127,12 +92,15 @@ export async function serve(config: ServeConfig, logger: Logger): Promise<void> 
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   for (let i = 0; i < config.workers; i += 1) fork();
 
-  const { shards, node: clusterNode } = await openVerified(config, logger).catch((error: unknown) => {
-    // The workers have opened nothing; they go with the primary, whose caller reports the error.
-    stopping = true;
-    for (const worker of workers()) worker.process.kill("SIGKILL");
-    throw error;
-  });
+  const directory = await import("./primary-directory.js")
+    .then(({ openPrimaryDirectory }) => openPrimaryDirectory(config, logger))
+    .catch((error: unknown) => {
+      // The workers have opened nothing; they go with the primary, whose caller reports the error.
+      stopping = true;
+      for (const worker of workers()) worker.process.kill("SIGKILL");
+      throw error;
+    });
+  const { shards, node: clusterNode } = directory;
   if (clusterNode) {
     logger.info({ cluster: config.cluster?.cluster, node: config.cluster?.node }, "joined the cluster");
     const send = (worker: Worker) => {
@@ -151,28 +119,17 @@ export async function serve(config: ServeConfig, logger: Logger): Promise<void> 
   }
   logger.info({ dataDir: shards.directory, shards: shards.shards.length }, "data directory ready");
 
-  const registry = new Registry();
-  registerShardMetrics(registry, shards);
-  answerWorkerMetricsRequests(registry);
-  const purger = new IdempotencyPurger(shards, config.idempotencyRetentionMs, logger, purgeMetrics(registry));
   cluster.on("listening", (_worker, address) => {
     listening += 1;
     if (listening !== config.workers) return;
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${address.port}`;
-    writeServerLock(shards.directory, url);
-    purger.start();
+    directory.serving(url);
     logger.info({ url, workers: config.workers }, "listening");
   });
   gate.ready();
 
   await stopped;
-  await purger.stop();
-  await clusterNode?.leave().catch((error: unknown) => logger.warn({ err: error }, "could not leave the cluster cleanly"));
-  // The workers are gone: nothing reads the WALs any more, so they can be emptied completely.
-  markClosedCleanly(shards, logger);
-  checkpointAll(shards, "TRUNCATE", logger);
-  shards.close();
-  removeServerLock(shards.directory);
+  await directory.close();
   logger.info({ exitCode: failed ? 1 : 0 }, "stopped");
   process.exit(failed ? 1 : 0);
 }

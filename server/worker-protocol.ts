@@ -1,13 +1,18 @@
 import type { Worker } from "node:cluster";
 import type { ServeConfig } from "./config.js";
-import { SHUTDOWN_MESSAGE } from "./shutdown.js";
 
 /*
- * How `apostate serve` starts its workers. The primary forks them first thing, and they load
- * their code while it checks the data directory; a worker opens nothing until the primary says
- * the directory is fit to serve. A message sent before the worker listens for it would be lost,
- * so the worker speaks first.
+ * How the primary of `apostate serve` and its workers start and stop. The primary forks them
+ * first thing, and they load their code while it checks the data directory; a worker opens
+ * nothing until the primary says the directory is fit to serve. A message sent before the
+ * worker listens for it would be lost, so the worker speaks first.
  */
+
+/** How long a worker lets requests in flight finish after a shutdown signal. */
+export const DRAIN_MS = 10_000;
+
+/** The primary asks its workers to stop with this message rather than a signal (see serve.ts). */
+export const SHUTDOWN_MESSAGE = "apostate:shutdown";
 
 /** The environment variable that carries a worker's configuration, as JSON. */
 const WORKER_CONFIG_ENV = "APOSTATE_WORKER_CONFIG";

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +11,10 @@ import { dataDirectoryBytes, preload } from "./preload.js";
  * How long `apostate serve` takes to answer after a kill -9, on an empty data directory and on a
  * filled one: the median of N restarts, each timed from spawn to the first 200 of /healthz. The
  * compiled server is measured (run `npm run build` first; `npm run bench:startup` does). The
- * filled directory is built in the system's temporary folder and deleted afterwards.
+ * filled directory is built in the system's temporary folder and deleted afterwards. Each
+ * restart follows one of the baseline, timed the same way: node itself, a primary that forks as
+ * many workers, each answering on node:http and loading nothing else. On a busy machine the
+ * ratio says more than the milliseconds.
  *
  *   npm run bench:startup -- --runs 8 --workers 2 --size-mb 1024
  */
@@ -43,15 +46,29 @@ async function healthy(port: number): Promise<boolean> {
   }
 }
 
-/** Starts the server, waits for /healthz, kills the whole process group with SIGKILL; milliseconds to healthy. */
-async function timeRestart(dataDir: string): Promise<number> {
+/** A command line that serves /healthz on the given port. */
+type Server = (port: number) => string[];
+
+const apostate =
+  (dataDir: string): Server =>
+  (port) => ["dist/server/main.js", "serve", "--data-dir", dataDir, "--port", String(port), "--workers", String(WORKERS)];
+
+const BASELINE_SCRIPT = `import cluster from "node:cluster";
+import { createServer } from "node:http";
+const [port, workers] = process.argv.slice(2).map(Number);
+if (cluster.isPrimary) for (let i = 0; i < workers; i += 1) cluster.fork();
+else createServer((_req, res) => res.end("ok")).listen(port, "127.0.0.1");
+`;
+
+/** Starts a server, waits for /healthz, kills the whole process group with SIGKILL; milliseconds to healthy. */
+async function timeRestart(server: Server): Promise<number> {
   const port = await freePort();
   const started = performance.now();
-  const child = spawn(
-    process.execPath,
-    ["dist/server/main.js", "serve", "--data-dir", dataDir, "--port", String(port), "--workers", String(WORKERS)],
-    { detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, APOSTATE_LOG_LEVEL: "warn" } },
-  );
+  const child = spawn(process.execPath, server(port), {
+    detached: true,
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, APOSTATE_LOG_LEVEL: "warn" },
+  });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = once(child, "exit");
@@ -67,23 +84,39 @@ async function timeRestart(dataDir: string): Promise<number> {
   return elapsed;
 }
 
-async function medianRestart(label: string, dataDir: string): Promise<void> {
+function summary(times: number[]): { median: number; min: number; max: number } {
+  const sorted = [...times].sort((a, b) => a - b);
+  const median = ((sorted[Math.floor((RUNS - 1) / 2)] as number) + (sorted[Math.ceil((RUNS - 1) / 2)] as number)) / 2;
+  return { median, min: sorted[0] as number, max: sorted.at(-1) as number };
+}
+
+const describe = ({ median, min, max }: ReturnType<typeof summary>) =>
+  `median ${median.toFixed(0)} ms (min ${min.toFixed(0)}, max ${max.toFixed(0)})`;
+
+/** N restarts of apostate on `dataDir`, each after one of the baseline, so both meet the same load. */
+async function report(label: string, dataDir: string, baselineScript: string): Promise<void> {
   // The first start initialises an empty directory (or migrates a new one); it is not a restart.
-  await timeRestart(dataDir);
+  await timeRestart(apostate(dataDir));
+  const baselineTimes: number[] = [];
   const times: number[] = [];
-  for (let run = 0; run < RUNS; run += 1) times.push(await timeRestart(dataDir));
-  times.sort((a, b) => a - b);
-  const median = ((times[Math.floor((RUNS - 1) / 2)] as number) + (times[Math.ceil((RUNS - 1) / 2)] as number)) / 2;
+  for (let run = 0; run < RUNS; run += 1) {
+    baselineTimes.push(await timeRestart((port) => [baselineScript, String(port), String(WORKERS)]));
+    times.push(await timeRestart(apostate(dataDir)));
+  }
+  const baseline = summary(baselineTimes);
+  const server = summary(times);
   const mb = (dataDirectoryBytes(dataDir) / 1024 / 1024).toFixed(0);
   console.log(
-    `${label} (${mb} MB, ${WORKERS} workers): median ${median.toFixed(0)} ms over ${RUNS} restarts after kill -9 ` +
-      `(min ${times[0]?.toFixed(0)}, max ${times.at(-1)?.toFixed(0)})`,
+    `${label} (${mb} MB, ${WORKERS} workers): ${describe(server)} over ${RUNS} restarts after kill -9; ` +
+      `baseline ${describe(baseline)}; ${(server.median / baseline.median).toFixed(2)} × the baseline`,
   );
 }
 
 const root = mkdtempSync(join(tmpdir(), "apostate-startup-"));
 try {
-  await medianRestart("empty", join(root, "empty"));
+  const baselineScript = join(root, "baseline.mjs");
+  writeFileSync(baselineScript, BASELINE_SCRIPT);
+  await report("empty", join(root, "empty"), baselineScript);
   if (SIZE_BYTES > 0) {
     // A sample tells how many entities fill the wanted size.
     const sample = await preload(join(root, "sample"), 5_000);
@@ -91,7 +124,7 @@ try {
     const count = Math.ceil(SIZE_BYTES / sample.diskBytesPerEntity);
     const loaded = await preload(filled, count);
     console.log(`preloaded ${count} entities in ${loaded.seconds.toFixed(0)} s`);
-    await medianRestart("filled", filled);
+    await report("filled", filled, baselineScript);
   }
 } finally {
   rmSync(root, { recursive: true, force: true });

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
-import { buildProgram } from "./cli/program.js";
+import cluster from "node:cluster";
 
-await buildProgram().parseAsync();
+// A worker forked by `apostate serve` loads only what serves HTTP, not the command line.
+if (cluster.isWorker) await (await import("./serve-worker.js")).runWorker();
+else await (await import("./cli/program.js")).buildProgram().parseAsync();

@@ -8,24 +8,31 @@ import {
   isClusterSnapshotMessage,
   type ClusterSnapshot,
 } from "./cluster/cluster-state.js";
-import type { ClusterConfig, ServeConfig } from "./config.js";
+import type { ClusterConfig } from "./config.js";
 import type { ClusterOperations } from "./http/cluster-routes.js";
 import type { ShardSet } from "./storage/data-directory.js";
 import type { WriteGuard } from "./storage/shard.js";
 import { ShardFrozenError } from "./storage/storage-errors.js";
 import { EntityStore } from "./entities/entity-store.js";
+import { createLogger } from "./logger.js";
 import { workerMetrics } from "./metrics/cluster-metrics.js";
-import { checkpointAll, DRAIN_MS, openShards, SHUTDOWN_MESSAGE } from "./shutdown.js";
+import { checkpointAll, openShards } from "./shutdown.js";
+import { DRAIN_MS, forkedWorkerConfig, primaryGoAhead, SHUTDOWN_MESSAGE } from "./worker-protocol.js";
 
 /** How often a draining worker closes keep-alive connections that have gone idle. */
 const IDLE_SWEEP_MS = 50;
 
-/** A worker of `apostate serve`: opens the shards, serves HTTP, drains on the primary's request. */
-export async function runWorker(config: ServeConfig, logger: Logger): Promise<void> {
+/**
+ * A worker of `apostate serve`, forked by the primary (see serve.ts): waits for the primary's
+ * go-ahead, opens the shards, serves HTTP, drains on the primary's request.
+ */
+export async function runWorker(): Promise<void> {
+  const config = forkedWorkerConfig();
+  const logger = createLogger();
   // Listen for the stop request before anything else: it may come while the shards still open.
   let stopping = false;
-  // eslint-disable-next-line prefer-const -- set once the server listens; a stop asked for earlier must find it unset, not in its temporal dead zone
-  let finishStop: (() => void) | undefined;
+  // Before the go-ahead nothing is open; once it came, a stop waits until the server listens.
+  let finishStop: (() => void) | undefined = () => process.exit(0);
   const requestStop = () => {
     if (stopping) return;
     stopping = true;
@@ -43,6 +50,8 @@ export async function runWorker(config: ServeConfig, logger: Logger): Promise<vo
     if (message === SHUTDOWN_MESSAGE) requestStop();
   });
 
+  await primaryGoAhead();
+  finishStop = undefined;
   const membership = config.cluster && followCluster();
   const shards = await openShards(config, false, membership ? { guard: membership.guard } : {});
   const cluster = membership && config.cluster ? await membership.start(shards, config.cluster) : undefined;

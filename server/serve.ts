@@ -1,88 +1,31 @@
 import cluster, { type Worker } from "node:cluster";
 import type { Logger } from "pino";
-import { Registry } from "prom-client";
 import { CLUSTER_SNAPSHOT_MESSAGE, CLUSTER_SNAPSHOT_REQUEST } from "./cluster/cluster-state.js";
-import type { ClusterConfig, ServeConfig } from "./config.js";
-import { IdempotencyPurger } from "./storage/idempotency-purger.js";
-import { answerWorkerMetricsRequests } from "./metrics/cluster-metrics.js";
-import { purgeMetrics } from "./metrics/purge-metrics.js";
-import { registerShardMetrics } from "./metrics/shard-metrics.js";
+import type { ServeConfig } from "./config.js";
 import { RestartBackoff, WORKER_RESTART_BACKOFF } from "./restart-backoff.js";
-import { removeServerLock, writeServerLock } from "./storage/server-lock.js";
-import { checkpointAll, DRAIN_MS, markClosedCleanly, openShards, SHUTDOWN_MESSAGE } from "./shutdown.js";
+import { DRAIN_MS, SHUTDOWN_MESSAGE, StartGate, workerEnvironment } from "./worker-protocol.js";
 
 /** How long the primary waits for its workers before it kills them; past this, exit code 1. */
 const SHUTDOWN_BOUND_MS = DRAIN_MS + 5_000;
 
 /**
- * `apostate serve`: the primary checks (or creates) the data directory, then forks the workers
- * that serve it. SQLite's file locks keep the shards consistent between the workers. The
- * primary also runs the idempotency purge and keeps the shard gauges, once for the whole server.
+ * `apostate serve`, the primary: it forks the workers that serve HTTP first thing, so they load
+ * their code while it loads its own and checks (or creates) the data directory
+ * (primary-directory.ts), then gives them the go-ahead to open it. SQLite's file locks keep the
+ * shards consistent between the workers. The primary never loads express, the validator or the
+ * routes (a worker runs main.ts's other branch).
  */
 export async function serve(config: ServeConfig, logger: Logger): Promise<void> {
-  if (cluster.isPrimary) await runPrimary(config, logger);
-  // Only workers serve HTTP: the primary never loads express, the validator or the routes.
-  else await (await import("./serve-worker.js")).runWorker(config, logger);
-}
-
-/** A cluster node's primary: its data directory, opened as the cluster needs, and its membership. */
-async function joinCluster(config: ServeConfig & { cluster: ClusterConfig }, logger: Logger) {
-  // Loaded only here: etcd's client costs a single-node start-up ~0.3 s it has no use for.
-  const { ClusterNode } = await import("./cluster/cluster-node.js");
-  const options = { ...config.cluster, adminToken: config.adminToken, logger };
-  const shards = await openShards(config, true, { shardCount: (await ClusterNode.mapExists(options)) ? 0 : config.shards });
-  try {
-    return { shards, node: await ClusterNode.join(shards, options) };
-  } catch (error) {
-    shards.close();
-    throw error;
-  }
-}
-
-async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
-  // Verified once, read-only first, before any worker opens a file for writing.
-  const { shards, node: clusterNode } = config.cluster
-    ? await joinCluster({ ...config, cluster: config.cluster }, logger)
-    : { shards: await openShards(config, true), node: undefined };
-  if (clusterNode) {
-    logger.info({ cluster: config.cluster?.cluster, node: config.cluster?.node }, "joined the cluster");
-    const send = (worker: Worker) => {
-      if (worker.isConnected()) worker.send({ kind: CLUSTER_SNAPSHOT_MESSAGE, snapshot: clusterNode.snapshot() });
-    };
-    clusterNode.onSnapshot(() => workers().forEach(send));
-    cluster.on("message", (worker, message) => {
-      if (message === CLUSTER_SNAPSHOT_REQUEST) send(worker);
-    });
-  }
-  if (shards.uncleanShards.length > 0) {
-    logger.warn(
-      { shards: shards.uncleanShards },
-      "shards not closed cleanly last time: their WAL, size and structure were checked; `apostate check` reads every page",
-    );
-  }
-  logger.info({ dataDir: shards.directory, shards: shards.shards.length }, "data directory ready");
-
-  const registry = new Registry();
-  registerShardMetrics(registry, shards);
-  answerWorkerMetricsRequests(registry);
-  const purger = new IdempotencyPurger(shards, config.idempotencyRetentionMs, logger, purgeMetrics(registry));
-
+  const gate = new StartGate();
   let stopping = false;
   let failed = false;
   let listening = 0;
-  cluster.on("listening", (_worker, address) => {
-    listening += 1;
-    if (listening !== config.workers) return;
-    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${address.port}`;
-    writeServerLock(shards.directory, url);
-    purger.start();
-    logger.info({ url, workers: config.workers }, "listening");
-  });
+  cluster.on("message", (worker, message) => gate.onMessage(worker, message));
 
   const workers = () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
   const startedAt = new WeakMap<Worker, number>();
   const fork = () => {
-    const worker = cluster.fork();
+    const worker = cluster.fork(workerEnvironment(config));
     startedAt.set(worker, performance.now());
     logger.info({ worker: worker.process.pid }, "worker started");
   };
@@ -127,6 +70,7 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
       process.exit(1);
     }
     stopping = true;
+    gate.stop();
     logger.info({ signal }, "stopping: finishing requests in flight");
     for (const worker of workers()) if (worker.isConnected()) worker.send(SHUTDOWN_MESSAGE);
     resolveOnceAllGone();
@@ -148,14 +92,44 @@ async function runPrimary(config: ServeConfig, logger: Logger): Promise<void> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   for (let i = 0; i < config.workers; i += 1) fork();
 
+  const directory = await import("./primary-directory.js")
+    .then(({ openPrimaryDirectory }) => openPrimaryDirectory(config, logger))
+    .catch((error: unknown) => {
+      // The workers have opened nothing; they go with the primary, whose caller reports the error.
+      stopping = true;
+      for (const worker of workers()) worker.process.kill("SIGKILL");
+      throw error;
+    });
+  const { shards, node: clusterNode } = directory;
+  if (clusterNode) {
+    logger.info({ cluster: config.cluster?.cluster, node: config.cluster?.node }, "joined the cluster");
+    const send = (worker: Worker) => {
+      if (worker.isConnected()) worker.send({ kind: CLUSTER_SNAPSHOT_MESSAGE, snapshot: clusterNode.snapshot() });
+    };
+    clusterNode.onSnapshot(() => workers().forEach(send));
+    cluster.on("message", (worker, message) => {
+      if (message === CLUSTER_SNAPSHOT_REQUEST) send(worker);
+    });
+  }
+  if (shards.uncleanShards.length > 0) {
+    logger.warn(
+      { shards: shards.uncleanShards },
+      "shards not closed cleanly last time: their WAL, size and structure were checked; `apostate check` reads every page",
+    );
+  }
+  logger.info({ dataDir: shards.directory, shards: shards.shards.length }, "data directory ready");
+
+  cluster.on("listening", (_worker, address) => {
+    listening += 1;
+    if (listening !== config.workers) return;
+    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${address.port}`;
+    directory.serving(url);
+    logger.info({ url, workers: config.workers }, "listening");
+  });
+  gate.ready();
+
   await stopped;
-  await purger.stop();
-  await clusterNode?.leave().catch((error: unknown) => logger.warn({ err: error }, "could not leave the cluster cleanly"));
-  // The workers are gone: nothing reads the WALs any more, so they can be emptied completely.
-  markClosedCleanly(shards, logger);
-  checkpointAll(shards, "TRUNCATE", logger);
-  shards.close();
-  removeServerLock(shards.directory);
+  await directory.close();
   logger.info({ exitCode: failed ? 1 : 0 }, "stopped");
   process.exit(failed ? 1 : 0);
 }

@@ -8,12 +8,6 @@ import type { WriteGuard } from "./storage/shard.js";
  * primary loads none of the workers' HTTP modules.
  */
 
-/** How long a worker lets requests in flight finish after a shutdown signal. */
-export const DRAIN_MS = 10_000;
-
-/** The primary asks its workers to stop with this message rather than a signal (see runPrimary). */
-export const SHUTDOWN_MESSAGE = "apostate:shutdown";
-
 /**
  * Opens the data directory. A cluster node's directory records its cluster and node; a node that
  * joins a cluster that has a map already starts with no shards (`shardCount` 0), and its workers

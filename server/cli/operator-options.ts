@@ -2,7 +2,6 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 import { integer } from "../config.js";
-import { offlineAdmin } from "./offline-admin.js";
 import { EXIT_CODES } from "./exit-codes.js";
 import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
 import { remoteAdmin } from "./remote-admin.js";
@@ -103,9 +102,12 @@ export function toOperatorConfig(options: Record<string, unknown>): OperatorConf
  * The admin API of a running server when `--url` names one or a live server holds the data
  * directory (it records where it listens); otherwise the data directory itself, read-only.
  */
-export function openOperatorAdmin(config: OperatorConfig): OperatorAdmin {
+export async function openOperatorAdmin(config: OperatorConfig): Promise<OperatorAdmin> {
   if (config.url !== undefined) return remoteAdmin(config.url, config.adminToken);
   const holder = liveServerLock(resolve(config.dataDir));
   if (holder) return remoteAdmin(holder.url, config.adminToken);
+  // Loaded only here: the storage layer and SQLite are no part of any other command's start-up,
+  // `serve`'s included (its primary forks its workers before it loads them).
+  const { offlineAdmin } = await import("./offline-admin.js");
   return offlineAdmin(config.dataDir);
 }

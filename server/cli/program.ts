@@ -89,7 +89,7 @@ export function buildProgram(): Command {
         const config = toOperatorConfig(options);
         let admin: OperatorAdmin | undefined;
         try {
-          admin = openOperatorAdmin(config);
+          admin = await openOperatorAdmin(config);
           print(await run(admin, config, terminalProgress(name)));
         } catch (error) {
           if (error instanceof OperatorError) fail(command, error.message, error.exitCode);

@@ -32,7 +32,10 @@ interface PartValidator {
 export class RequestValidator {
   // OpenAPI 3.0 schemas are a dialect of JSON Schema draft 4/5 that Ajv reads as draft-07, with
   // its `nullable` keyword; the document uses neither `discriminator` nor formats in requests.
-  private readonly ajv = new Ajv({ strict: true, allErrors: false });
+  // Checking each schema against draft-07's meta-schema would first compile the meta-schema,
+  // about 0.1 s of a worker's first request (a start-up's first /healthz); the schemas of
+  // openapi.yaml are checked against it once, by test/unit/request-schemas.test.ts.
+  private readonly ajv = new Ajv({ strict: true, allErrors: false, validateSchema: false });
   private readonly compiled = new Map<Operation, CompiledOperation>();
 
   constructor(private readonly options: { bodyLimit: number }) {}

@@ -1,10 +1,7 @@
-import { fileURLToPath } from "node:url";
 import type { operations } from "../../client/generated/openapi.js";
+import { UI_DIR } from "../package-files.js";
 import type { ControlHandler } from "./control-plane.js";
 import { ProblemError } from "./problems.js";
-
-/** The dashboard's files, beside the compiled code too (the build copies them to dist/server/ui/). */
-const UI_DIR = fileURLToPath(new URL("../ui/", import.meta.url));
 
 /** Every file the page loads; nothing else of the folder (its tsconfig.json) is served. */
 const UI_ASSETS = new Set(["dashboard.js", "dashboard.css", "favicon.svg"]);

@@ -1,6 +1,17 @@
 import { accessSync, constants } from "node:fs";
 import Database from "better-sqlite3";
-import { Kysely, Migrator, SqliteDialect, sql, type Compilable, type RawBuilder } from "kysely";
+import {
+  DummyDriver,
+  Kysely,
+  Migrator,
+  SqliteAdapter,
+  SqliteDialect,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+  sql,
+  type Compilable,
+  type RawBuilder,
+} from "kysely";
 import { migrations } from "../../schema/migrations/index.js";
 import { FileSync } from "./file-sync.js";
 import { inspectOffThread } from "./off-thread-inspection.js";
@@ -61,8 +72,139 @@ function param<T>(name: string): RawBuilder<T> {
 }
 
 /**
+ * The request path's statements as SQL text, built by kysely once per process: the text is the
+ * same for every shard, and building it anew for each shard's connection was a noticeable part of
+ * a start-up. Each shard prepares the text on its own connections.
+ */
+let requestPathSqlText: ReturnType<typeof buildRequestPathSql> | undefined;
+
+function requestPathSql() {
+  requestPathSqlText ??= buildRequestPathSql();
+  return requestPathSqlText;
+}
+
+function buildRequestPathSql() {
+  // Only the SQLite dialect's compiler: the text is compiled here and run by better-sqlite3.
+  const q = new Kysely<ShardDatabase>({
+    dialect: {
+      createAdapter: () => new SqliteAdapter(),
+      createDriver: () => new DummyDriver(),
+      createIntrospector: (db) => new SqliteIntrospector(db),
+      createQueryCompiler: () => new SqliteQueryCompiler(),
+    },
+  });
+  const text = (query: Compilable) => {
+    const { sql: compiled, parameters } = query.compile();
+    // Values must arrive as named parameters at run time, never baked in at compile time.
+    if (parameters.length > 0) throw new Error(`statement has positional parameters: ${compiled}`);
+    return compiled;
+  };
+  return {
+    selectEntity: text(
+      q.selectFrom("entities").selectAll().where("type", "=", param<string>("type")).where("id", "=", param<string>("id")),
+    ),
+    upsertEntity: text(
+      q
+        .insertInto("entities")
+        .values({
+          type: param<string>("type"),
+          id: param<string>("id"),
+          slot: param<number>("slot"),
+          version: param<number>("version"),
+          data: param<string | null>("data"),
+          created_at: param<string>("created_at"),
+          updated_at: param<string>("updated_at"),
+          sequence: param<number>("sequence"),
+        })
+        .onConflict((oc) =>
+          oc.columns(["type", "id"]).doUpdateSet((eb) => ({
+            version: eb.ref("excluded.version"),
+            data: eb.ref("excluded.data"),
+            created_at: eb.ref("excluded.created_at"),
+            updated_at: eb.ref("excluded.updated_at"),
+            sequence: eb.ref("excluded.sequence"),
+          })),
+        ),
+    ),
+    listEntities: text(
+      q
+        .selectFrom("entities")
+        .select(["type", "id", "version", "data", "created_at", "updated_at"])
+        .where("type", "=", param<string>("type"))
+        .where("id", ">", param<string>("after"))
+        .where("id", ">=", param<string>("prefix"))
+        .where("id", "<", param<string>("upper"))
+        .where("data", "is not", null)
+        .orderBy("id")
+        .limit(param<number>("limit")),
+    ),
+    selectIdempotency: text(
+      q
+        .selectFrom("idempotency")
+        .selectAll()
+        .where("type", "=", param<string>("type"))
+        .where("id", "=", param<string>("id"))
+        .where("key", "=", param<string>("key")),
+    ),
+    insertIdempotency: text(
+      q.insertInto("idempotency").values({
+        type: param<string>("type"),
+        id: param<string>("id"),
+        key: param<string>("key"),
+        slot: param<number>("slot"),
+        sequence: param<number>("sequence"),
+        fingerprint: param<string>("fingerprint"),
+        kind: param<WriteKind>("kind"),
+        version: param<number | null>("version"),
+        representation: param<string | null>("representation"),
+        created_at: param<number>("created_at"),
+      }),
+    ),
+    nextSequence: text(
+      q
+        .updateTable("shard_state")
+        .set({ sequence: sql<number>`sequence + 1`, last_write_at: param<string>("now") })
+        .returning("sequence"),
+    ),
+    saveSequence: text(
+      q.updateTable("shard_state").set({ sequence: param<number>("sequence"), last_write_at: param<string>("now") }),
+    ),
+    adjustTallies: text(
+      q.updateTable("shard_state").set({
+        entities: sql<number>`entities + ${param<number>("entities")}`,
+        idempotency_records: sql<number>`idempotency_records + ${param<number>("records")}`,
+      }),
+    ),
+    purgeIdempotency: text(
+      q
+        .deleteFrom("idempotency")
+        .where((eb) =>
+          eb(
+            eb.refTuple("type", "id", "key"),
+            "in",
+            q
+              .selectFrom("idempotency")
+              .select(["type", "id", "key"])
+              .where("created_at", "<", param<number>("before"))
+              .limit(param<number>("limit"))
+              .$asTuple("type", "id", "key"),
+          ),
+        ),
+    ),
+    selectState: text(q.selectFrom("shard_state").selectAll()),
+    markOpen: text(
+      q
+        .updateTable("shard_state")
+        .set({ clean_close: sql.lit(0) })
+        .where("clean_close", "!=", sql.lit(0)),
+    ),
+    markClean: text(q.updateTable("shard_state").set({ clean_close: sql.lit(1) })),
+  };
+}
+
+/**
  * One SQLite file holding a contiguous slot range. Every statement on the request path is built
- * by kysely once, when the shard opens, and prepared once; a request only binds values.
+ * by kysely once per process and prepared once, when the shard opens; a request only binds values.
  *
  * Writes go through {@link Shard.commitWrite} (or the synchronous {@link Shard.write}): a
  * `BEGIN IMMEDIATE` transaction that takes the file's write lock up front, so two processes
@@ -86,114 +228,12 @@ export class Shard {
   ) {
     this.current = placementOf(placement);
     this.guard = options.guard;
-    const q = new Kysely<ShardDatabase>({ dialect: new SqliteDialect({ database: db }) });
-    const prepare = (query: Compilable) => {
-      const { sql: text, parameters } = query.compile();
-      // Values must arrive as named parameters at run time, never baked in at compile time.
-      if (parameters.length > 0) throw new Error(`statement has positional parameters: ${text}`);
-      return db.prepare(text);
-    };
-    this.statements = {
-      selectEntity: prepare(
-        q.selectFrom("entities").selectAll().where("type", "=", param<string>("type")).where("id", "=", param<string>("id")),
-      ),
-      upsertEntity: prepare(
-        q
-          .insertInto("entities")
-          .values({
-            type: param<string>("type"),
-            id: param<string>("id"),
-            slot: param<number>("slot"),
-            version: param<number>("version"),
-            data: param<string | null>("data"),
-            created_at: param<string>("created_at"),
-            updated_at: param<string>("updated_at"),
-            sequence: param<number>("sequence"),
-          })
-          .onConflict((oc) =>
-            oc.columns(["type", "id"]).doUpdateSet((eb) => ({
-              version: eb.ref("excluded.version"),
-              data: eb.ref("excluded.data"),
-              created_at: eb.ref("excluded.created_at"),
-              updated_at: eb.ref("excluded.updated_at"),
-              sequence: eb.ref("excluded.sequence"),
-            })),
-          ),
-      ),
-      listEntities: prepare(
-        q
-          .selectFrom("entities")
-          .select(["type", "id", "version", "data", "created_at", "updated_at"])
-          .where("type", "=", param<string>("type"))
-          .where("id", ">", param<string>("after"))
-          .where("id", ">=", param<string>("prefix"))
-          .where("id", "<", param<string>("upper"))
-          .where("data", "is not", null)
-          .orderBy("id")
-          .limit(param<number>("limit")),
-      ),
-      selectIdempotency: prepare(
-        q
-          .selectFrom("idempotency")
-          .selectAll()
-          .where("type", "=", param<string>("type"))
-          .where("id", "=", param<string>("id"))
-          .where("key", "=", param<string>("key")),
-      ),
-      insertIdempotency: prepare(
-        q.insertInto("idempotency").values({
-          type: param<string>("type"),
-          id: param<string>("id"),
-          key: param<string>("key"),
-          slot: param<number>("slot"),
-          sequence: param<number>("sequence"),
-          fingerprint: param<string>("fingerprint"),
-          kind: param<WriteKind>("kind"),
-          version: param<number | null>("version"),
-          representation: param<string | null>("representation"),
-          created_at: param<number>("created_at"),
-        }),
-      ),
-      nextSequence: prepare(
-        q
-          .updateTable("shard_state")
-          .set({ sequence: sql<number>`sequence + 1`, last_write_at: param<string>("now") })
-          .returning("sequence"),
-      ),
-      saveSequence: prepare(
-        q.updateTable("shard_state").set({ sequence: param<number>("sequence"), last_write_at: param<string>("now") }),
-      ),
-      adjustTallies: prepare(
-        q.updateTable("shard_state").set({
-          entities: sql<number>`entities + ${param<number>("entities")}`,
-          idempotency_records: sql<number>`idempotency_records + ${param<number>("records")}`,
-        }),
-      ),
-      purgeIdempotency: prepare(
-        q
-          .deleteFrom("idempotency")
-          .where((eb) =>
-            eb(
-              eb.refTuple("type", "id", "key"),
-              "in",
-              q
-                .selectFrom("idempotency")
-                .select(["type", "id", "key"])
-                .where("created_at", "<", param<number>("before"))
-                .limit(param<number>("limit"))
-                .$asTuple("type", "id", "key"),
-            ),
-          ),
-      ),
-      selectState: prepare(q.selectFrom("shard_state").selectAll()),
-      markOpen: prepare(
-        q
-          .updateTable("shard_state")
-          .set({ clean_close: sql.lit(0) })
-          .where("clean_close", "!=", sql.lit(0)),
-      ),
-      markClean: prepare(q.updateTable("shard_state").set({ clean_close: sql.lit(1) })),
-    };
+    const prepared = <K extends string>(texts: Readonly<Record<K, string>>) =>
+      Object.fromEntries(Object.entries<string>(texts).map(([name, text]) => [name, db.prepare(text)])) as Record<
+        K,
+        Database.Statement
+      >;
+    this.statements = prepared(requestPathSql());
     this.transaction = transactionOn(this.statements);
     const transaction = this.transaction;
     this.writeTransaction = db.transaction((fn: (tx: ShardTransaction) => unknown) => {

@@ -60,6 +60,7 @@ export async function runWorker(config: ServeConfig, logger: Logger): Promise<vo
     shards,
     logger,
     bodyLimit: config.bodyLimit,
+    requestLogging: config.logRequests,
     token: config.token,
     adminToken: config.adminToken,
     registry,

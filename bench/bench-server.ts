@@ -90,8 +90,8 @@ export class BenchServer {
   }
 
   /*
-   * The output goes to a file, as in a deployment: apostate logs a line per request, and reading
-   * that through a pipe would cost the load generator's process CPU.
+   * The output goes to a file, as in a deployment: with `--log-requests all` apostate logs a line
+   * per request, and reading that through a pipe would cost the load generator's process CPU.
    */
   private static async start(logFile: string, argv: string[], profileDir?: string): Promise<BenchServer> {
     const fd = openSync(logFile, "w");

@@ -309,6 +309,7 @@ async function singleNodeBench(): Promise<void> {
       updated_at: now,
     });
     const uniformGets = getRequests(uniformIndex(ENTITIES));
+    const zipfGets = getRequests(zipfIndex(ENTITIES));
 
     process.stderr.write(`baselines (${WORKERS} workers, ${representation.length}-byte JSON)\n`);
     await withServer(BenchServer.baseline(logFile, "http", WORKERS, representation), (server) =>
@@ -341,7 +342,7 @@ async function singleNodeBench(): Promise<void> {
         {
           name: "get-zipf",
           label: "GET by key, Zipf s=1.1",
-          requests: getRequests(zipfIndex(ENTITIES)),
+          requests: zipfGets,
           target: 0.85,
           limitTarget: 0.8,
         },
@@ -365,6 +366,17 @@ async function singleNodeBench(): Promise<void> {
       ]);
       rss[String(ENTITIES)] = server.workerPeakRss();
     });
+
+    if (selected("get-logged") || selected("get-zipf-logged")) {
+      // What a log line per request costs: the default until `--log-requests` made it opt-in.
+      process.stderr.write("apostate --log-requests all\n");
+      await withServer(apostate(main.dataDir, WORKERS, ["--log-requests", "all"]), (server) =>
+        run(server, [
+          { name: "get-logged", label: "GET by key, uniform, --log-requests all", requests: uniformGets },
+          { name: "get-zipf-logged", label: "GET by key, Zipf s=1.1, --log-requests all", requests: zipfGets },
+        ]),
+      );
+    }
 
     if (selected("put-power")) {
       process.stderr.write("apostate --durability=power\n");
@@ -390,12 +402,21 @@ async function singleNodeBench(): Promise<void> {
       if (count === ENTITIES || !selected(name)) continue;
       const scaled = await preloaded(root, count);
       disk[String(count)] = scaled.result;
-      await withServer(apostate(scaled.dataDir, WORKERS), async (server) => {
-        await run(server, [
-          { name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) },
-        ]);
-        rss[String(count)] = server.workerPeakRss();
-      });
+      // The row's requests name keys the main data set may not hold: its limit serves the same data.
+      const limitWorkDir = join(root, `limit-${count}`);
+      const scaledLimit = await BenchServer.limit(join(root, `limit-${count}.log`), WORKERS, scaled.dataDir, limitWorkDir);
+      pairedBaselines = { express: expressServer, expressRequests: uniformGets, limit: scaledLimit };
+      try {
+        await withServer(apostate(scaled.dataDir, WORKERS), async (server) => {
+          await run(server, [
+            { name, label: `GET by key, ${count.toLocaleString("en")} entities`, requests: getRequests(uniformIndex(count)) },
+          ]);
+          rss[String(count)] = server.workerPeakRss();
+        });
+      } finally {
+        await scaledLimit.stop();
+      }
+      rmSync(limitWorkDir, { recursive: true, force: true });
       rmSync(scaled.dataDir, { recursive: true, force: true });
     }
 

@@ -22,7 +22,7 @@ import { entityHandlers } from "./http/entity-routes.js";
 import { healthHandlers } from "./http/health-routes.js";
 import { metricsHandlers } from "./http/metrics-route.js";
 import { problemMiddleware, problemResponder, routeNotFound } from "./http/problem-middleware.js";
-import { observeRequests } from "./http/request-observer.js";
+import { observeRequests, type RequestLogging } from "./http/request-observer.js";
 import { RequestValidator } from "./http/request-validator.js";
 import { pathOf, routeLabel, RouteTable } from "./http/route-table.js";
 import { uiHandlers } from "./http/ui-routes.js";
@@ -59,6 +59,8 @@ export interface AppDependencies {
   shards: ShardSet;
   logger: Logger;
   bodyLimit: number;
+  /** Which requests get a log line: only slow and cut-off ones unless `all`. */
+  requestLogging?: RequestLogging;
   token: string | undefined;
   adminToken: string | undefined;
   /** Where this process's request metrics are kept; a new registry when absent. */
@@ -88,7 +90,7 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   const table = RouteTable.load(openApi.document);
   const validator = new RequestValidator({ bodyLimit });
   const respond = problemResponder(logger);
-  const observe = observeRequests({ logger, metrics: new HttpMetrics(registry) });
+  const observe = observeRequests({ logger, metrics: new HttpMetrics(registry), logging: deps.requestLogging ?? "slow" });
   const { cluster } = deps;
   const router = cluster && new ClusterRouter(cluster.state, new Forwarder({ timeoutMs: FORWARD_TIMEOUT_MS }));
   const topology = cluster ? () => cluster.state.topology() : () => singleNodeTopology(shards);

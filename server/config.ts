@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 // topology.ts, not the etcd modules: loading etcd's client would cost every start-up ~0.3 s.
 import { DEFAULT_LEASE_TTL_SECONDS, isClusterName, isNodeId } from "./cluster/topology.js";
+import { REQUEST_LOGGING, SLOW_REQUEST_MS, type RequestLogging } from "./http/request-observer.js";
 import type { Durability } from "./storage/shard.js";
 
 /** How a node takes part in a cluster on etcd (`--etcd` and the flags that go with it). */
@@ -28,6 +29,7 @@ export interface ServeConfig {
   token: string | undefined;
   adminToken: string | undefined;
   busyTimeoutMs: number;
+  logRequests: RequestLogging;
   /** Undefined when the node runs on its own, without etcd. */
   cluster: ClusterConfig | undefined;
 }
@@ -138,6 +140,12 @@ function serveOptions(): Option[] {
     option("--busy-timeout <ms>", "how long a write waits for a shard locked by another worker before 503")
       .default(5000)
       .argParser(integer(0, 600_000)),
+    option(
+      "--log-requests <which>",
+      `all: a log line per request; slow: only those that take ${SLOW_REQUEST_MS / 1000} s or more, or are cut off`,
+    )
+      .choices(REQUEST_LOGGING)
+      .default("slow"),
     option("--etcd <urls>", "join a cluster whose topology lives in these etcd servers (comma-separated)").argParser(etcdUrls),
     option("--cluster <name>", "the cluster's name (with --etcd)").argParser(nameParser("a cluster name", isClusterName)),
     option("--node <id>", "this node's id in the cluster (with --etcd)").argParser(nameParser("a node id", isNodeId)),
@@ -209,6 +217,7 @@ export function toServeConfig(options: Record<string, unknown>): ServeConfig {
     token: options.token as string | undefined,
     adminToken: options.adminToken as string | undefined,
     busyTimeoutMs: options.busyTimeout as number,
+    logRequests: options.logRequests as RequestLogging,
     cluster: toClusterConfig(options),
   };
 }

@@ -69,6 +69,7 @@ export async function runWorker(): Promise<void> {
     shards,
     logger,
     bodyLimit: config.bodyLimit,
+    requestLogging: config.logRequests,
     token: config.token,
     adminToken: config.adminToken,
     registry,

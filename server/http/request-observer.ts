@@ -22,16 +22,28 @@ export function passesOnAnswer(res: ServerResponse, passes: boolean): void {
   else passedOn.delete(res);
 }
 
+/** Which finished requests get a log line (`--log-requests`). */
+export const REQUEST_LOGGING = ["all", "slow"] as const;
+export type RequestLogging = (typeof REQUEST_LOGGING)[number];
+
 /**
- * Gives each request an id (answered in `X-Request-Id`), and when its response is done, logs
- * one JSON line and records it in the metrics. The log line names the method, route, path,
- * status and duration only: never a header (tokens) and never a body (entity data).
+ * A request that takes this long is logged even when only slow ones are: far above what any
+ * single-entity request needs, so the line points at a stalled shard, a lock wait or a peer.
+ */
+export const SLOW_REQUEST_MS = 1_000;
+
+/**
+ * Gives each request an id (answered in `X-Request-Id`), and when its response is done records
+ * it in the metrics and logs it: with `all`, every request as one JSON line; with `slow`, only
+ * those that took {@link SLOW_REQUEST_MS} or more, or were cut off. A line names the method,
+ * route, path, status and duration only: never a header (tokens) and never a body (entity data).
  */
 export function observeRequests(options: {
   logger: Logger;
   metrics: HttpMetrics;
+  logging: RequestLogging;
 }): (req: IncomingMessage, res: ServerResponse, request: { path: string; route: string }) => void {
-  const { logger, metrics } = options;
+  const { logger, metrics, logging } = options;
   return (req, res, { path, route }) => {
     const method = req.method ?? "";
     const started = process.hrtime.bigint();
@@ -42,10 +54,11 @@ export function observeRequests(options: {
       if (passedOn.has(res)) return;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const ms = Math.round(seconds * 1e6) / 1000;
-      const entry = { reqId: requestId, method, route, path, status: res.statusCode, ms };
+      const entry = () => ({ reqId: requestId, method, route, path, status: res.statusCode, ms });
       // A response that was not finished was cut off: the client went away, or shutdown forced it.
-      if (res.writableFinished) logger.info(entry, "request");
-      else logger.warn({ ...entry, aborted: true }, "request aborted");
+      if (!res.writableFinished) logger.warn({ ...entry(), aborted: true }, "request aborted");
+      else if (logging === "all") logger.info(entry(), "request");
+      else if (ms >= SLOW_REQUEST_MS) logger.warn(entry(), "slow request");
       metrics.observe({
         method,
         route,

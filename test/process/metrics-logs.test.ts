@@ -43,7 +43,7 @@ beforeAll(async () => {
   server = await ServerProcess.start({
     dataDir: dir.path,
     workers: 2,
-    args: ["--token", DATA_TOKEN, "--admin-token", ADMIN_TOKEN],
+    args: ["--token", DATA_TOKEN, "--admin-token", ADMIN_TOKEN, "--log-requests", "all"],
   });
 });
 afterAll(async () => {

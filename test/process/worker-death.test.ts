@@ -22,7 +22,8 @@ const HANG_MS = 10_000;
 
 it("every request in flight when a worker is killed is answered or closed, and a replacement serves", async () => {
   const dir = tempDir();
-  const server = await ServerProcess.start({ dataDir: dir.path, workers: 2 });
+  // Every request logged: its line names the worker that served it.
+  const server = await ServerProcess.start({ dataDir: dir.path, workers: 2, args: ["--log-requests", "all"] });
   try {
     let stopped = false;
     const outcomes: { ms: number; status?: number; error?: string }[] = [];

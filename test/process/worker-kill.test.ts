@@ -30,7 +30,8 @@ it(
   "a worker killed under load is replaced; clients that retry lose nothing and duplicate nothing",
   async () => {
     const workerDir = tempDir();
-    const server = await ServerProcess.start({ dataDir: workerDir.path, workers: 2 });
+    // Every request logged: its line names the worker that served it.
+    const server = await ServerProcess.start({ dataDir: workerDir.path, workers: 2, args: ["--log-requests", "all"] });
     try {
       let stopped = false;
       const ops: AppendOp[] = [];

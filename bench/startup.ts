@@ -1,10 +1,10 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { freePort } from "../server/cli/loopback-ports.js";
 import { dataDirectoryBytes, preload } from "./preload.js";
 
 /*
@@ -29,14 +29,6 @@ const RUNS = Number(values.runs);
 const WORKERS = Number(values.workers);
 const SIZE_BYTES = Number(values["size-mb"]) * 1024 * 1024;
 const POLL_MS = 5;
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as { port: number };
-  server.close();
-  return port;
-}
 
 async function healthy(port: number): Promise<boolean> {
   try {

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { slotRanges } from "../../schema/placement.js";
 import { ClusterMember } from "../../server/cluster/cluster-member.js";
 import { clusterCursorSecret } from "../../server/cluster/cursor-secret.js";
@@ -6,25 +6,17 @@ import { CLUSTER_KEYS } from "../../server/cluster/etcd-client.js";
 import { listMoves, saveMove, StaleMoveError, type MoveRecord } from "../../server/cluster/moves-store.js";
 import { NodeIdTakenError } from "../../server/cluster/node-registration.js";
 import { EtcdClients, eventually } from "../support/cluster-etcd.js";
-import { TestEtcd } from "../support/etcd.js";
 
-let etcd: TestEtcd;
-let clients: EtcdClients;
+const shared = EtcdClients.forFile();
 const members: ClusterMember[] = [];
 
-beforeAll(async () => {
-  etcd = await TestEtcd.start();
-  clients = new EtcdClients(etcd);
-});
 afterEach(async () => {
   await Promise.all(members.splice(0).map((member) => member.leave()));
-  clients.closeAll();
 });
-afterAll(() => etcd.destroy());
 
 async function join(cluster: string, node: string, shards = 8): Promise<ClusterMember> {
   const member = await ClusterMember.join({
-    etcd: [etcd.url],
+    etcd: [shared.etcd.url],
     cluster,
     self: { node, url: `http://${node}.test` },
     leaseTtlSeconds: 2,
@@ -37,7 +29,7 @@ async function join(cluster: string, node: string, shards = 8): Promise<ClusterM
 
 describe("joining a cluster", () => {
   it("the first node founds the map with its own shards; a later node joins owning nothing", async () => {
-    const name = clients.newCluster();
+    const name = shared.clients.newCluster();
     const first = await join(name, "n1");
     expect(first.view.map!.shards.map((s) => [s.shard, s.slots, s.node])).toEqual(
       slotRanges(8).map((slots, shard) => [shard, slots, "n1"]),
@@ -54,14 +46,14 @@ describe("joining a cluster", () => {
   });
 
   it("refuses a node id that a live node holds, and keeps the live one", async () => {
-    const name = clients.newCluster();
+    const name = shared.clients.newCluster();
     const first = await join(name, "n1");
     await expect(join(name, "n1")).rejects.toThrow(NodeIdTakenError);
     expect(first.view.liveNodes).toEqual([{ node: "n1", url: "http://n1.test" }]);
   });
 
   it("leaving removes the node at once and hands the coordinator on", async () => {
-    const name = clients.newCluster();
+    const name = shared.clients.newCluster();
     const first = await join(name, "n1");
     await eventually("n1 coordinates", () => first.candidate.isCoordinator);
     const second = await join(name, "n2");
@@ -74,11 +66,11 @@ describe("joining a cluster", () => {
 
 describe("the cursor secret", () => {
   it("is created once, 32 random bytes, and the same for every node", async () => {
-    const name = clients.newCluster();
-    const secrets = await Promise.all([1, 2, 3].map(() => clusterCursorSecret(clients.connect(name).cluster)));
+    const name = shared.clients.newCluster();
+    const secrets = await Promise.all([1, 2, 3].map(() => clusterCursorSecret(shared.clients.connect(name).cluster)));
     expect(secrets[0]).toHaveLength(32);
     for (const secret of secrets) expect(secret.equals(secrets[0]!)).toBe(true);
-    const other = await clusterCursorSecret(clients.connect(clients.newCluster()).cluster);
+    const other = await clusterCursorSecret(shared.clients.connect(shared.clients.newCluster()).cluster);
     expect(other.equals(secrets[0]!)).toBe(false);
   });
 });
@@ -99,7 +91,7 @@ describe("move records", () => {
   };
 
   it("are created once and advanced by compare-and-set", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const created = await saveMove(cluster, move, 0);
     await expect(saveMove(cluster, { ...move, state: "aborted" }, 0)).rejects.toThrow(StaleMoveError);
     const advanced = await saveMove(cluster, { ...move, state: "catching-up" }, created.revision);
@@ -109,10 +101,10 @@ describe("move records", () => {
   });
 
   it("lists every move of the cluster and no other cluster's", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     const saved = [await saveMove(cluster, move, 0), await saveMove(cluster, { ...move, id: "m2", shard: 4 }, 0)];
-    await saveMove(clients.connect(clients.newCluster()).cluster, { ...move, id: "m3" }, 0);
+    await saveMove(shared.clients.connect(shared.clients.newCluster()).cluster, { ...move, id: "m3" }, 0);
     expect(await listMoves(cluster)).toEqual(saved);
   });
 });

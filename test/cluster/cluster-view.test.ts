@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { slotRanges } from "../../schema/placement.js";
 import { ClusterView, type ClusterChange } from "../../server/cluster/cluster-view.js";
 import { CLUSTER_KEYS } from "../../server/cluster/etcd-client.js";
@@ -6,24 +6,16 @@ import { createMapIfAbsent, readMap, updateMap } from "../../server/cluster/map-
 import { NodeRegistration } from "../../server/cluster/node-registration.js";
 import { firstNodeShards, InvalidClusterMapError, type ClusterMap } from "../../server/cluster/topology.js";
 import { EtcdClients, eventually } from "../support/cluster-etcd.js";
-import { TestEtcd } from "../support/etcd.js";
 
-let etcd: TestEtcd;
-let clients: EtcdClients;
+const shared = EtcdClients.forFile();
 const views: ClusterView[] = [];
 
-beforeAll(async () => {
-  etcd = await TestEtcd.start();
-  clients = new EtcdClients(etcd);
-});
 afterEach(async () => {
   await Promise.all(views.splice(0).map((view) => view.close()));
-  clients.closeAll();
 });
-afterAll(() => etcd.destroy());
 
 async function openView(cluster: string): Promise<{ view: ClusterView; changes: ClusterChange[] }> {
-  const view = await ClusterView.open(clients.connect(cluster).cluster);
+  const view = await ClusterView.open(shared.clients.connect(cluster).cluster);
   views.push(view);
   const changes: ClusterChange[] = [];
   view.subscribe((change) => changes.push(change));
@@ -38,8 +30,8 @@ const flip = (shard: number) => (current: ClusterMap) =>
 
 describe("the cluster view", () => {
   it("starts with the map and live nodes that exist, or none", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     const empty = await openView(name);
     expect(empty.view.map).toBeUndefined();
     expect(empty.view.liveNodes).toEqual([]);
@@ -57,14 +49,14 @@ describe("the cluster view", () => {
   });
 
   it("sees every map change, in order, from several writers", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     await createMapIfAbsent(cluster, firstNodeShards("n1", slotRanges(4)));
     const { view, changes } = await openView(name);
     const written: number[] = [];
     await Promise.all(
       [0, 1, 2, 3].map(async (shard) => {
-        const writer = clients.connect(name).cluster;
+        const writer = shared.clients.connect(name).cluster;
         for (let i = 0; i < 5; i++) written.push((await updateMap(writer, flip(shard))).version);
       }),
     );
@@ -75,9 +67,9 @@ describe("the cluster view", () => {
   });
 
   it("sees nodes join and leave", async () => {
-    const name = clients.newCluster();
+    const name = shared.clients.newCluster();
     const { view, changes } = await openView(name);
-    const { cluster } = clients.connect(name);
+    const { cluster } = shared.clients.connect(name);
     const one = await NodeRegistration.start(cluster, { node: "n1", url: "http://one" }, 5);
     const two = await NodeRegistration.start(cluster, { node: "n2", url: "http://two" }, 5);
     await eventually("both nodes are live", () => view.liveNodes.length === 2);
@@ -99,8 +91,8 @@ describe("the cluster view", () => {
   });
 
   it("keeps its last valid map when an invalid one is written, and says so", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     const map = await createMapIfAbsent(cluster, firstNodeShards("n1", slotRanges(2)));
     const { view, changes } = await openView(name);
     await cluster.put(CLUSTER_KEYS.map).value('{"shards": []}');
@@ -116,8 +108,8 @@ describe("the cluster view", () => {
   });
 
   it("stops calling a listener once unsubscribed", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     await createMapIfAbsent(cluster, firstNodeShards("n1", slotRanges(2)));
     const { view } = await openView(name);
     const seen: ClusterChange[] = [];
@@ -133,21 +125,21 @@ describe("the cluster view", () => {
 
 describe("the cluster view while etcd is away", () => {
   it("keeps serving the last map while etcd is stopped, and catches up in order after a restart", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     await createMapIfAbsent(cluster, firstNodeShards("n1", slotRanges(2)));
     const { view, changes } = await openView(name);
     const before = await updateMap(cluster, flip(0));
     await eventually("the view is current", () => view.map?.version === before.version && view.watching);
 
-    await etcd.stop();
+    await shared.etcd.stop();
     await eventually("the view noticed", () => !view.watching);
     expect(view.map).toEqual(before);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(view.map).toEqual(before);
 
-    await etcd.start();
-    const writer = clients.connect(name).cluster;
+    await shared.etcd.start();
+    const writer = shared.clients.connect(name).cluster;
     const after: number[] = [];
     for (let i = 0; i < 3; i++) after.push((await updateMap(writer, flip(1))).version);
     await eventually("the view caught up", () => view.map?.version === after.at(-1), 20_000);
@@ -157,16 +149,16 @@ describe("the cluster view while etcd is away", () => {
   });
 
   it("keeps serving the last map while etcd is paused, and sees the next change once it resumes", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     const start = await createMapIfAbsent(cluster, firstNodeShards("n1", slotRanges(2)));
     const { view, changes } = await openView(name);
-    etcd.pause();
+    shared.etcd.pause();
     try {
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       expect(view.map).toEqual(start);
     } finally {
-      etcd.resume();
+      shared.etcd.resume();
     }
     const changed = await updateMap(cluster, flip(0));
     await eventually("the view saw the change", () => view.map?.version === changed.version, 20_000);

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { slotRanges } from "../../schema/placement.js";
 import { CLUSTER_KEYS } from "../../server/cluster/etcd-client.js";
 import {
@@ -12,17 +12,8 @@ import {
 } from "../../server/cluster/map-store.js";
 import { firstNodeShards, InvalidClusterMapError, type ClusterMap } from "../../server/cluster/topology.js";
 import { EtcdClients } from "../support/cluster-etcd.js";
-import { TestEtcd } from "../support/etcd.js";
 
-let etcd: TestEtcd;
-let clients: EtcdClients;
-
-beforeAll(async () => {
-  etcd = await TestEtcd.start();
-  clients = new EtcdClients(etcd);
-});
-afterEach(() => clients.closeAll());
-afterAll(() => etcd.destroy());
+const shared = EtcdClients.forFile();
 
 const founded = (node = "n1", shards = 4) => firstNodeShards(node, slotRanges(shards));
 
@@ -32,7 +23,7 @@ function moveShard(map: ClusterMap, shard: number, node: string): ShardPlacement
 
 describe("creating the map", () => {
   it("writes the founder's shards with version and every epoch at the revision of the write", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const map = await createMapIfAbsent(cluster, founded());
     const kv = (await cluster.get(CLUSTER_KEYS.map).exec()).kvs[0]!;
     expect(map.version).toBe(Number(kv.mod_revision));
@@ -41,18 +32,18 @@ describe("creating the map", () => {
   });
 
   it("creates one map when several nodes found the cluster at once; all get that map", async () => {
-    const name = clients.newCluster();
+    const name = shared.clients.newCluster();
     const maps = await Promise.all(
-      ["n1", "n2", "n3", "n4"].map((node) => createMapIfAbsent(clients.connect(name).cluster, founded(node))),
+      ["n1", "n2", "n3", "n4"].map((node) => createMapIfAbsent(shared.clients.connect(name).cluster, founded(node))),
     );
     const owners = new Set(maps.map((map) => map.shards[0]!.node));
     expect(owners.size).toBe(1);
     for (const map of maps) expect(map).toEqual(maps[0]);
-    expect(await readMap(clients.connect(name).cluster)).toEqual(maps[0]);
+    expect(await readMap(shared.clients.connect(name).cluster)).toEqual(maps[0]);
   });
 
   it("refuses an invalid map and writes nothing", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const gap = founded().slice(1);
     await expect(createMapIfAbsent(cluster, gap)).rejects.toThrow(InvalidClusterMapError);
     expect(await readMap(cluster)).toBeUndefined();
@@ -61,7 +52,7 @@ describe("creating the map", () => {
 
 describe("compare-and-set of the map", () => {
   it("a new owner takes the revision of the write as its epoch; the others keep theirs", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const first = await createMapIfAbsent(cluster, founded());
     const second = await writeMap(cluster, first, moveShard(first, 2, "n2"));
     expect(second.version).toBeGreaterThan(first.version);
@@ -81,7 +72,7 @@ describe("compare-and-set of the map", () => {
   });
 
   it("refuses a stale write (an old version) and leaves the map as it is", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const first = await createMapIfAbsent(cluster, founded());
     const second = await writeMap(cluster, first, moveShard(first, 0, "n2"));
     const stale = writeMap(cluster, first, moveShard(first, 1, "n3"));
@@ -91,22 +82,22 @@ describe("compare-and-set of the map", () => {
   });
 
   it("of two writers that read the same map exactly one wins", async () => {
-    const name = clients.newCluster();
-    const first = await createMapIfAbsent(clients.connect(name).cluster, founded());
+    const name = shared.clients.newCluster();
+    const first = await createMapIfAbsent(shared.clients.connect(name).cluster, founded());
     const results = await Promise.allSettled([
-      writeMap(clients.connect(name).cluster, first, moveShard(first, 0, "n2")),
-      writeMap(clients.connect(name).cluster, first, moveShard(first, 1, "n3")),
+      writeMap(shared.clients.connect(name).cluster, first, moveShard(first, 0, "n2")),
+      writeMap(shared.clients.connect(name).cluster, first, moveShard(first, 1, "n3")),
     ]);
     const won = results.filter((r) => r.status === "fulfilled");
     const lost = results.filter((r) => r.status === "rejected");
     expect(won).toHaveLength(1);
     expect(lost).toHaveLength(1);
     expect(lost[0]!.reason).toBeInstanceOf(StaleMapError);
-    expect(await readMap(clients.connect(name).cluster)).toEqual(won[0]!.value);
+    expect(await readMap(shared.clients.connect(name).cluster)).toEqual(won[0]!.value);
   });
 
   it("refuses an invalid change and writes nothing", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const first = await createMapIfAbsent(cluster, founded());
     const overlap = first.shards.map((s) => (s.shard === 1 ? { ...s, slots: { from: 0, to: s.slots.to } } : s));
     await expect(writeMap(cluster, first, overlap)).rejects.toThrow(InvalidClusterMapError);
@@ -116,16 +107,16 @@ describe("compare-and-set of the map", () => {
 
 describe("updateMap", () => {
   it("two concurrent updates: one wins first, the other retries on the new map, both land", async () => {
-    const name = clients.newCluster();
-    const start = await createMapIfAbsent(clients.connect(name).cluster, founded());
+    const name = shared.clients.newCluster();
+    const start = await createMapIfAbsent(shared.clients.connect(name).cluster, founded());
     const seen: { writer: string; version: number }[] = [];
     const change = (writer: string, shard: number, node: string) => (current: ClusterMap) => {
       seen.push({ writer, version: current.version });
       return moveShard(current, shard, node);
     };
     const [a, b] = await Promise.all([
-      updateMap(clients.connect(name).cluster, change("a", 0, "n2")),
-      updateMap(clients.connect(name).cluster, change("b", 3, "n3")),
+      updateMap(shared.clients.connect(name).cluster, change("a", 0, "n2")),
+      updateMap(shared.clients.connect(name).cluster, change("b", 3, "n3")),
     ]);
 
     const [winner, loser] = a.version < b.version ? [a, b] : [b, a];
@@ -133,37 +124,37 @@ describe("updateMap", () => {
     expect(seen.filter((s) => s.version === start.version)).toHaveLength(2);
     expect(seen.filter((s) => s.writer === loserName).map((s) => s.version)).toEqual([start.version, winner.version]);
     expect(seen).toHaveLength(3);
-    const final = await readMap(clients.connect(name).cluster);
+    const final = await readMap(shared.clients.connect(name).cluster);
     expect(final).toEqual(loser);
     expect(final!.shards.map((s) => s.node)).toEqual(["n2", "n1", "n1", "n3"]);
   });
 
   it("many concurrent updates all land, each once", async () => {
-    const name = clients.newCluster();
-    await createMapIfAbsent(clients.connect(name).cluster, founded("n1", 8));
+    const name = shared.clients.newCluster();
+    await createMapIfAbsent(shared.clients.connect(name).cluster, founded("n1", 8));
     const calls = new Map<number, number>();
     await Promise.all(
       Array.from({ length: 8 }, (_, shard) =>
-        updateMap(clients.connect(name).cluster, (current) => {
+        updateMap(shared.clients.connect(name).cluster, (current) => {
           calls.set(shard, (calls.get(shard) ?? 0) + 1);
           return moveShard(current, shard, `w${shard}`);
         }),
       ),
     );
-    const final = await readMap(clients.connect(name).cluster);
+    const final = await readMap(shared.clients.connect(name).cluster);
     expect(final!.shards.map((s) => s.node)).toEqual(Array.from({ length: 8 }, (_, shard) => `w${shard}`));
     expect([...calls.values()].reduce((a, b) => a + b)).toBeGreaterThan(8);
   });
 
   it("writes nothing when the change has nothing to change", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const first = await createMapIfAbsent(cluster, founded());
     expect(await updateMap(cluster, () => undefined)).toEqual(first);
     expect((await readMap(cluster))!.version).toBe(first.version);
   });
 
   it("fails with MissingMapError when the cluster has no map", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     await expect(updateMap(cluster, () => [])).rejects.toThrow(MissingMapError);
   });
 });

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   listMoves,
   newMoveId,
@@ -8,17 +8,8 @@ import {
   type MoveState,
 } from "../../server/cluster/moves-store.js";
 import { EtcdClients } from "../support/cluster-etcd.js";
-import { TestEtcd } from "../support/etcd.js";
 
-let etcd: TestEtcd;
-let clients: EtcdClients;
-
-beforeAll(async () => {
-  etcd = await TestEtcd.start();
-  clients = new EtcdClients(etcd);
-});
-afterEach(() => clients.closeAll());
-afterAll(() => etcd.destroy());
+const shared = EtcdClients.forFile();
 
 function record(id: string, state: MoveState): MoveRecord {
   const at = new Date(0).toISOString();
@@ -39,7 +30,7 @@ function record(id: string, state: MoveState): MoveRecord {
 
 describe("pruning finished moves", () => {
   it("deletes the oldest finished records beyond the newest ones kept, and never an unfinished one", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const states: MoveState[] = ["done", "copying", "aborted", "done", "frozen", "done"];
     const ids = states.map((_, i) => newMoveId(1_000 + i));
     for (const [i, state] of states.entries()) await saveMove(cluster, record(ids[i] as string, state), 0);
@@ -58,7 +49,7 @@ describe("pruning finished moves", () => {
   });
 
   it("keeps a record that changed since it was listed", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const [first, second] = [newMoveId(1_000), newMoveId(2_000)];
     await saveMove(cluster, record(first, "done"), 0);
     await saveMove(cluster, record(second, "done"), 0);

@@ -1,29 +1,20 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CLUSTER_KEYS } from "../../server/cluster/etcd-client.js";
 import { NodeIdTakenError, NodeRegistration } from "../../server/cluster/node-registration.js";
 import { EtcdClients, EtcdHolder, eventually } from "../support/cluster-etcd.js";
-import { TestEtcd } from "../support/etcd.js";
 
 const TTL_SECONDS = 2;
 
-let etcd: TestEtcd;
-let clients: EtcdClients;
-
-beforeAll(async () => {
-  etcd = await TestEtcd.start();
-  clients = new EtcdClients(etcd);
-});
-afterEach(() => clients.closeAll());
-afterAll(() => etcd.destroy());
+const shared = EtcdClients.forFile();
 
 describe("node registration", () => {
   it("puts {node, url} under nodes/<node>, tied to a lease with the TTL asked for", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     const self = { node: "n1", url: "http://127.0.0.1:9001" };
     await NodeRegistration.start(cluster, self, TTL_SECONDS);
 
-    const { cluster: observer, client } = clients.connect(name);
+    const { cluster: observer, client } = shared.clients.connect(name);
     const response = await observer.get(CLUSTER_KEYS.node("n1")).exec();
     expect(response.kvs).toHaveLength(1);
     expect(JSON.parse(response.kvs[0]!.value.toString())).toEqual(self);
@@ -33,16 +24,16 @@ describe("node registration", () => {
   });
 
   it("keeps the key alive past the TTL while the node lives", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     await NodeRegistration.start(cluster, { node: "n1", url: "http://a" }, TTL_SECONDS);
     await new Promise((resolve) => setTimeout(resolve, (TTL_SECONDS + 1.5) * 1_000));
     expect(await cluster.get(CLUSTER_KEYS.node("n1")).string()).not.toBeNull();
   });
 
   it("loses the key once the TTL passes after the node dies without revoking", async () => {
-    const name = clients.newCluster();
-    const holder = await EtcdHolder.start(etcd, name, { register: { node: "n1", url: "http://a" } }, TTL_SECONDS);
-    const { cluster: observer } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const holder = await EtcdHolder.start(shared.etcd, name, { register: { node: "n1", url: "http://a" } }, TTL_SECONDS);
+    const { cluster: observer } = shared.clients.connect(name);
     await holder.kill();
     const died = Date.now();
 
@@ -54,33 +45,33 @@ describe("node registration", () => {
   });
 
   it("removes the key at once on close()", async () => {
-    const { cluster } = clients.connect(clients.newCluster());
+    const { cluster } = shared.clients.connect(shared.clients.newCluster());
     const registration = await NodeRegistration.start(cluster, { node: "n1", url: "http://a" }, 60);
     await registration.close();
     expect(await cluster.get(CLUSTER_KEYS.node("n1")).string()).toBeNull();
   });
 
   it("refuses a second live node with the same id, and leaves the first one's key alone", async () => {
-    const name = clients.newCluster();
+    const name = shared.clients.newCluster();
     const first = { node: "n1", url: "http://first" };
-    await NodeRegistration.start(clients.connect(name).cluster, first, TTL_SECONDS);
-    const { cluster } = clients.connect(name);
+    await NodeRegistration.start(shared.clients.connect(name).cluster, first, TTL_SECONDS);
+    const { cluster } = shared.clients.connect(name);
     await expect(NodeRegistration.start(cluster, { node: "n1", url: "http://second" }, TTL_SECONDS)).rejects.toThrow(
       new NodeIdTakenError("node id n1 is held by a live node"),
     );
     expect(await cluster.get(CLUSTER_KEYS.node("n1")).string()).toBe(JSON.stringify(first));
     // the refused attempt left no lease behind to keep anything alive
-    const leases = await clients.connect(name).client.leaseClient.leaseLeases();
+    const leases = await shared.clients.connect(name).client.leaseClient.leaseLeases();
     const ids = new Set(leases.leases.map((lease) => lease.ID));
     const held = await cluster.get(CLUSTER_KEYS.node("n1")).exec();
     expect(ids.has(held.kvs[0]!.lease)).toBe(true);
   });
 
   it("registers again with a new lease when its lease is revoked behind its back", async () => {
-    const name = clients.newCluster();
-    const { cluster } = clients.connect(name);
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
     const registration = await NodeRegistration.start(cluster, { node: "n1", url: "http://a" }, TTL_SECONDS);
-    const { client: admin, cluster: observer } = clients.connect(name);
+    const { client: admin, cluster: observer } = shared.clients.connect(name);
     const before = (await observer.get(CLUSTER_KEYS.node("n1")).exec()).kvs[0]!.lease;
     await admin.leaseClient.leaseRevoke({ ID: before });
     expect(await observer.get(CLUSTER_KEYS.node("n1")).string()).toBeNull();

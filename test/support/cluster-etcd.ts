@@ -4,7 +4,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { Etcd3, Namespace } from "etcd3";
 import { clusterNamespace, connectEtcd } from "../../server/cluster/etcd-client.js";
-import type { TestEtcd } from "./etcd.js";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import { TestEtcd } from "./etcd.js";
 
 /**
  * etcd clients for one test: each has the cluster's keys as a namespace; `closeAll()` (in an
@@ -14,7 +15,33 @@ export class EtcdClients {
   private readonly open = new Set<Etcd3>();
   private count = 0;
 
-  constructor(private readonly etcd: TestEtcd) {}
+  constructor(readonly etcd: TestEtcd) {}
+
+  /**
+   * One etcd for the test file, started before its first test and destroyed after its last, and
+   * its clients, whose connections are closed after each test (after the file's own `afterEach`
+   * hooks, which vitest runs first, so what they close still has its connection).
+   */
+  static forFile(): { readonly clients: EtcdClients; readonly etcd: TestEtcd } {
+    let clients: EtcdClients | undefined;
+    const started = () => {
+      if (!clients) throw new Error("etcd starts in beforeAll: use it inside a test or hook");
+      return clients;
+    };
+    beforeAll(async () => {
+      clients = new EtcdClients(await TestEtcd.start());
+    });
+    afterEach(() => clients?.closeAll());
+    afterAll(() => clients?.etcd.destroy());
+    return {
+      get clients() {
+        return started();
+      },
+      get etcd() {
+        return started().etcd;
+      },
+    };
+  }
 
   /** A cluster name no other test in the file uses. */
   newCluster(): string {

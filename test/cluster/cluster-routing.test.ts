@@ -10,7 +10,8 @@ import { TestCluster } from "../support/test-cluster.js";
 let cluster: TestCluster;
 
 beforeAll(async () => {
-  cluster = await TestCluster.start({ nodes: 3, shards: 4 });
+  // Every request logged, so that a test can see which node logged a forwarded one.
+  cluster = await TestCluster.start({ nodes: 3, shards: 4, args: ["--log-requests", "all"] });
 }, 120_000);
 
 afterAll(() => cluster?.destroy());

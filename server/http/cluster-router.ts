@@ -106,8 +106,4 @@ export class ClusterRouter {
       throw error;
     }
   }
-
-  close(): void {
-    this.forwarder.close();
-  }
 }

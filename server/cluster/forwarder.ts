@@ -123,9 +123,14 @@ export class Forwarder {
       headers: forwardedHeaders(req, headers),
       body: hasBody(req) ? req : null,
     };
-    if (!SAFE_METHODS.has(request.method)) return this.send(this.poolFor(ownerUrl), request, res, ownerUrl);
+    const pooled = this.send(this.poolFor(ownerUrl), request, res, ownerUrl).catch((error: unknown) => {
+      // A pool that failed a request is replaced, so that one in a bad state cannot fail every later one.
+      this.replacePool(ownerUrl);
+      throw error;
+    });
+    if (!SAFE_METHODS.has(request.method)) return pooled;
     try {
-      return await this.send(this.poolFor(ownerUrl), request, res, ownerUrl).catch((error: unknown) => {
+      return await pooled.catch((error: unknown) => {
         if (!(error instanceof ForwardAnswerLostError && error.onPooledConnection)) throw error;
         const fresh = new Client(ownerUrl, this.connectionOptions());
         return this.send(fresh, request, res, ownerUrl).finally(() => void fresh.close());
@@ -194,6 +199,13 @@ export class Forwarder {
   close(): void {
     for (const pool of this.pools.values()) void pool.destroy();
     this.pools.clear();
+  }
+
+  /** Lets the owner's pool finish what it holds, and gives later requests a new one. */
+  private replacePool(ownerUrl: string): void {
+    const pool = this.pools.get(ownerUrl);
+    this.pools.delete(ownerUrl);
+    void pool?.close().catch(() => undefined);
   }
 
   private poolFor(ownerUrl: string): Pool {

@@ -19,25 +19,41 @@ const EXTERNAL = ["better-sqlite3", "etcd3"];
 
 const UI_FILES = ["index.html", "dashboard.js", "dashboard.css", "favicon.svg"];
 
-// Hashed chunk names change with the code: an old build's chunks must not linger.
-rmSync("dist/server", { recursive: true, force: true });
-await build({
-  entryPoints: ["server/main.ts", "server/storage/inspection-thread.ts"],
-  outdir: "dist/server",
-  entryNames: "[name]",
+const shared = {
   bundle: true,
-  // Code that only some processes run (a worker's HTTP stack, the cluster) stays in chunks of its own.
-  splitting: true,
-  format: "esm",
   platform: "node",
   target: "node20",
   external: EXTERNAL,
+  sourcemap: true,
+  logLevel: "warning",
+} as const;
+
+// Hashed chunk names change with the code: an old build's chunks must not linger.
+rmSync("dist/server", { recursive: true, force: true });
+await build({
+  ...shared,
+  entryPoints: ["server/main.ts", "server/storage/inspection-thread.ts"],
+  outdir: "dist/server",
+  entryNames: "[name]",
+  // Code that only some processes run (the command line, the cluster) stays in chunks of its own.
+  splitting: true,
+  format: "esm",
   // The CommonJS packages bundled into these ES modules still call require() for node's own modules.
   banner: {
     js: 'import { createRequire as __apostateRequire } from "node:module"; const require = __apostateRequire(import.meta.url);',
   },
-  sourcemap: true,
-  logLevel: "warning",
+});
+/*
+ * A worker's code, everything it runs in one CommonJS file: node 20 keeps V8's code cache only
+ * for scripts, and server/worker-entry.ts runs this one with it (server/code-cache.ts).
+ */
+await build({
+  ...shared,
+  entryPoints: ["server/serve-worker.ts"],
+  outfile: "dist/server/serve-worker.cjs",
+  format: "cjs",
+  define: { "import.meta.url": "__apostateModuleUrl" },
+  banner: { js: 'const __apostateModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
 });
 
 mkdirSync("dist/server/ui", { recursive: true });

@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { createApp } from "./app.js";
+import type { CodeCacheState } from "./code-cache.js";
 import {
   CLUSTER_SNAPSHOT_REQUEST,
   ClusterState,
@@ -24,11 +25,13 @@ const IDLE_SWEEP_MS = 50;
 
 /**
  * A worker of `apostate serve`, forked by the primary (see serve.ts): waits for the primary's
- * go-ahead, opens the shards, serves HTTP, drains on the primary's request.
+ * go-ahead, opens the shards, serves HTTP, drains on the primary's request. Resolves once it
+ * listens; `codeCache` says whether its code came compiled from V8's code cache (worker-entry.ts).
  */
-export async function runWorker(): Promise<void> {
+export async function runWorker(codeCache?: CodeCacheState): Promise<void> {
   const config = forkedWorkerConfig();
   const logger = createLogger();
+  if (codeCache) logger.debug({ codeCache }, "worker code loaded");
   // Listen for the stop request before anything else: it may come while the shards still open.
   let stopping = false;
   // Before the go-ahead nothing is open; once it came, a stop waits until the server listens.

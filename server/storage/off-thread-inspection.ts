@@ -14,8 +14,11 @@ interface InspectionResults {
 /** What the thread posts back. */
 export type InspectionReply = { ok: true; result: unknown } | { ok: false; message: string; code?: string };
 
-/** The thread's entry, with this module's own extension: `.ts` when running from the sources. */
-const ENTRY = new URL(`./inspection-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+/**
+ * The thread's entry: `.ts` when running from the sources; built, an ES module beside the bundle
+ * this code is in (a worker's own bundle is CommonJS, `.cjs`).
+ */
+const ENTRY = new URL(`./inspection-thread${extname(fileURLToPath(import.meta.url)) === ".ts" ? ".ts" : ".js"}`, import.meta.url);
 
 /**
  * Runs a task in a worker thread on a read-only connection of its own. An integrity check or a

@@ -28,33 +28,34 @@ const shared = {
   logLevel: "warning",
 } as const;
 
-// Hashed chunk names change with the code: an old build's chunks must not linger.
 rmSync("dist/server", { recursive: true, force: true });
+// The entry (server/entry.ts picks and loads a process's bundle) and the inspection thread's.
 await build({
   ...shared,
   entryPoints: ["server/main.ts", "server/storage/inspection-thread.ts"],
   outdir: "dist/server",
   entryNames: "[name]",
-  // Code that only some processes run (the command line, the cluster) stays in chunks of its own.
-  splitting: true,
   format: "esm",
-  // The CommonJS packages bundled into these ES modules still call require() for node's own modules.
-  banner: {
-    js: 'import { createRequire as __apostateRequire } from "node:module"; const require = __apostateRequire(import.meta.url);',
-  },
 });
 /*
- * A worker's code, everything it runs in one CommonJS file: node 20 keeps V8's code cache only
- * for scripts, and server/worker-entry.ts runs this one with it (server/code-cache.ts).
+ * Each process's code in one CommonJS file, the command line's (with the primary of `apostate
+ * serve`) and a worker's: node 20 keeps V8's code cache only for scripts, and server/entry.ts
+ * runs these with it (server/code-cache.ts). What only some commands run (the cluster, the
+ * offline admin) is in the file but starts only when required.
  */
-await build({
-  ...shared,
-  entryPoints: ["server/serve-worker.ts"],
-  outfile: "dist/server/serve-worker.cjs",
-  format: "cjs",
-  define: { "import.meta.url": "__apostateModuleUrl" },
-  banner: { js: 'const __apostateModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
-});
+for (const [entry, outfile] of [
+  ["server/cli/program.ts", "dist/server/cli.cjs"],
+  ["server/serve-worker.ts", "dist/server/serve-worker.cjs"],
+]) {
+  await build({
+    ...shared,
+    entryPoints: [entry as string],
+    outfile,
+    format: "cjs",
+    define: { "import.meta.url": "__apostateModuleUrl" },
+    banner: { js: 'const __apostateModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  });
+}
 
 mkdirSync("dist/server/ui", { recursive: true });
 for (const file of UI_FILES) copyFileSync(`server/ui/${file}`, `dist/server/ui/${file}`);

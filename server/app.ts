@@ -92,7 +92,7 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
   const respond = problemResponder(logger);
   const observe = observeRequests({ logger, metrics: new HttpMetrics(registry), logging: deps.requestLogging ?? "slow" });
   const { cluster } = deps;
-  const router = cluster && new ClusterRouter(cluster.state, new Forwarder({ timeoutMs: FORWARD_TIMEOUT_MS }));
+  const router = cluster && new ClusterRouter(cluster.state, await Forwarder.create({ timeoutMs: FORWARD_TIMEOUT_MS }));
   const topology = cluster ? () => cluster.state.topology() : () => singleNodeTopology(shards);
   const serveData = dataPlane({
     handlers: table.bind(table.routes.filter(isDataPlaneRoute), entityHandlers(store, { topology, ...(router && { router }) })),

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import cluster from "node:cluster";
+import { startCommandLine, startWorker } from "./entry.js";
 
 // A worker forked by `apostate serve` loads only what serves HTTP, not the command line.
-if (cluster.isWorker) await (await import("./worker-entry.js")).startWorker();
-else await (await import("./cli/program.js")).buildProgram().parseAsync();
+if (cluster.isWorker) await startWorker();
+else await startCommandLine();

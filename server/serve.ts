@@ -13,9 +13,9 @@ const SHUTDOWN_BOUND_MS = DRAIN_MS + 5_000;
  * their code while it loads its own and checks (or creates) the data directory
  * (primary-directory.ts), then gives them the go-ahead to open it. SQLite's file locks keep the
  * shards consistent between the workers. The primary never loads express, the validator or the
- * routes (a worker runs main.ts's other branch).
+ * routes (a worker runs main.ts's other branch). `onServing` is called once every worker listens.
  */
-export async function serve(config: ServeConfig, logger: Logger): Promise<void> {
+export async function serve(config: ServeConfig, logger: Logger, onServing?: () => void): Promise<void> {
   const gate = new StartGate();
   let stopping = false;
   let failed = false;
@@ -125,6 +125,7 @@ export async function serve(config: ServeConfig, logger: Logger): Promise<void> 
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${address.port}`;
     directory.serving(url);
     logger.info({ url, workers: config.workers }, "listening");
+    onServing?.();
   });
   gate.ready();
 

@@ -49,12 +49,13 @@ async function readStdin(): Promise<string> {
  * The `apostate` command line: `serve`; the operator commands `shards`, `check` and `backup`;
  * `get`, `put`, `delete`, `locate` and `keys` for quick looks at a running server; and
  * `cluster status|move|split|rebalance|up` for a cluster on etcd. Built
- * by a function so tests can parse arguments without starting a process.
+ * by a function so tests can parse arguments without starting a process. `hooks.onServing` is
+ * called once `serve` has every worker listening.
  *
  * @example
  * await buildProgram().parseAsync(["node", "apostate", "shards", "--data-dir", "./data"]);
  */
-export function buildProgram(): Command {
+export function buildProgram(hooks: { onServing?: () => void } = {}): Command {
   const program = new Command("apostate")
     .description("A sharded SQLite entity store with a REST API.")
     .version(packageVersion(), "-V, --version", "print apostate's version")
@@ -75,7 +76,7 @@ export function buildProgram(): Command {
       const problem = configProblem(config);
       if (problem) fail(command, problem, EXIT_CODES.usage);
       try {
-        await serve(config, createLogger());
+        await serve(config, createLogger(), hooks.onServing);
       } catch (error) {
         if (error instanceof DataDirectoryError) fail(command, error.message, EXIT_CODES.damaged);
         if (error instanceof LogLevelError) fail(command, error.message, EXIT_CODES.usage);

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { Client, errors, Pool, type Dispatcher } from "undici";
+import type { Client, Dispatcher, Pool } from "undici";
+import type * as Undici from "undici";
 
 /** RFC 9110 §7.6.1: headers that describe one connection, never passed on by an intermediary. */
 const HOP_BY_HOP = new Set([
@@ -92,13 +93,21 @@ function hasBody(req: IncomingMessage): boolean {
  * those this node has already set on its answer, which stay this node's.
  *
  * @example
- * const forwarder = new Forwarder({ timeoutMs: 10_000 });
+ * const forwarder = await Forwarder.create({ timeoutMs: 10_000 });
  * await forwarder.forward(req, res, "http://10.0.0.2:8080", { "apostate-forwarded-by": "node-a" });
  */
 export class Forwarder {
   private readonly pools = new Map<string, Pool>();
 
-  constructor(private readonly options: { timeoutMs: number; maxSocketsPerNode?: number }) {}
+  /** undici is loaded here, on a cluster node only: loading it took ~25 ms of every worker's start-up. */
+  static async create(options: { timeoutMs: number; maxSocketsPerNode?: number }): Promise<Forwarder> {
+    return new Forwarder(options, await import("undici"));
+  }
+
+  private constructor(
+    private readonly options: { timeoutMs: number; maxSocketsPerNode?: number },
+    private readonly undici: typeof Undici,
+  ) {}
 
   /**
    * Resolves once the owner's answer has been passed on. `headers` (lower-case names) are sent
@@ -132,7 +141,7 @@ export class Forwarder {
     try {
       return await pooled.catch((error: unknown) => {
         if (!(error instanceof ForwardAnswerLostError && error.onPooledConnection)) throw error;
-        const fresh = new Client(ownerUrl, this.connectionOptions());
+        const fresh = new this.undici.Client(ownerUrl, this.connectionOptions());
         return this.send(fresh, request, res, ownerUrl).finally(() => void fresh.close());
       });
     } catch (error) {
@@ -186,7 +195,7 @@ export class Forwarder {
               new ForwardAnswerLostError(
                 `the owner at ${ownerUrl} did not answer: ${error.message}`,
                 { cause: error },
-                carriedAnAnswerBefore(error),
+                this.carriedAnAnswerBefore(error),
               ),
             );
           }
@@ -211,7 +220,7 @@ export class Forwarder {
   private poolFor(ownerUrl: string): Pool {
     let pool = this.pools.get(ownerUrl);
     if (!pool) {
-      pool = new Pool(ownerUrl, { ...this.connectionOptions(), connections: this.options.maxSocketsPerNode ?? 64 });
+      pool = new this.undici.Pool(ownerUrl, { ...this.connectionOptions(), connections: this.options.maxSocketsPerNode ?? 64 });
       this.pools.set(ownerUrl, pool);
     }
     return pool;
@@ -226,12 +235,12 @@ export class Forwarder {
     const { timeoutMs } = this.options;
     return { connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs };
   }
-}
 
-/**
- * Whether the connection a request was lost on had carried an earlier answer (a pooled one,
- * which the owner may have closed just as it was reused): undici reports how much it had read.
- */
-function carriedAnAnswerBefore(error: Error): boolean {
-  return error instanceof errors.SocketError && (error.socket?.bytesRead ?? 0) > 0;
+  /**
+   * Whether the connection a request was lost on had carried an earlier answer (a pooled one,
+   * which the owner may have closed just as it was reused): undici reports how much it had read.
+   */
+  private carriedAnAnswerBefore(error: Error): boolean {
+    return error instanceof this.undici.errors.SocketError && (error.socket?.bytesRead ?? 0) > 0;
+  }
 }

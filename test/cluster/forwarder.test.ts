@@ -27,7 +27,7 @@ async function listen(listener: RequestListener): Promise<{ server: Server; url:
  * the error's class name.
  */
 async function forwardingNode(ownerUrl: string, timeoutMs = 5_000, maxSocketsPerNode?: number): Promise<string> {
-  const forwarder = new Forwarder({ timeoutMs, ...(maxSocketsPerNode !== undefined && { maxSocketsPerNode }) });
+  const forwarder = await Forwarder.create({ timeoutMs, ...(maxSocketsPerNode !== undefined && { maxSocketsPerNode }) });
   forwarders.push(forwarder);
   const { url } = await listen((req, res) => {
     res.setHeader("apostate-map-version", "42");

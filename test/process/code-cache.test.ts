@@ -7,14 +7,16 @@ import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 
 /*
- * The compiled server (dist/, built by `npm test`'s pretest): its workers run one CommonJS bundle
- * with V8's code cache (server/worker-entry.ts). The cache goes to a directory of the test's own
- * through APOSTATE_CODE_CACHE, so the build's is left alone.
+ * The compiled server (dist/, built by `npm test`'s pretest): its primary and its workers each
+ * run one CommonJS bundle with V8's code cache (server/entry.ts). The caches go to a directory of
+ * the test's own through APOSTATE_CODE_CACHE, so the build's are left alone.
  */
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const data = tempDir("apostate-code-cache-data-");
 const cache = tempDir("apostate-code-cache-dir-");
 const CACHE_FILE = join(cache.path, "serve-worker.cjs.v8-cache");
+/** The primary's: it writes it once every worker listens, and logs nothing about it. */
+const CLI_CACHE_FILE = join(cache.path, "cli.cjs.v8-cache");
 const WORKERS = 2;
 let server: ServerProcess | undefined;
 
@@ -65,11 +67,28 @@ describe("the compiled server's workers and V8's code cache", () => {
     // The integrity check runs in a worker thread, whose entry sits beside the bundle.
     const check = await fetch(`${running.url}/admin/shards/0/check`, { method: "POST" });
     expect(await check.json()).toEqual({ shard: 0, ok: true, messages: [] });
-    await eventually("the cache is written", () => existsSync(CACHE_FILE), 30_000);
+    await eventually("the caches are written", () => existsSync(CACHE_FILE) && existsSync(CLI_CACHE_FILE), 30_000);
   });
 
-  it("a restart after kill -9 uses the cache", async () => {
-    expect(await cacheStates(await start())).toEqual(["used", "used"]);
+  it("a restart after kill -9 uses the caches, and does not write them again", async () => {
+    const before = [readFileSync(CACHE_FILE), readFileSync(CLI_CACHE_FILE)];
+    const running = await start();
+    expect(await cacheStates(running)).toEqual(["used", "used"]);
+    expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
+    // Buffer.equals: vitest's deep equality takes seconds over megabytes.
+    expect([
+      readFileSync(CACHE_FILE).equals(before[0] as Buffer),
+      readFileSync(CLI_CACHE_FILE).equals(before[1] as Buffer),
+    ]).toEqual([true, true]);
+  });
+
+  it("a damaged cache of the primary's does not stop start-up: it is replaced", async () => {
+    const bytes = readFileSync(CLI_CACHE_FILE);
+    bytes.fill(0x5a, 100, 4096);
+    writeFileSync(CLI_CACHE_FILE, bytes);
+    const running = await start();
+    expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
+    await eventually("the cache is replaced", () => !readFileSync(CLI_CACHE_FILE).equals(bytes), 30_000);
   });
 
   it("a damaged cache does not stop start-up: it is ignored and replaced", async () => {

@@ -1,51 +1,66 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../support/cluster-etcd.js";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 
 /*
  * The compiled server (dist/, built by `npm test`'s pretest): its primary and its workers each
- * run one CommonJS bundle with V8's code cache (server/entry.ts). The caches go to a directory of
- * the test's own through APOSTATE_CODE_CACHE, so the build's are left alone.
+ * run one CommonJS bundle with V8's code cache (server/entry.ts), kept beside the bundles. The
+ * server runs from a copy laid out as an install is (package.json, dist/, node_modules), so its
+ * caches are the test's own, and `npm pack` rebuilding dist/ in another test file cannot pull
+ * the files from under it.
  */
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const install = tempDir("apostate-code-cache-install-");
 const data = tempDir("apostate-code-cache-data-");
-const cache = tempDir("apostate-code-cache-dir-");
-const CACHE_FILE = join(cache.path, "serve-worker.cjs.v8-cache");
+const SERVER_DIR = join(install.path, "dist/server");
+const CACHE_FILE = join(SERVER_DIR, "serve-worker.cjs.v8-cache");
 /** The primary's: it writes it once every worker listens, and logs nothing about it. */
-const CLI_CACHE_FILE = join(cache.path, "cli.cjs.v8-cache");
+const CLI_CACHE_FILE = join(SERVER_DIR, "cli.cjs.v8-cache");
 const WORKERS = 2;
 let server: ServerProcess | undefined;
 
+/** Whether esbuild has finished writing `file`: it ends every bundle with its source map's URL. */
+const complete = (file: string) =>
+  existsSync(file) && readFileSync(file, "utf8").trimEnd().split("\n").at(-1)?.startsWith("//# sourceMappingURL=");
+
+beforeAll(async () => {
+  const built = () =>
+    ["main.js", "cli.cjs", "serve-worker.cjs", "inspection-thread.js"].every((file) => complete(join(ROOT, "dist/server", file)));
+  await eventually("dist/ is built", built, 90_000);
+  cpSync(join(ROOT, "dist"), join(install.path, "dist"), { recursive: true, filter: (file) => !file.endsWith(".v8-cache") });
+  copyFileSync(join(ROOT, "package.json"), join(install.path, "package.json"));
+  symlinkSync(join(ROOT, "node_modules"), join(install.path, "node_modules"));
+  expect(complete(join(SERVER_DIR, "serve-worker.cjs")) && complete(join(SERVER_DIR, "cli.cjs"))).toBe(true);
+}, 120_000);
 afterEach(async () => {
   await server?.crash();
   server = undefined;
 });
 afterAll(() => {
-  data.remove();
-  cache.remove();
+  for (const dir of [install, data]) dir.remove();
 });
 
-async function start(): Promise<ServerProcess> {
+async function start(env: NodeJS.ProcessEnv = {}, workers = WORKERS): Promise<ServerProcess> {
   server = await ServerProcess.start({
     dataDir: data.path,
-    workers: WORKERS,
-    compiled: true,
-    env: { APOSTATE_CODE_CACHE: cache.path, APOSTATE_LOG_LEVEL: "debug" },
+    workers,
+    command: [process.execPath, join(SERVER_DIR, "main.js"), "serve"],
+    env: { APOSTATE_LOG_LEVEL: "debug", ...env },
   });
   return server;
 }
 
 /** What each worker said of the cache when its code loaded. */
-async function cacheStates(running: ServerProcess): Promise<string[]> {
+async function cacheStates(running: ServerProcess, workers = WORKERS): Promise<string[]> {
   const states = () =>
     running.output
       .filter((line) => line.includes('"worker code loaded"'))
       .map((line) => (JSON.parse(line) as { codeCache: string }).codeCache);
-  await eventually("every worker has logged its code cache", () => states().length === WORKERS, 30_000);
+  await eventually("every worker has logged its code cache", () => states().length === workers, 30_000);
   return states().sort();
 }
 
@@ -113,17 +128,28 @@ describe("the compiled server's workers and V8's code cache", () => {
     await eventually("the cache is replaced", () => !readFileSync(CACHE_FILE).equals(stale), 30_000);
   });
 
+  it("APOSTATE_CODE_CACHE=<directory> keeps the caches there", async () => {
+    const elsewhere = tempDir("apostate-code-cache-dir-");
+    try {
+      const running = await start({ APOSTATE_CODE_CACHE: elsewhere.path });
+      expect(await cacheStates(running)).toEqual(["absent", "absent"]);
+      await eventually(
+        "the caches are written there",
+        () => ["cli.cjs.v8-cache", "serve-worker.cjs.v8-cache"].every((file) => existsSync(join(elsewhere.path, file))),
+        30_000,
+      );
+    } finally {
+      await server?.crash();
+      elsewhere.remove();
+    }
+  });
+
   it("APOSTATE_CODE_CACHE=off: no cache read or written", async () => {
-    const running = (server = await ServerProcess.start({
-      dataDir: data.path,
-      workers: 1,
-      compiled: true,
-      env: { APOSTATE_CODE_CACHE: "off", APOSTATE_LOG_LEVEL: "debug" },
-    }));
-    const said = () => running.output.filter((line) => line.includes('"codeCache"'));
-    await eventually("the worker has logged its code cache", () => said().length === 1, 30_000);
-    expect(said()[0]).toContain('"codeCache":"absent"');
+    const before = readFileSync(CACHE_FILE);
+    const running = await start({ APOSTATE_CODE_CACHE: "off" }, 1);
+    expect(await cacheStates(running, 1)).toEqual(["absent"]);
     expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
+    expect(readFileSync(CACHE_FILE).equals(before)).toBe(true);
     // Not taken for a directory's name.
     expect(existsSync(join(ROOT, "off"))).toBe(false);
   });

@@ -13,9 +13,12 @@ import { parsedCopy } from "../server/http/openapi-document.js";
 
 /**
  * Left to node_modules: better-sqlite3 loads its native addon from its own folder, and etcd3
- * reads its .proto files from its own (it loads only on a cluster node anyway).
+ * reads its .proto files from its own (it loads only on a cluster node anyway). undici (the
+ * forwarder's, 1 MB) and yaml (read only when the build's parsed copy of openapi.yaml is
+ * missing or stale) load only in some processes; in the bundle, every process would read and
+ * hash them at each start (server/code-cache.ts).
  */
-const EXTERNAL = ["better-sqlite3", "etcd3"];
+const EXTERNAL = ["better-sqlite3", "etcd3", "undici", "yaml"];
 
 const UI_FILES = ["index.html", "dashboard.js", "dashboard.css", "favicon.svg"];
 
@@ -52,6 +55,8 @@ for (const [entry, outfile] of [
     entryPoints: [entry as string],
     outfile,
     format: "cjs",
+    // A script run by node:vm has no module loader: import() of a package left outside becomes require().
+    supported: { "dynamic-import": false },
     define: { "import.meta.url": "__apostateModuleUrl" },
     banner: { js: 'const __apostateModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
   });

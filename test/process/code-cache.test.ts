@@ -64,7 +64,7 @@ async function cacheStates(running: ServerProcess, workers = WORKERS): Promise<s
   return states().sort();
 }
 
-describe("the compiled server's workers and V8's code cache", () => {
+describe("the compiled server: its bundles and V8's code cache", () => {
   it("serves from its bundle everything that locates files beside its code, and writes the cache", async () => {
     const running = await start();
     expect(await cacheStates(running)).toEqual(["absent", "absent"]);
@@ -152,5 +152,15 @@ describe("the compiled server's workers and V8's code cache", () => {
     expect(readFileSync(CACHE_FILE).equals(before)).toBe(true);
     // Not taken for a directory's name.
     expect(existsSync(join(ROOT, "off"))).toBe(false);
+  });
+
+  it("with the build's parsed openapi.json stale, a worker parses openapi.yaml with yaml from node_modules", async () => {
+    writeFileSync(join(install.path, "dist/openapi.json"), JSON.stringify({ yamlSha256: "stale", document: {} }));
+    const running = await start({}, 1);
+    // Validation works from the parsed YAML: a bad key is refused with the contract's problem.
+    const refused = await fetch(`${running.url}/v1/entities/${"x".repeat(70)}/a`);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { code: string }).code).toBe("invalid-key");
+    expect((await fetch(`${running.url}/v1/entities/doc/a`)).status).toBe(200);
   });
 });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../support/cluster-etcd.js";
+import { withHeader } from "../support/code-cache-file.js";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 
@@ -106,27 +107,24 @@ describe("the compiled server: its bundles and V8's code cache", () => {
     await eventually("the cache is replaced", () => !readFileSync(CLI_CACHE_FILE).equals(bytes), 30_000);
   });
 
-  it("a damaged cache does not stop start-up: it is ignored and replaced", async () => {
-    const bytes = readFileSync(CACHE_FILE);
-    bytes.fill(0x5a, bytes.length - 4096);
-    writeFileSync(CACHE_FILE, bytes);
-    const running = await start();
-    expect(await cacheStates(running)).toEqual(["damaged", "damaged"]);
-    expect((await fetch(`${running.url}/v1/entities/doc/a`)).status).toBe(200);
-    await eventually("the cache is replaced", () => !readFileSync(CACHE_FILE).equals(bytes), 30_000);
-  });
-
-  it("a stale cache (another node's) is ignored and replaced", async () => {
-    const bytes = readFileSync(CACHE_FILE);
-    const lineEnd = bytes.indexOf(0x0a);
-    const header = JSON.parse(bytes.subarray(0, lineEnd).toString()) as Record<string, string>;
-    const stale = Buffer.concat([Buffer.from(`${JSON.stringify({ ...header, node: "v0.0.0" })}\n`), bytes.subarray(lineEnd + 1)]);
-    writeFileSync(CACHE_FILE, stale);
-    const running = await start();
-    expect(await cacheStates(running)).toEqual(["stale", "stale"]);
-    expect((await fetch(`${running.url}/v1/entities/doc/a`)).status).toBe(200);
-    await eventually("the cache is replaced", () => !readFileSync(CACHE_FILE).equals(stale), 30_000);
-  });
+  const spoiled: [string, (bytes: Buffer) => Buffer, string][] = [
+    [
+      "a damaged cache does not stop start-up: it is ignored and replaced",
+      (bytes) => bytes.fill(0x5a, bytes.length - 4096),
+      "damaged",
+    ],
+    ["a stale cache (another node's) is ignored and replaced", (bytes) => withHeader(bytes, { node: "v0.0.0" }), "stale"],
+  ];
+  for (const [name, spoil, state] of spoiled) {
+    it(name, async () => {
+      const bytes = spoil(readFileSync(CACHE_FILE));
+      writeFileSync(CACHE_FILE, bytes);
+      const running = await start();
+      expect(await cacheStates(running)).toEqual([state, state]);
+      expect((await fetch(`${running.url}/v1/entities/doc/a`)).status).toBe(200);
+      await eventually("the cache is replaced", () => !readFileSync(CACHE_FILE).equals(bytes), 30_000);
+    });
+  }
 
   it("APOSTATE_CODE_CACHE=<directory> keeps the caches there", async () => {
     const elsewhere = tempDir("apostate-code-cache-dir-");

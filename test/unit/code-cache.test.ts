@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadBundle, type LoadedBundle } from "../../server/code-cache.js";
+import { withHeader } from "../support/code-cache-file.js";
 import { tempDir } from "../support/temp-dir.js";
 
 const dirs: { remove: () => void }[] = [];
@@ -75,15 +76,9 @@ describe("V8's code cache for a CommonJS bundle", () => {
   it("ignores a cache made by another node or V8", () => {
     const { bundle, cacheDir, cacheFile } = bundleDir();
     loadAndSave(bundle, cacheDir);
-    const bytes = readFileSync(cacheFile);
-    const lineEnd = bytes.indexOf(0x0a);
-    const header = JSON.parse(bytes.subarray(0, lineEnd).toString()) as Record<string, string>;
-    for (const field of ["node", "v8", "arch"]) {
-      const foreign = Buffer.concat([
-        Buffer.from(`${JSON.stringify({ ...header, [field]: "other" })}\n`),
-        bytes.subarray(lineEnd + 1),
-      ]);
-      writeFileSync(cacheFile, foreign);
+    const made = readFileSync(cacheFile);
+    for (const field of ["node", "v8", "arch", "bundle"]) {
+      writeFileSync(cacheFile, withHeader(made, { [field]: "other" }));
       const loaded = loadBundle(bundle, cacheDir);
       expect(loaded.cache).toBe("stale");
       expect(exportsOf(loaded).answer()).toBe(42);

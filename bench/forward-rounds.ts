@@ -4,9 +4,9 @@
  * another node, `--rounds` times, each round `--duration` seconds at `--connections`. CPU is that
  * of every process of every node (primaries and workers, found by their `--data-dir` under
  * `--cluster-data`; etcd not counted) divided by the requests answered, from `/proc`, so Linux
- * only. Alternating keeps what other load the machine carries alike in both, and the medians of
- * the rounds shrug off a round that met a burst of it. Two builds run one after the other on
- * the same ports compare before and after a change.
+ * only; each node's share is printed too. Alternating keeps what other load the machine
+ * carries alike in both, and the medians of the rounds shrug off a round that met a burst of
+ * it. Two builds run one after the other on the same ports compare before and after a change.
  *
  * @example
  * apostate cluster up --nodes 3          # in another terminal: n1 keeps shards 0-2
@@ -54,23 +54,32 @@ for (let i = 0; i < owned.length; i += 64) {
 }
 const pick = () => owned[Math.floor(Math.random() * owned.length)] as number;
 
-/** Every process whose command line names a node's data directory under `--cluster-data`. */
-const nodeDirs = new Set(
-  [...new Set(topology.shards.map(({ node }) => node))].map((node) => resolve(args["cluster-data"], node)),
+/** Every process whose command line names a node's data directory under `--cluster-data`, by node. */
+const nodeDirs = new Map(
+  [...new Set(topology.shards.map(({ node }) => node))].map((node) => [resolve(args["cluster-data"], node), node]),
 );
-const clusterPids = readdirSync("/proc")
-  .filter((entry) => /^\d+$/.test(entry))
-  .filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8")
-        .split("\0")
-        .some((arg) => nodeDirs.has(arg));
-    } catch {
-      return false;
-    }
-  });
+const pidsByNode = new Map<string, string[]>();
+for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+  let node: string | undefined;
+  try {
+    node = readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .map((arg) => nodeDirs.get(arg))
+      .find((found) => found !== undefined);
+  } catch {
+    continue;
+  }
+  if (node !== undefined) pidsByNode.set(node, [...(pidsByNode.get(node) ?? []), pid]);
+}
+const clusterPids = [...pidsByNode.values()].flat();
 if (clusterPids.length === 0) throw new Error(`no process serves a data directory under ${resolve(args["cluster-data"])}`);
-const clusterCpu = () => clusterPids.reduce((total, pid) => total + cpuSeconds(pid), 0);
+/** Each node's CPU at the readings `measure` takes (before and after a round), for the split by node. */
+const readings: Map<string, number>[] = [];
+const clusterCpu = () => {
+  const byNode = new Map([...pidsByNode].map(([node, pids]) => [node, pids.reduce((total, pid) => total + cpuSeconds(pid), 0)]));
+  readings.push(byNode);
+  return [...byNode.values()].reduce((total, seconds) => total + seconds, 0);
+};
 
 const load: LoadOptions = { connections: Number(args.connections), seconds: Number(args.duration), warmupSeconds: 1 };
 const scenarios: [string, string, () => BenchRequest][] = [
@@ -80,9 +89,11 @@ const scenarios: [string, string, () => BenchRequest][] = [
   ["PUT forwarded", forwarderUrl, putRequests(pick)],
 ];
 const micros = new Map<string, number[]>(scenarios.map(([name]) => [name, []]));
+/** Per scenario and node, µs of CPU per request in each round. */
+const nodeMicros = new Map<string, Map<string, number[]>>(scenarios.map(([name]) => [name, new Map()]));
 for (let round = 0; round < Number(args.rounds); round += 1) {
   for (const [name, url, requests] of scenarios) {
-    const { cpuMicrosPerRequest, errors } = await measure(
+    const { cpuMicrosPerRequest, errors, requestsPerSecond } = await measure(
       url,
       requests,
       { ...load, warmupSeconds: round === 0 ? 1 : 0 },
@@ -90,6 +101,12 @@ for (let round = 0; round < Number(args.rounds); round += 1) {
     );
     if (errors > 0 || cpuMicrosPerRequest === null) throw new Error(`${name}: ${errors} errors`);
     micros.get(name)?.push(cpuMicrosPerRequest);
+    const [before, after] = readings.splice(0).slice(-2) as [Map<string, number>, Map<string, number>];
+    for (const [node, seconds] of after) {
+      const perNode = nodeMicros.get(name) as Map<string, number[]>;
+      const spent = ((seconds - (before.get(node) ?? seconds)) * 1e6) / (requestsPerSecond * load.seconds);
+      perNode.set(node, [...(perNode.get(node) ?? []), spent]);
+    }
   }
 }
 
@@ -98,8 +115,11 @@ process.stdout.write(
   `${clusterPids.length} processes; ${owner.node} owns the keys, ${other.node} forwards; ${args.rounds} rounds of ${args.duration} s at ${args.connections} connections\n`,
 );
 for (const [name, values] of micros) {
+  const byNode = [...(nodeMicros.get(name) ?? [])]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([node, spent]) => `${node} ${median(spent).toFixed(0)}`);
   process.stdout.write(
-    `${name}: median ${median(values).toFixed(0)} µs/req (rounds ${values.map((v) => v.toFixed(0)).join(", ")})\n`,
+    `${name}: median ${median(values).toFixed(0)} µs/req (rounds ${values.map((v) => v.toFixed(0)).join(", ")}; by node ${byNode.join(", ")})\n`,
   );
 }
 for (const verb of ["GET", "PUT"]) {

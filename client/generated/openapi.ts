@@ -1003,8 +1003,10 @@ export interface components {
             entities: number;
             /** @description Entity rows in the range, tombstones included. */
             rows: number;
-            /** @description SHA-256 (hex) of every row's type, id, version and data, in key order. */
+            /** @description SHA-256 (hex) of every row's type, id, version and data, in key order: of the rows written after `after` when that is given. */
             checksum: string;
+            /** @description The sequence the checksum starts after; absent when it covers every row. */
+            after?: number;
         };
         ShardFence: {
             shard: number;
@@ -1023,7 +1025,7 @@ export interface components {
             sequence: number;
             /** @description Entity rows applied by this call. */
             applied: number;
-            /** @description Whether the source was frozen at the last batch. */
+            /** @description Whether the source was frozen at the last batch: the copy then holds every change. */
             frozen: boolean;
         };
         ShardKey: {
@@ -1283,6 +1285,8 @@ export interface components {
         AfterSequence: number;
         /** @description At most this many entity rows. */
         ChangeLimit: number;
+        /** @description Checksum only the rows written after this sequence (the counts still cover every row of the range): a move that verified its copy as of that sequence compares the tail alone. */
+        DigestAfter: number;
         /** @description The first slot of the range (default the shard's first). */
         SlotFrom: number;
         /** @description The last slot of the range, inclusive (default the shard's last). */
@@ -2245,6 +2249,8 @@ export interface operations {
                 headers: {
                     /** @description The shard's change sequence the copy holds. */
                     "Apostate-Sequence": number;
+                    /** @description RFC 9530: the SHA-256 of the file (`sha-256=:<base64>:`), which the receiving node checks, so the copy is known to be the source's as of `Apostate-Sequence`. */
+                    "Content-Digest": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2368,6 +2374,8 @@ export interface operations {
                 from?: components["parameters"]["SlotFrom"];
                 /** @description The last slot of the range, inclusive (default the shard's last). */
                 to?: components["parameters"]["SlotTo"];
+                /** @description Checksum only the rows written after this sequence (the counts still cover every row of the range): a move that verified its copy as of that sequence compares the tail alone. */
+                after?: components["parameters"]["DigestAfter"];
             };
             header?: never;
             path: {
@@ -2405,6 +2413,8 @@ export interface operations {
                 from?: components["parameters"]["SlotFrom"];
                 /** @description The last slot of the range, inclusive (default the shard's last). */
                 to?: components["parameters"]["SlotTo"];
+                /** @description Checksum only the rows written after this sequence (the counts still cover every row of the range): a move that verified its copy as of that sequence compares the tail alone. */
+                after?: components["parameters"]["DigestAfter"];
             };
             header?: never;
             path: {
@@ -2583,6 +2593,8 @@ export interface operations {
                 from?: components["parameters"]["SlotFrom"];
                 /** @description The last slot of the range, inclusive (default the shard's last). */
                 to?: components["parameters"]["SlotTo"];
+                /** @description Checksum only the rows written after this sequence (the counts still cover every row of the range): a move that verified its copy as of that sequence compares the tail alone. */
+                after?: components["parameters"]["DigestAfter"];
             };
             header?: never;
             path: {
@@ -2620,6 +2632,8 @@ export interface operations {
                 from?: components["parameters"]["SlotFrom"];
                 /** @description The last slot of the range, inclusive (default the shard's last). */
                 to?: components["parameters"]["SlotTo"];
+                /** @description Checksum only the rows written after this sequence (the counts still cover every row of the range): a move that verified its copy as of that sequence compares the tail alone. */
+                after?: components["parameters"]["DigestAfter"];
             };
             header?: never;
             path: {

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { Client, Dispatcher, Pool } from "undici";
 import type * as Undici from "undici";
 
@@ -23,6 +24,40 @@ const ANSWERED_HERE = new Set(["host", "expect"]);
 
 /** Methods that change nothing at the owner, so sending them twice is harmless. */
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * How many reads one connection to an owner carries at once (HTTP/1.1 pipelining). The reads
+ * of one event-loop turn then share a connection and, corked, one `write` (about 3 a write
+ * under the bench's load, by strace), and the owner flushes their answers together too: on
+ * loopback each write runs the receiver's side of TCP too. In alternating rounds a forwarded
+ * GET cost about a tenth less CPU (docs/performance.md). Only entity reads by key are
+ * forwarded, all short, so one waiting behind another is no real delay; writes keep
+ * connections of their own (undici would hold a write back until the reads before it are
+ * answered, and a write is never pipelined).
+ */
+const READS_PER_CONNECTION = 8;
+
+/**
+ * Has every write of one event-loop turn on `socket` leave in one system call: the first write
+ * corks the socket, which is uncorked once the turn's I/O callbacks have all run.
+ */
+function corkedPerTurn(socket: Socket): Socket {
+  const write = socket.write;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = function (this: Socket, ...args: Parameters<Socket["write"]>): boolean {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      setImmediate(uncork);
+    }
+    return write.apply(this, args);
+  } as Socket["write"];
+  return socket;
+}
 
 /** The owner could not be reached: nothing was sent, so the request had no effect and can be retried anywhere. */
 export class OwnerUnreachableError extends Error {}
@@ -86,9 +121,10 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /**
- * Forwards requests to the node that owns their slot, in one hop, over a keep-alive pool per
+ * Forwards requests to the node that owns their slot, in one hop, over keep-alive pools per
  * node (undici's: in a bare proxy it cost about two thirds of node:http's client per GET, which
- * with node:http's server cost about as much as serving the request). The request is streamed as it arrives (its body is not read here
+ * with node:http's server cost about as much as serving the request), one for reads, pipelined,
+ * and one for the rest. The request is streamed as it arrives (its body is not read here
  * first), and the owner's answer is streamed back unchanged apart from hop-by-hop headers and
  * those this node has already set on its answer, which stay this node's.
  *
@@ -97,7 +133,9 @@ function hasBody(req: IncomingMessage): boolean {
  * await forwarder.forward(req, res, "http://10.0.0.2:8080", { "apostate-forwarded-by": "node-a" });
  */
 export class Forwarder {
+  /** Per owner, a pool for reads (pipelined) and one for everything else, by {@link poolKey}. */
   private readonly pools = new Map<string, Pool>();
+  private readonly connect: Undici.buildConnector.connector;
 
   /** undici is loaded here, on a cluster node only: loading it took ~25 ms of every worker's start-up. */
   static async create(options: { timeoutMs: number; maxSocketsPerNode?: number }): Promise<Forwarder> {
@@ -107,7 +145,9 @@ export class Forwarder {
   private constructor(
     private readonly options: { timeoutMs: number; maxSocketsPerNode?: number },
     private readonly undici: typeof Undici,
-  ) {}
+  ) {
+    this.connect = undici.buildConnector({});
+  }
 
   /**
    * Resolves once the owner's answer has been passed on. `headers` (lower-case names) are sent
@@ -126,18 +166,23 @@ export class Forwarder {
     ownerUrl: string,
     headers: Readonly<Record<string, string>>,
   ): Promise<void> {
+    const method = req.method ?? "GET";
+    const safe = SAFE_METHODS.has(method);
     const request: Dispatcher.DispatchOptions = {
       path: req.url ?? "/",
-      method: req.method ?? "GET",
+      method,
       headers: forwardedHeaders(req, headers),
       body: hasBody(req) ? req : null,
+      // undici sends nothing behind a "blocking" request until its answer has begun: reads are short.
+      blocking: !safe,
     };
-    const pooled = this.send(this.poolFor(ownerUrl), request, res, ownerUrl).catch((error: unknown) => {
+    const key = poolKey(ownerUrl, safe);
+    const pooled = this.send(this.poolFor(key, ownerUrl, safe), request, res, ownerUrl).catch((error: unknown) => {
       // A pool that failed a request is replaced, so that one in a bad state cannot fail every later one.
-      this.replacePool(ownerUrl);
+      this.replacePool(key);
       throw error;
     });
-    if (!SAFE_METHODS.has(request.method)) return pooled;
+    if (!safe) return pooled;
     try {
       return await pooled.catch((error: unknown) => {
         if (!(error instanceof ForwardAnswerLostError && error.onPooledConnection)) throw error;
@@ -210,18 +255,28 @@ export class Forwarder {
     this.pools.clear();
   }
 
-  /** Lets the owner's pool finish what it holds, and gives later requests a new one. */
-  private replacePool(ownerUrl: string): void {
-    const pool = this.pools.get(ownerUrl);
-    this.pools.delete(ownerUrl);
+  /** Lets a pool finish what it holds, and gives later requests a new one. */
+  private replacePool(key: string): void {
+    const pool = this.pools.get(key);
+    this.pools.delete(key);
     void pool?.close().catch(() => undefined);
   }
 
-  private poolFor(ownerUrl: string): Pool {
-    let pool = this.pools.get(ownerUrl);
+  private poolFor(key: string, ownerUrl: string, reads: boolean): Pool {
+    let pool = this.pools.get(key);
     if (!pool) {
-      pool = new this.undici.Pool(ownerUrl, { ...this.connectionOptions(), connections: this.options.maxSocketsPerNode ?? 64 });
-      this.pools.set(ownerUrl, pool);
+      pool = new this.undici.Pool(ownerUrl, {
+        ...this.connectionOptions(),
+        connections: this.options.maxSocketsPerNode ?? 64,
+        ...(reads && {
+          pipelining: READS_PER_CONNECTION,
+          connect: (options, callback) =>
+            this.connect(options, (error, socket) =>
+              error ? callback(error, null) : callback(null, corkedPerTurn(socket as Socket)),
+            ),
+        }),
+      });
+      this.pools.set(key, pool);
     }
     return pool;
   }
@@ -243,4 +298,8 @@ export class Forwarder {
   private carriedAnAnswerBefore(error: Error): boolean {
     return error instanceof this.undici.errors.SocketError && (error.socket?.bytesRead ?? 0) > 0;
   }
+}
+
+function poolKey(ownerUrl: string, reads: boolean): string {
+  return `${reads ? "reads" : "writes"} ${ownerUrl}`;
 }

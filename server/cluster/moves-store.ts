@@ -23,6 +23,12 @@ export interface MoveRecord {
   state: MoveState;
   /** Why it was aborted, or what it waits for. */
   detail: string | null;
+  /**
+   * The source's sequence the target's copy was taken at, once copied: the copy arrived intact
+   * (its Content-Digest), so the freeze's digests checksum only the rows written after it.
+   * Absent in a record from before the copy (or from an older coordinator): every row is checked.
+   */
+  copiedAt?: number;
   createdAt: string;
   updatedAt: string;
 }

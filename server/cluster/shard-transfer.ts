@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { Readable } from "node:stream";
@@ -10,6 +11,7 @@ import type { ShardChanges } from "../storage/shard-changes.js";
 import type { ShardDigest } from "../storage/shard-digest.js";
 import type { EntityRow, IdempotencyRow } from "../storage/tables.js";
 import { TransferError } from "./cluster-errors.js";
+import { contentDigest } from "./content-digest.js";
 import type { SlotRange } from "./topology.js";
 
 type Schemas = components["schemas"];
@@ -110,10 +112,10 @@ export class ShardTransfer {
     return changesToWire(this.local(shard).changesAfter(after, limit));
   }
 
-  digest(shard: number, slots?: SlotRange): DigestAnswer {
+  digest(shard: number, slots?: SlotRange, after?: number): DigestAnswer {
     const found = this.local(shard);
     const range = slots ?? found.placement.slots;
-    return digestAnswer(shard, range, found.digest(range));
+    return digestAnswer(shard, range, found.digest(range, after));
   }
 
   setFrozen(shard: number, frozen: boolean): FenceAnswer {
@@ -125,9 +127,29 @@ export class ShardTransfer {
     const file = this.shards.incomingFile(shard);
     const partial = `${file}.partial`;
     const answer = await this.call(source.from, `/admin/cluster/shards/${source.source}/snapshot`);
-    if (!answer.body) throw new TransferError(`node ${source.from} sent no snapshot of shard ${source.source}`);
+    const expected = answer.headers.get("content-digest");
+    if (!answer.body || expected === null) {
+      throw new TransferError(`node ${source.from} sent no snapshot of shard ${source.source} with its Content-Digest`);
+    }
     try {
-      await pipeline(Readable.fromWeb(answer.body), createWriteStream(partial));
+      const hash = createHash("sha256");
+      await pipeline(
+        Readable.fromWeb(answer.body),
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            hash.update(chunk);
+            yield chunk;
+          }
+        },
+        createWriteStream(partial),
+      );
+      // The copy is then the source's shard as of its sequence, and a move verifies only the changes after it.
+      const received = contentDigest(hash);
+      if (received !== expected) {
+        throw new TransferError(
+          `the snapshot of shard ${source.source} from node ${source.from} arrived damaged: Content-Digest ${expected}, received ${received}`,
+        );
+      }
       await this.removeIncoming(shard);
       await rename(partial, file);
     } finally {
@@ -141,7 +163,11 @@ export class ShardTransfer {
     }
   }
 
-  /** Applies the source's changes after the incoming copy's sequence, for up to a second. */
+  /**
+   * Applies the source's changes after the incoming copy's sequence, for up to a second while
+   * the source takes writes; once it is frozen, until the copy holds every change (so an answer
+   * that says `frozen` means the copy is complete).
+   */
   async catchUp(shard: number, source: TransferSource): Promise<IncomingProgress> {
     const copy = await this.incoming(shard);
     try {
@@ -158,7 +184,7 @@ export class ShardTransfer {
         applied += changes.entities.length;
         // A batch caps entity rows and records alike: only an empty one says the copy has everything.
         const drained = changes.entities.length === 0 && changes.idempotency.length === 0;
-        if (drained || performance.now() - started > CATCH_UP_BUDGET_MS) {
+        if (drained || (!changes.frozen && performance.now() - started > CATCH_UP_BUDGET_MS)) {
           return { shard, sequence: copy.state().sequence, applied, frozen: changes.frozen };
         }
       }
@@ -167,11 +193,11 @@ export class ShardTransfer {
     }
   }
 
-  async incomingDigest(shard: number, slots?: SlotRange): Promise<DigestAnswer> {
+  async incomingDigest(shard: number, slots?: SlotRange, after?: number): Promise<DigestAnswer> {
     const copy = await this.incoming(shard);
     try {
       const range = slots ?? copy.placement.slots;
-      return digestAnswer(shard, range, copy.digest(range));
+      return digestAnswer(shard, range, copy.digest(range, after));
     } finally {
       copy.close();
     }

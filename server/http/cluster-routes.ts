@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { components, operations } from "../../client/generated/openapi.js";
 import { InvalidTopologyRequestError, UnknownMoveError } from "../cluster/cluster-errors.js";
+import { fileContentDigest } from "../cluster/content-digest.js";
 import type { ShardTransfer, TransferSource } from "../cluster/shard-transfer.js";
 import type { SlotRange } from "../cluster/topology.js";
 import type { ShardSet } from "../storage/data-directory.js";
@@ -91,6 +92,8 @@ export function clusterHandlers(deps: { admin: ClusterOperations | undefined; sh
       try {
         const { sequence } = await transfer.snapshot(shard, file);
         res.setHeader("Apostate-Sequence", String(sequence));
+        // The target checks the copy against it: a move then verifies only what changed after `sequence`.
+        res.setHeader("Content-Digest", await fileContentDigest(file));
         res.setHeader("Content-Type", "application/vnd.sqlite3");
         await new Promise<void>((resolve, reject) => {
           const stream = createReadStream(file);
@@ -109,7 +112,7 @@ export function clusterHandlers(deps: { admin: ClusterOperations | undefined; sh
     },
 
     getShardDigest: (req, res) => {
-      res.json(transfer.digest(shardOf(req), slotsOf(req)));
+      res.json(transfer.digest(shardOf(req), slotsOf(req), afterOf(req)));
     },
 
     setShardFence: (req, res) => {
@@ -128,7 +131,7 @@ export function clusterHandlers(deps: { admin: ClusterOperations | undefined; sh
     },
 
     getIncomingDigest: async (req, res) => {
-      res.json(await transfer.incomingDigest(shardOf(req), slotsOf(req)));
+      res.json(await transfer.incomingDigest(shardOf(req), slotsOf(req), afterOf(req)));
     },
 
     discardIncoming: async (req, res) => {
@@ -150,4 +153,10 @@ function slotsOf(req: ApiRequest): SlotRange | undefined {
     throw new ProblemError("invalid-query", "a slot range needs both from and to, with from <= to");
   }
   return { from: Number(from), to: Number(to) };
+}
+
+/** The sequence a digest's checksum starts after, when the request gives one (validated as an integer of 0 or more). */
+function afterOf(req: ApiRequest): number | undefined {
+  const { after } = req.query;
+  return after === undefined ? undefined : Number(after);
 }

@@ -422,9 +422,12 @@ export class Shard {
     this.run(() => applyChanges(this.db, changes));
   }
 
-  /** The digest of the entity rows in `slots` (the shard's own range by default), in one snapshot. */
-  digest(slots: SlotRange = this.current.slots): ShardDigest {
-    return this.run(() => digestShard(this.db, slots));
+  /**
+   * The digest of the entity rows in `slots` (the shard's own range by default), in one
+   * snapshot; with `after`, its checksum covers only the rows written after that sequence.
+   */
+  digest(slots: SlotRange = this.current.slots, after?: number): ShardDigest {
+    return this.run(() => digestShard(this.db, slots, after));
   }
 
   /**

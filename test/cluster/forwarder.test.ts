@@ -180,6 +180,33 @@ describe("Forwarder", () => {
     expect(owner.connections()).toBe(1);
   });
 
+  it("sends concurrent reads on a few connections, each answer to its own request, and writes beside them", async () => {
+    // The reads are answered only once the write has been: a write held behind them would never be.
+    let writeAnswered: () => void = () => undefined;
+    const written = new Promise<void>((resolve) => (writeAnswered = resolve));
+    let connections = 0;
+    const { server, url } = await listen((req, res) => {
+      req.resume().on("end", () => {
+        if (req.method === "GET") void (req.url === "/warm" ? Promise.resolve() : written).then(() => res.end(req.url));
+        else res.end(req.url, () => writeAnswered());
+      });
+    });
+    server.on("connection", () => (connections += 1));
+    const node = await forwardingNode(url);
+    expect(await (await fetch(`${node}/warm`)).text()).toBe("/warm");
+
+    const reads = Array.from({ length: 16 }, (_, i) =>
+      fetch(`${node}/r/${i}`).then(async (res) => ({ status: res.status, body: await res.text() })),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const write = await fetch(`${node}/w`, { method: "PUT", body: "{}" });
+
+    expect({ status: write.status, body: await write.text() }).toEqual({ status: 200, body: "/w" });
+    expect(await Promise.all(reads)).toEqual(Array.from({ length: 16 }, (_, i) => ({ status: 200, body: `/r/${i}` })));
+    // Without pipelining each of the 16 reads would take a connection of its own.
+    expect(connections).toBeLessThan(12);
+  });
+
   it("rejects with OwnerUnreachableError when nothing answers at the owner's address", async () => {
     const { server, url: deadUrl } = await listen(() => undefined);
     await new Promise((resolve) => server.close(resolve));

@@ -298,6 +298,45 @@ describe("the shard digest", () => {
     }
   });
 
+  it("with after, checksums only the rows written after it, counts every row and refuses a bad sequence", async () => {
+    const { shards, store } = await openSet();
+    for (let i = 0; i < 20; i += 1) await store.put(plain(`t${i}`), { i });
+    const source = shards.get(0)!;
+    const { sequence: s0 } = await source.snapshot(shards.incomingFile(0));
+    for (let i = 15; i < 25; i += 1) await store.put(plain(`t${i}`), { i, again: true });
+    await store.delete(plain("t16"));
+    const copy = await openCopy(shards.incomingFile(0));
+    copy.applyChanges(source.changesAfter(s0, 100));
+
+    const tail = source.digest(undefined, s0);
+    expect(tail).toEqual({ ...copy.digest(undefined, s0), sequence: tail.sequence });
+    expect(tail).toMatchObject({ rows: 25, entities: 24, after: s0 });
+    expect(source.digest()).not.toHaveProperty("after");
+    expect(tail.checksum).not.toBe(source.digest(undefined, s0 + 1).checksum);
+    expect(tail.checksum).not.toBe(source.digest().checksum);
+    for (const after of [-1, 1.5, Number.NaN]) expect(() => source.digest(undefined, after)).toThrow(RangeError);
+
+    // The counts see a row lost or killed before s0, the checksum any change after it; a row
+    // changed in place before s0 is the snapshot's Content-Digest's to catch, not the tail's.
+    const changes: [change: string, seen: boolean][] = [
+      ["delete from entities where id = 't3'", true],
+      ["update entities set data = null where id = 't4'", true],
+      [`update entities set data = '{"i":20}' where id = 't20'`, true],
+      ["update entities set version = 9 where id = 't22'", true],
+      [`update entities set data = '{"i":5.0}' where id = 't5'`, false],
+    ];
+    for (const [index, [change, seen]] of changes.entries()) {
+      const file = `${shards.incomingFile(0)}-${index}`;
+      await source.snapshot(file);
+      const db = new Database(file);
+      db.exec(change);
+      db.close();
+      const digest = (await openCopy(file)).digest(undefined, s0);
+      const differs = digest.checksum !== tail.checksum || digest.rows !== tail.rows || digest.entities !== tail.entities;
+      expect({ change, differs }).toEqual({ change, differs: seen });
+    }
+  });
+
   it("covers only the rows of the slots asked for", async () => {
     const { shards, store } = await openSet();
     const ids = Array.from({ length: 40 }, (_, i) => `s${i}`);

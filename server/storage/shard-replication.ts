@@ -1,0 +1,44 @@
+import type Database from "better-sqlite3";
+import { applyChanges, type ShardChanges } from "./shard-changes.js";
+import type { ShardStateRow } from "./tables.js";
+
+/** A follower's answer to a shipped batch, and its figures: where its copy stands. */
+export interface ReplicaAck {
+  /** Whether the batch was applied (or held already): false when refused for its epoch or a gap. */
+  applied: boolean;
+  sequence: number;
+  epoch: number;
+  /** Whether the copy has applied a batch from its owner's write path (see the `synced` column). */
+  synced: boolean;
+}
+
+type ReplicaColumns = Pick<ShardStateRow, "sequence" | "epoch" | "synced">;
+
+function ackOf(applied: boolean, row: ReplicaColumns): ReplicaAck {
+  return { applied, sequence: row.sequence, epoch: row.epoch, synced: row.synced !== 0 };
+}
+
+export function readReplicaState(db: Database.Database): ReplicaAck {
+  return ackOf(true, db.prepare("select sequence, epoch, synced from shard_state").get() as ReplicaColumns);
+}
+
+/**
+ * A follower's side of a shipped batch, in one immediate transaction (as durable as the
+ * connection's `synchronous` makes it). Refused, with nothing written, when the batch's epoch is
+ * older than the copy's (its sender has been replaced, or the coordinator fenced this copy to
+ * promote one: the old owner must acknowledge nothing more) or when it starts after the copy's
+ * sequence (the owner then sends what lies between, from its file). Otherwise its rows are
+ * applied as a move's tail applies them (idempotently), the copy takes the batch's epoch if it
+ * is newer, and it counts as in sync from then on.
+ */
+export function applyReplica(db: Database.Database, epoch: number, changes: ShardChanges): ReplicaAck {
+  return db
+    .transaction(() => {
+      const state = db.prepare("select sequence, epoch, synced from shard_state").get() as ReplicaColumns;
+      if (epoch < state.epoch || changes.after > state.sequence) return ackOf(false, state);
+      applyChanges(db, changes);
+      db.prepare("update shard_state set epoch = max(epoch, ?), synced = 1").run(epoch);
+      return readReplicaState(db);
+    })
+    .immediate();
+}

@@ -9,11 +9,12 @@ import {
   isClusterSnapshotMessage,
   type ClusterSnapshot,
 } from "./cluster/cluster-state.js";
-import type { ClusterConfig } from "./config.js";
+import type { ClusterConfig, ServeConfig } from "./config.js";
 import type { ClusterOperations } from "./http/cluster-routes.js";
 import type { ShardSet } from "./storage/data-directory.js";
-import type { WriteGuard } from "./storage/shard.js";
-import { ShardFrozenError } from "./storage/storage-errors.js";
+import type { BatchShipper, WriteGuard } from "./storage/shard.js";
+import { ShardFrozenError, ShardNotHereError } from "./storage/storage-errors.js";
+import type { Replicator } from "./cluster/replicator.js";
 import { EntityStore } from "./entities/entity-store.js";
 import { createLogger } from "./logger.js";
 import { workerMetrics } from "./metrics/cluster-metrics.js";
@@ -55,8 +56,8 @@ export async function runWorker(codeCache?: CodeCacheState): Promise<void> {
 
   await primaryGoAhead();
   finishStop = undefined;
-  const membership = config.cluster && followCluster();
-  const shards = await openShards(config, false, membership ? { guard: membership.guard } : {});
+  const membership = config.cluster && followCluster(config, logger);
+  const shards = await openShards(config, false, membership ? { guard: membership.guard, ship: membership.ship } : {});
   const cluster = membership && config.cluster ? await membership.start(shards, config.cluster) : undefined;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -102,7 +103,7 @@ export async function runWorker(codeCache?: CodeCacheState): Promise<void> {
  * open shards first (the primary has changed the data directory already), then to the map the
  * requests are routed by. Until the first snapshot, every write is refused by the fence.
  */
-function followCluster() {
+function followCluster(config: ServeConfig, logger: Logger) {
   let state: ClusterState | undefined;
   let latest: ClusterSnapshot | undefined;
   let applying = Promise.resolve();
@@ -126,9 +127,13 @@ function followCluster() {
     if (!state) throw new ShardFrozenError("this worker has no cluster map yet");
     state.guard(placement, fence);
   };
+  let replicator: Replicator | undefined;
+  const ship: BatchShipper = (batch) =>
+    replicator ? replicator.ship(batch) : Promise.reject(new ShardFrozenError("this worker has no cluster map yet"));
   return {
     guard,
-    async start(shards: ShardSet, config: ClusterConfig): Promise<{ state: ClusterState; admin: ClusterOperations }> {
+    ship,
+    async start(shards: ShardSet, cluster: ClusterConfig): Promise<{ state: ClusterState; admin: ClusterOperations }> {
       shardSet = shards;
       const followed = new ClusterState(await first);
       // The primary may have changed the data directory between opening it and this snapshot.
@@ -136,7 +141,21 @@ function followCluster() {
       followed.update(latest ?? followed.snapshot);
       state = followed;
       const { ClusterAdmin } = await import("./cluster/cluster-admin.js");
-      return { state: followed, admin: new ClusterAdmin({ etcd: config.etcd, cluster: config.cluster }, followed) };
+      const { Replicator } = await import("./cluster/replicator.js");
+      const joined = new ClusterAdmin({ etcd: cluster.etcd, cluster: cluster.cluster }, followed);
+      replicator = new Replicator({
+        state: () => state,
+        changesAfter: (shard, after, limit) => {
+          const found = shards.get(shard);
+          if (!found) throw new ShardNotHereError(`this node holds no shard ${shard}`);
+          return found.changesAfter(after, limit, { indexed: false });
+        },
+        dropFollower: (shard, follower, epoch) => joined.dropFollower(shard, follower, epoch),
+        adminToken: config.adminToken,
+        busyTimeoutMs: config.busyTimeoutMs,
+        logger,
+      });
+      return { state: followed, admin: joined };
     },
   };
 }

@@ -5,7 +5,7 @@ import { InvalidTopologyRequestError, ShardInMotionError, TopologyUnavailableErr
 import type { ClusterState } from "./cluster-state.js";
 import { currentCoordinator } from "./coordinator-election.js";
 import { clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
-import { placementsOf, readMap, StaleMapError } from "./map-store.js";
+import { placementsOf, readMap, StaleMapError, updateMap } from "./map-store.js";
 import { createMoves, isFinished, listMoves, newMoveId, readMove, type MoveRecord } from "./moves-store.js";
 import { rebalancePlan, type ClusterMap, type ShardAssignment, type ShardMove } from "./topology.js";
 
@@ -126,6 +126,26 @@ export class ClusterAdmin {
         map,
         this.state.snapshot.nodes.map((node) => node.node),
       ),
+    );
+  }
+
+  /**
+   * Drops a follower that stopped answering from `shard`, by compare-and-set, and only while the
+   * map still names this node the owner at `epoch` with that follower: the owner's writes then
+   * go on without it. The node's own copy of the map follows through its watch.
+   */
+  async dropFollower(shard: number, follower: string, epoch: number): Promise<void> {
+    const self = this.state.self;
+    await fromEtcd(
+      updateMap(this.etcdCluster(), (map) => {
+        const entry = map.shards.find((candidate) => candidate.shard === shard);
+        if (!entry || entry.node !== self || entry.epoch !== epoch || !entry.followers.includes(follower)) return undefined;
+        return placementsOf(map).map((placement) =>
+          placement.shard === shard
+            ? { ...placement, followers: placement.followers.filter((name) => name !== follower) }
+            : placement,
+        );
+      }),
     );
   }
 

@@ -42,7 +42,14 @@ export interface ClusterAnswer {
   mapVersion: number;
   coordinator: string | null;
   nodes: { node: string; alive: boolean; shards: number[] }[];
-  shards: { shard: number; slots: { from: number; to: number }; node: string; epoch: number; state: string }[];
+  shards: {
+    shard: number;
+    slots: { from: number; to: number };
+    node: string;
+    followers: string[];
+    epoch: number;
+    state: string;
+  }[];
   moves: MoveAnswer[];
 }
 

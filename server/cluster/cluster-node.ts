@@ -4,6 +4,7 @@ import type { ShardSet } from "../storage/data-directory.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
 import type { ShardFence } from "../storage/shard-fence.js";
 import { ClusterMember } from "./cluster-member.js";
+import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
 import { CLUSTER_KEYS, clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
 import { readMap } from "./map-store.js";
@@ -25,6 +26,8 @@ export interface ClusterNodeOptions {
   advertise: string;
   leaseTtlSeconds: number;
   replicas: number;
+  /** Where the coordinator's failovers and seedings are counted. */
+  metrics: FailoverListener;
   adminToken: string | undefined;
   logger: Logger;
 }
@@ -154,6 +157,7 @@ export class ClusterNode {
       logger: this.options.logger,
       testHooks: this.testHooks,
       replicas: this.options.replicas,
+      metrics: this.options.metrics,
     });
     this.options.logger.info("elected coordinator");
     this.runner.start();
@@ -185,7 +189,12 @@ export class ClusterNode {
       const id = shard.placement.shard;
       const entry = latest.shards.find((candidate) => candidate.shard === id);
       if (this.drops.has(id) || !entry || isHeldBy(entry, this.options.node)) continue;
-      if (isLeftover(shard.fence(), entry)) this.scheduleDrop(id);
+      const fence = shard.fence();
+      if (!isLeftover(fence, entry)) continue;
+      // Frozen, a leftover takes no owner's batch: a worker that has not reloaded yet would
+      // acknowledge what a copy about to be dropped holds.
+      if (!fence.frozen) shard.setFence({ frozen: true });
+      this.scheduleDrop(id);
     }
     this.publish();
   }
@@ -221,7 +230,7 @@ export class ClusterNode {
     const heldEpoch = local?.fence().epoch ?? 0;
     if (local && heldEpoch !== 0 && heldEpoch !== epoch && existsSync(incoming)) {
       // A copy left from before the shard moved away, and the shard has come back: the new copy wins.
-      await this.shards.drop(shard);
+      await this.replaceLocal(shard);
       local = undefined;
     }
     if (!local) {
@@ -273,7 +282,7 @@ export class ClusterNode {
     }
     const incoming = this.shards.incomingFile(shard);
     if (existsSync(incoming)) {
-      if (this.shards.get(shard)) await this.shards.drop(shard);
+      await this.replaceLocal(shard);
       await this.shards.install({ shard, slots }, incoming, epoch);
       logger.info({ shard, slots, epoch }, "follower's copy installed from its seeding");
       return;
@@ -287,6 +296,18 @@ export class ClusterNode {
       await this.shards.reshape(shard, slots);
       logger.info({ shard, slots }, "follower's copy narrowed to its range after a split");
     }
+  }
+
+  /**
+   * Drops the node's copy of `shard`, frozen first: a worker that still has the old file open
+   * then refuses the owner's batches until it reloads, instead of taking them into a file that is
+   * gone.
+   */
+  private async replaceLocal(shard: number): Promise<void> {
+    const local = this.shards.get(shard);
+    if (!local) return;
+    local.setFence({ frozen: true });
+    await this.shards.drop(shard);
   }
 
   private scheduleDrop(shard: number): void {

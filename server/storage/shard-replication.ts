@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import { applyChanges, type ShardChanges } from "./shard-changes.js";
+import { ShardFrozenError } from "./storage-errors.js";
 import type { ShardStateRow } from "./tables.js";
 
 /** A follower's answer to a shipped batch, and its figures: where its copy stands. */
@@ -12,14 +13,16 @@ export interface ReplicaAck {
   synced: boolean;
 }
 
-type ReplicaColumns = Pick<ShardStateRow, "sequence" | "epoch" | "synced">;
+type ReplicaColumns = Pick<ShardStateRow, "sequence" | "epoch" | "synced" | "frozen">;
 
 function ackOf(applied: boolean, row: ReplicaColumns): ReplicaAck {
   return { applied, sequence: row.sequence, epoch: row.epoch, synced: row.synced !== 0 };
 }
 
+const selectState = "select sequence, epoch, synced, frozen from shard_state";
+
 export function readReplicaState(db: Database.Database): ReplicaAck {
-  return ackOf(true, db.prepare("select sequence, epoch, synced from shard_state").get() as ReplicaColumns);
+  return ackOf(true, db.prepare(selectState).get() as ReplicaColumns);
 }
 
 /**
@@ -29,12 +32,15 @@ export function readReplicaState(db: Database.Database): ReplicaAck {
  * promote one: the old owner must acknowledge nothing more) or when it starts after the copy's
  * sequence (the owner then sends what lies between, from its file). Otherwise its rows are
  * applied as a move's tail applies them (idempotently), the copy takes the batch's epoch if it
- * is newer, and it counts as in sync from then on.
+ * is newer, and it counts as in sync from then on. A frozen copy takes nothing (ShardFrozenError,
+ * to be tried again): its node froze it because it is being replaced by a fresh copy or dropped,
+ * and what it took would be lost with it.
  */
 export function applyReplica(db: Database.Database, epoch: number, changes: ShardChanges): ReplicaAck {
   return db
     .transaction(() => {
-      const state = db.prepare("select sequence, epoch, synced from shard_state").get() as ReplicaColumns;
+      const state = db.prepare(selectState).get() as ReplicaColumns;
+      if (state.frozen !== 0) throw new ShardFrozenError("this copy is being replaced or dropped: it takes no batch");
       if (epoch < state.epoch || changes.after > state.sequence) return ackOf(false, state);
       applyChanges(db, changes);
       db.prepare("update shard_state set epoch = max(epoch, ?), synced = 1").run(epoch);

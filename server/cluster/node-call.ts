@@ -9,7 +9,7 @@ export async function callNode(
   base: string,
   method: string,
   path: string,
-  options: { adminToken: string | undefined; body?: object },
+  options: { adminToken: string | undefined; body?: object; timeoutMs?: number },
 ): Promise<unknown> {
   const headers: Record<string, string> = {};
   if (options.adminToken) headers.authorization = `Bearer ${options.adminToken}`;
@@ -20,6 +20,7 @@ export async function callNode(
       method,
       headers,
       ...(options.body && { body: JSON.stringify(options.body) }),
+      ...(options.timeoutMs !== undefined && { signal: AbortSignal.timeout(options.timeoutMs) }),
     });
   } catch (error) {
     throw new NodeCallError(`${method} ${base}${path}: ${(error as Error).message}`, { cause: error });

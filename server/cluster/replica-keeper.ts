@@ -1,5 +1,6 @@
 import type { Namespace } from "etcd3";
 import type { Logger } from "pino";
+import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterView } from "./cluster-view.js";
 import { CLUSTER_KEYS } from "./etcd-client.js";
 import { placementsOf, readMap, updateMap } from "./map-store.js";
@@ -11,18 +12,17 @@ import type { ClusterMap, ShardAssignment } from "./topology.js";
 const CLOSE_ENOUGH_ROWS = 500;
 /** A seeding gives up (and is tried again later) after this many catch-up rounds. */
 const CATCH_UP_ROUNDS = 60;
+/** How long a failover waits for a follower to take the new epoch before it goes on without it. */
+const FENCE_WAIT_MS = 2_000;
+/** How long a seeding waits for one step (the copy of a whole shard, or a round of its tail). */
+const SEED_STEP_WAIT_MS = 120_000;
 
 export interface ReplicaKeeperOptions {
   /** Copies of each shard, the owner's included. */
   replicas: number;
   adminToken: string | undefined;
   logger: Logger;
-}
-
-/** Figures for `/metrics`. */
-export interface KeeperCounters {
-  failovers: number;
-  followersAdded: number;
+  metrics: FailoverListener;
 }
 
 /**
@@ -45,7 +45,6 @@ export class ReplicaKeeper {
   private seeding: Promise<void> | undefined;
   /** Shards given back to their dead owner at this epoch (no follower could take over): not tried again until the map changes them. */
   private readonly waitingForOwner = new Map<number, number>();
-  readonly counters: KeeperCounters = { failovers: 0, followersAdded: 0 };
 
   constructor(
     private readonly cluster: Namespace,
@@ -84,6 +83,7 @@ export class ReplicaKeeper {
         const fence = (await callNode(this.urlOf(node), "POST", `/admin/cluster/shards/${entry.shard}/fence`, {
           adminToken: this.options.adminToken,
           body: { epoch },
+          timeoutMs: FENCE_WAIT_MS,
         })) as FenceAnswer;
         return { node, fence };
       }),
@@ -103,8 +103,8 @@ export class ReplicaKeeper {
         placement.shard !== entry.shard
           ? placement
           : promoted && chosen
-            ? { ...placement, node: chosen.node, followers, epoch }
-            : { ...placement, epoch },
+            ? { ...placement, node: chosen.node, followers, failoverEpoch: epoch }
+            : { ...placement, failoverEpoch: epoch },
       );
     });
     if (!promoted || !chosen) {
@@ -115,7 +115,7 @@ export class ReplicaKeeper {
       );
       return;
     }
-    this.counters.failovers += 1;
+    this.options.metrics.failedOver(entry.shard);
     logger.warn(
       { shard: entry.shard, from: entry.node, to: chosen.node, sequence: chosen.fence.sequence, epoch, followers },
       "owner's lease is gone: promoted its most advanced follower",
@@ -152,7 +152,11 @@ export class ReplicaKeeper {
     const targetUrl = this.urlOf(target);
     const source = { from: this.urlOf(entry.node), source: shard };
     const call = (method: string, path: string, body?: object) =>
-      callNode(targetUrl, method, path, { adminToken: this.options.adminToken, ...(body && { body }) });
+      callNode(targetUrl, method, path, {
+        adminToken: this.options.adminToken,
+        timeoutMs: SEED_STEP_WAIT_MS,
+        ...(body && { body }),
+      });
     this.options.logger.info({ shard, owner: entry.node, target }, "seeding a follower");
     await call("PUT", `/admin/cluster/incoming/${shard}`, source);
     for (let round = 0; ; round++) {
@@ -172,7 +176,7 @@ export class ReplicaKeeper {
       await call("DELETE", `/admin/cluster/incoming/${shard}`);
       return;
     }
-    this.counters.followersAdded += 1;
+    this.options.metrics.followerAdded(shard);
     this.options.logger.info({ shard, owner: entry.node, follower: target }, "follower added");
   }
 

@@ -4,6 +4,7 @@ import type { ReplicaBatch } from "../storage/shard.js";
 import type { ShardChanges } from "../storage/shard-changes.js";
 import type { ReplicaAck } from "../storage/shard-replication.js";
 import { ShardBusyError, ShardFrozenError } from "../storage/storage-errors.js";
+import type { ReplicationListener } from "../metrics/replication-metrics.js";
 import type { ClusterState } from "./cluster-state.js";
 import { callNode } from "./node-call.js";
 import { changesToWire } from "./shard-transfer.js";
@@ -30,6 +31,7 @@ export interface ReplicatorOptions {
   /** How long a write waits for its followers before it answers 503 (it stays committed here). */
   busyTimeoutMs: number;
   logger: Logger;
+  metrics: ReplicationListener;
 }
 
 interface Waiting {
@@ -37,12 +39,6 @@ interface Waiting {
   queuedAt: number;
   resolve: () => void;
   reject: (error: unknown) => void;
-}
-
-/** Figures for `/metrics`. */
-export interface ReplicationCounters {
-  shipped: number;
-  failed: number;
 }
 
 /**
@@ -58,7 +54,6 @@ export interface ReplicationCounters {
  */
 export class Replicator {
   private readonly lanes = new Map<number, { busy: boolean; waiting: Waiting[] }>();
-  readonly counters: ReplicationCounters = { shipped: 0, failed: 0 };
 
   constructor(private readonly options: ReplicatorOptions) {}
 
@@ -80,36 +75,48 @@ export class Replicator {
       lane.waiting.splice(0, group.length);
       const merged = mergeBatches(group.map((waiting) => waiting.batch));
       const deadline = Math.min(...group.map((waiting) => waiting.queuedAt)) + this.options.busyTimeoutMs;
+      const { metrics } = this.options;
       try {
-        await Promise.all(merged.followers.map((follower) => this.deliver(merged, follower, deadline)));
-        this.counters.shipped += 1;
+        await Promise.all(
+          merged.followers.map(async (follower) => {
+            const sequence = await this.deliver(merged, follower, deadline);
+            // What this worker has committed since, and the follower does not hold yet.
+            const committed = lane.waiting.at(-1)?.batch.changes.upTo ?? sequence;
+            metrics.lag(shard, follower, Math.max(0, committed - sequence));
+          }),
+        );
+        metrics.shipped(shard, (performance.now() - (group[0] as Waiting).queuedAt) / 1_000);
         for (const waiting of group) waiting.resolve();
       } catch (error) {
-        this.counters.failed += 1;
+        metrics.failed(shard);
         for (const waiting of group) waiting.reject(error);
       }
     }
     lane.busy = false;
   }
 
-  /** Sends the batch to one follower until it holds it, it is dropped, or the batch must fail. */
-  private async deliver(batch: ReplicaBatch, follower: string, deadline: number): Promise<void> {
+  /**
+   * Sends the batch to one follower until it holds it (resolves to the follower's sequence), it
+   * is dropped (resolves to the batch's end), or the batch must fail.
+   */
+  private async deliver(batch: ReplicaBatch, follower: string, deadline: number): Promise<number> {
     let changes = batch.changes;
     let gaps = 0;
     let failingSince: number | undefined;
     let dropAsked = false;
     for (;;) {
       const standing = this.standing(batch, follower);
-      if (standing === "dropped") return;
+      if (standing === "dropped") return batch.changes.upTo;
       let ack: ReplicaAck | undefined;
+      const attemptedAt = performance.now();
       try {
         if (standing === undefined) throw new Error(`follower ${follower} holds no lease`);
         ack = await this.send(standing, batch.shard, batch.epoch, changes);
         failingSince = undefined;
       } catch (error) {
-        const now = performance.now();
-        failingSince ??= now;
-        if (!dropAsked && now - failingSince >= FOLLOWER_DROP_AFTER_MS) {
+        // From the start of the first attempt that failed: one that hung counts its whole wait.
+        failingSince ??= attemptedAt;
+        if (!dropAsked && performance.now() - failingSince >= FOLLOWER_DROP_AFTER_MS) {
           dropAsked = true;
           this.options.logger.warn({ shard: batch.shard, follower, err: error }, "follower does not answer: dropping it");
           this.options.dropFollower(batch.shard, follower, batch.epoch).catch((dropError: unknown) => {
@@ -119,7 +126,7 @@ export class Replicator {
         }
       }
       if (ack?.applied) {
-        if (ack.sequence >= batch.changes.upTo) return;
+        if (ack.sequence >= batch.changes.upTo) return ack.sequence;
         // A fill from the file ended short of the batch: send the rest.
         changes = this.options.changesAfter(batch.shard, ack.sequence, FILL_BATCH);
         continue;
@@ -159,6 +166,8 @@ export class Replicator {
     return (await callNode(base, "POST", `/admin/cluster/shards/${shard}/replica`, {
       adminToken: this.options.adminToken,
       body: { epoch, changes: changesToWire(changes) },
+      // A follower cut off by the network would otherwise hold the batch until TCP gives up.
+      timeoutMs: FOLLOWER_DROP_AFTER_MS,
     })) as ReplicaAck;
   }
 }

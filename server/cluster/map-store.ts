@@ -7,7 +7,7 @@ import { assertValidMap, InvalidClusterMapError, type ClusterMap, type ShardAssi
  * failover's: it fences the followers at an epoch before the map names the new owner, so it
  * sets that epoch itself (a revision above every earlier one, see MoveRunner's failover).
  */
-export type ShardPlacement = Omit<ShardAssignment, "epoch"> & { epoch?: number };
+export type ShardPlacement = Omit<ShardAssignment, "epoch"> & { failoverEpoch?: number };
 
 /**
  * The map as stored under `map`. Its version is the key's mod revision, and an epoch of null
@@ -82,12 +82,14 @@ export function decodeMap(value: string, version: number): ClusterMap {
 export function encodeMap(shards: readonly ShardPlacement[], previous: ClusterMap | undefined): string {
   const before = new Map(previous?.shards.map((shard) => [shard.shard, shard]));
   const stored: StoredMap = {
-    shards: shards.map(({ shard, slots, node, followers, state, epoch }) => {
+    shards: shards.map(({ shard, slots, node, followers, state, failoverEpoch }) => {
       const kept = before.get(shard);
-      if (epoch !== undefined && kept && epoch <= kept.epoch) {
-        throw new InvalidClusterMapError(`invalid cluster map: shard ${shard}'s epoch ${epoch} is not above ${kept.epoch}`);
+      if (failoverEpoch !== undefined && kept && failoverEpoch <= kept.epoch) {
+        throw new InvalidClusterMapError(
+          `invalid cluster map: shard ${shard}'s epoch ${failoverEpoch} is not above ${kept.epoch}`,
+        );
       }
-      return { shard, slots, node, followers, epoch: epoch ?? (kept?.node === node ? kept.epoch : null), state };
+      return { shard, slots, node, followers, epoch: failoverEpoch ?? (kept?.node === node ? kept.epoch : null), state };
     }),
   };
   const nextVersion = (previous?.version ?? 0) + 1;

@@ -485,7 +485,8 @@ export interface paths {
             };
             cookie?: never;
         };
-        get?: never;
+        /** Where this node's copy of the shard stands (its sequence, epoch and whether it is in sync). */
+        get: operations["getReplicaState"];
         put?: never;
         /**
          * Apply a batch of writes its owner ships to this follower's copy of the shard.
@@ -499,7 +500,8 @@ export interface paths {
         post: operations["applyReplica"];
         delete?: never;
         options?: never;
-        head?: never;
+        /** `getReplicaState` without the body. */
+        head: operations["headGetReplicaState"];
         patch?: never;
         trace?: never;
     };
@@ -974,6 +976,17 @@ export interface components {
                 epoch: number;
                 /** @enum {string} */
                 state: "active" | "moving" | "splitting";
+                /**
+                 * @description Each follower's copy as it answered just now (within half a second; `null`
+                 *     figures when it did not): its applied sequence, how many sequences it is behind
+                 *     the owner's, and whether it is in sync (only an in-sync follower can be promoted).
+                 */
+                replication: {
+                    node: string;
+                    sequence: number | null;
+                    lag: number | null;
+                    synced: boolean | null;
+                }[];
             }[];
             moves: components["schemas"]["Move"][];
         };
@@ -2534,6 +2547,38 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    getReplicaState: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The copy's figures (`applied` is always true here). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicaAck"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     applyReplica: {
         parameters: {
             query?: never;
@@ -2569,6 +2614,36 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetReplicaState: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shard is here. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     copyIncoming: {

@@ -134,6 +134,11 @@ export class ShardTransfer {
     return { shard, ...fence, sequence, synced };
   }
 
+  /** Where this node's copy of the shard stands. */
+  replicaState(shard: number): ReplicaAckAnswer {
+    return { shard, ...this.local(shard).replicaState() };
+  }
+
   /** A follower's side of a batch its owner ships (see Shard.applyReplica). */
   applyReplica(shard: number, batch: ReplicaBatchWire): ReplicaAckAnswer {
     return { shard, ...this.local(shard).applyReplica(batch.epoch, changesFromWire(batch.changes)) };

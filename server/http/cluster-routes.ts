@@ -45,6 +45,7 @@ function singleNodeStatus(shards: ShardSet): Schemas["ClusterStatus"] {
       followers: [],
       epoch: 0,
       state: "active",
+      replication: [],
     })),
     moves: [],
   };
@@ -118,6 +119,10 @@ export function clusterHandlers(deps: { admin: ClusterOperations | undefined; sh
     setShardFence: (req, res) => {
       if (!admin) notACluster();
       res.json(transfer.setFence(shardOf(req), req.body as { frozen?: boolean; epoch?: number }));
+    },
+
+    getReplicaState: (req, res) => {
+      res.json(transfer.replicaState(shardOf(req)));
     },
 
     applyReplica: (req, res) => {

@@ -18,6 +18,7 @@ import type { Replicator } from "./cluster/replicator.js";
 import { EntityStore } from "./entities/entity-store.js";
 import { createLogger } from "./logger.js";
 import { workerMetrics } from "./metrics/cluster-metrics.js";
+import { replicationMetrics, type ReplicationListener } from "./metrics/replication-metrics.js";
 import { checkpointAll, openShards } from "./shutdown.js";
 import { DRAIN_MS, forkedWorkerConfig, primaryGoAhead, SHUTDOWN_MESSAGE } from "./worker-protocol.js";
 
@@ -58,9 +59,10 @@ export async function runWorker(codeCache?: CodeCacheState): Promise<void> {
   finishStop = undefined;
   const membership = config.cluster && followCluster(config, logger);
   const shards = await openShards(config, false, membership ? { guard: membership.guard, ship: membership.ship } : {});
-  const cluster = membership && config.cluster ? await membership.start(shards, config.cluster) : undefined;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const cluster =
+    membership && config.cluster ? await membership.start(shards, config.cluster, replicationMetrics(registry)) : undefined;
   const app = await createApp({
     store: new EntityStore(
       shards,
@@ -133,7 +135,11 @@ function followCluster(config: ServeConfig, logger: Logger) {
   return {
     guard,
     ship,
-    async start(shards: ShardSet, cluster: ClusterConfig): Promise<{ state: ClusterState; admin: ClusterOperations }> {
+    async start(
+      shards: ShardSet,
+      cluster: ClusterConfig,
+      metrics: ReplicationListener,
+    ): Promise<{ state: ClusterState; admin: ClusterOperations }> {
       shardSet = shards;
       const followed = new ClusterState(await first);
       // The primary may have changed the data directory between opening it and this snapshot.
@@ -142,7 +148,7 @@ function followCluster(config: ServeConfig, logger: Logger) {
       state = followed;
       const { ClusterAdmin } = await import("./cluster/cluster-admin.js");
       const { Replicator } = await import("./cluster/replicator.js");
-      const joined = new ClusterAdmin({ etcd: cluster.etcd, cluster: cluster.cluster }, followed);
+      const joined = new ClusterAdmin({ etcd: cluster.etcd, cluster: cluster.cluster, adminToken: config.adminToken }, followed);
       replicator = new Replicator({
         state: () => state,
         changesAfter: (shard, after, limit) => {
@@ -154,6 +160,7 @@ function followCluster(config: ServeConfig, logger: Logger) {
         adminToken: config.adminToken,
         busyTimeoutMs: config.busyTimeoutMs,
         logger,
+        metrics,
       });
       return { state: followed, admin: joined };
     },

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Namespace } from "etcd3";
 import type { Logger } from "pino";
+import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterView } from "./cluster-view.js";
 import { CLUSTER_KEYS } from "./etcd-client.js";
 import { callNode, NodeCallError } from "./node-call.js";
@@ -70,7 +71,13 @@ export class MoveRunner {
   constructor(
     private readonly cluster: Namespace,
     private readonly view: ClusterView,
-    private readonly options: { adminToken: string | undefined; logger: Logger; testHooks: boolean; replicas: number },
+    private readonly options: {
+      adminToken: string | undefined;
+      logger: Logger;
+      testHooks: boolean;
+      replicas: number;
+      metrics: FailoverListener;
+    },
   ) {
     this.keeper = new ReplicaKeeper(cluster, view, options);
   }

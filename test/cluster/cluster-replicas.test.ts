@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { slotOf } from "../../schema/placement.js";
-import { eventually } from "../support/cluster-etcd.js";
 import { IncrementLoad } from "../support/increment-load.js";
+import { anyLive, copiesAgree, fullyReplicated, idInShard } from "../support/replicas.js";
 import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
 
 /*
@@ -13,77 +12,6 @@ import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
 
 const LEASE_TTL_S = 3;
 let cluster: TestCluster;
-
-interface Digest {
-  sequence: number;
-  entities: number;
-  rows: number;
-  checksum: string;
-}
-
-/** Some node that is running, to ask about the cluster. */
-function anyLive(): string {
-  const id = cluster.ids.find((node) => cluster.node(node).server);
-  if (!id) throw new Error("no node is running");
-  return id;
-}
-
-/** Waits until every shard has a live owner and `replicas - 1` live followers. */
-async function fullyReplicated(): Promise<ClusterAnswer> {
-  let status: ClusterAnswer | undefined;
-  await eventually(
-    "every shard to have a live owner and a live follower",
-    async () => {
-      status = await cluster.status(anyLive()).catch(() => undefined);
-      if (!status) return false;
-      const alive = new Set(status.nodes.filter((node) => node.alive).map((node) => node.node));
-      return status.shards.every(
-        (shard) => alive.has(shard.node) && shard.followers.filter((node) => alive.has(node)).length === 1,
-      );
-    },
-    60_000,
-  );
-  return status as ClusterAnswer;
-}
-
-/** Every copy's digest of every shard; equal once the followers hold what their owners hold. */
-async function copiesAgree(): Promise<void> {
-  let last = "";
-  await eventually(
-    "every follower to hold its owner's rows",
-    async () => {
-      const status = await cluster.status(anyLive());
-      const mismatched: string[] = [];
-      for (const shard of status.shards) {
-        const digests = await Promise.all(
-          [shard.node, ...shard.followers].map(async (node) => {
-            const { status: code, body } = await cluster.admin<Digest>(
-              node,
-              "GET",
-              `/admin/cluster/shards/${shard.shard}/digest`,
-            );
-            return code === 200 ? `${body.rows}/${body.entities}/${body.checksum}` : `answered ${code}`;
-          }),
-        );
-        if (new Set(digests).size !== 1) mismatched.push(`shard ${shard.shard}: ${digests.join(" | ")}`);
-      }
-      last = mismatched.join("; ");
-      return mismatched.length === 0;
-    },
-    30_000,
-  ).catch((error: unknown) => {
-    throw new Error(`${(error as Error).message}: ${last}`);
-  });
-}
-
-/** An id of type `probe` whose slot lies in a shard `node` owns. */
-function probeOwnedBy(status: ClusterAnswer, node: string): string {
-  const ranges = status.shards.filter((shard) => shard.node === node).map((shard) => shard.slots);
-  for (let i = 0; ; i++) {
-    const slot = slotOf("probe", `p${i}`);
-    if (ranges.some((range) => range.from <= slot && slot <= range.to)) return `p${i}`;
-  }
-}
 
 /** How long until a write of `id` succeeds through any running node, in ms. */
 async function msUntilWritable(id: string, since: number): Promise<number> {
@@ -105,14 +33,30 @@ async function msUntilWritable(id: string, since: number): Promise<number> {
 beforeAll(async () => {
   cluster = await TestCluster.start({ nodes: 3, shards: 4, leaseTtl: `${LEASE_TTL_S}s`, args: ["--replicas", "2"] });
   await cluster.rebalance("n1");
-  await fullyReplicated();
+  await fullyReplicated(cluster);
 }, 180_000);
 
 afterAll(() => cluster?.destroy());
 
+/** A node other than the coordinator that owns at least one shard, and the shards it owns. */
+function ownerToLose(status: ClusterAnswer): { node: string; shards: number[] } {
+  const found = status.nodes.find((node) => node.node !== status.coordinator && node.shards.length > 0);
+  if (!found) throw new Error("every shard is the coordinator's");
+  return { node: found.node, shards: found.shards };
+}
+
+/** A sample's value in Prometheus text, summed over its label sets; 0 when absent. */
+async function metric(node: string, name: string, labels: string): Promise<number> {
+  const text = await (await fetch(`${cluster.node(node).url}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith(`${name}{`) && line.includes(labels))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+}
+
 describe("--replicas 2", () => {
-  it("gives every shard a follower on another node that holds the same rows as its owner", async () => {
-    const status = await fullyReplicated();
+  it("gives every shard an in-sync follower on another node that holds the same rows as its owner", async () => {
+    const status = await fullyReplicated(cluster);
     for (const shard of status.shards) {
       expect(shard.followers).toHaveLength(1);
       expect(shard.followers).not.toContain(shard.node);
@@ -125,69 +69,82 @@ describe("--replicas 2", () => {
       });
       expect(answer.status).toBe(201);
     }
-    await copiesAgree();
+    await copiesAgree(cluster);
+    const after = await cluster.status(anyLive(cluster));
+    for (const shard of after.shards) {
+      expect(shard.replication).toEqual([{ node: shard.followers[0], sequence: expect.any(Number), lag: 0, synced: true }]);
+    }
+    const shipped = await Promise.all(
+      cluster.ids.map((id) => metric(id, "apostate_replication_batches_total", 'outcome="shipped"')),
+    );
+    expect(shipped.reduce((sum, count) => sum + count, 0)).toBeGreaterThanOrEqual(60);
   }, 60_000);
 
   it("kill -9 of an owner: its shards are written again within the lease TTL + 5 s, nothing acknowledged is lost or doubled, and it comes back as a follower", async () => {
-    const before = await fullyReplicated();
-    const victim = before.nodes.find((node) => node.node !== before.coordinator && node.shards.length > 0)?.node as string;
-    const probe = probeOwnedBy(before, victim);
+    const before = await fullyReplicated(cluster);
+    const victim = ownerToLose(before);
+    const probe = idInShard(before, victim.shards[0] as number);
     const load = IncrementLoad.start({ urls: () => cluster.urls(), counters: 30, concurrency: 6 });
     await sleep(2_000);
     const acknowledgedBefore = load.acknowledged;
-    await cluster.crash(victim);
-    const crashedAt = performance.now();
-    const outage = await msUntilWritable(probe, crashedAt);
+    await cluster.crash(victim.node);
+    const outage = await msUntilWritable(probe, performance.now());
     expect(outage).toBeLessThanOrEqual((LEASE_TTL_S + 5) * 1_000);
     await sleep(2_000);
-    const history = await load.stop();
+    await load.stop();
     expect(load.acknowledged).toBeGreaterThan(acknowledgedBefore);
-    const verdict = await load.verify(cluster.node(anyLive()).url);
+    const verdict = await load.verify(cluster.node(anyLive(cluster)).url);
     expect(verdict.problems).toEqual([]);
     expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
-    expect(history.length).toBeGreaterThan(50);
 
-    const after = await cluster.status(anyLive());
-    expect(after.shards.some((shard) => shard.node === victim)).toBe(false);
-    await cluster.startNode(victim);
-    await fullyReplicated();
-    await copiesAgree();
+    const after = await cluster.status(anyLive(cluster));
+    for (const shard of victim.shards) expect(after.shards.find((entry) => entry.shard === shard)?.node).not.toBe(victim.node);
+    expect(await metric(after.coordinator as string, "apostate_failovers_total", "shard=")).toBeGreaterThanOrEqual(
+      victim.shards.length,
+    );
+    await cluster.startNode(victim.node);
+    await fullyReplicated(cluster);
+    await copiesAgree(cluster);
   }, 180_000);
 
-  it("SIGSTOP of an owner for 3 × the lease TTL, then SIGCONT: nothing it acknowledges is lost, nothing doubled", async () => {
-    const before = await fullyReplicated();
-    const victim = before.nodes.find((node) => node.node !== before.coordinator && node.shards.length > 0)?.node as string;
+  it("SIGSTOP of an owner for 3 × the lease TTL, then SIGCONT: its shards fail over, and nothing it acknowledged is lost or doubled", async () => {
+    const before = await fullyReplicated(cluster);
+    const victim = ownerToLose(before);
     const load = IncrementLoad.start({ urls: () => cluster.urls(), counters: 30, concurrency: 6 });
     await sleep(2_000);
-    cluster.pause(victim);
+    cluster.pause(victim.node);
     await sleep(3 * LEASE_TTL_S * 1_000);
-    cluster.resume(victim);
+    const during = await cluster.status(anyLive(cluster));
+    for (const shard of victim.shards) expect(during.shards.find((entry) => entry.shard === shard)?.node).not.toBe(victim.node);
+    cluster.resume(victim.node);
     await sleep(3_000);
     await load.stop();
-    const verdict = await load.verify(cluster.node(anyLive()).url);
+    const verdict = await load.verify(cluster.node(anyLive(cluster)).url);
     expect(verdict.problems).toEqual([]);
     expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
-    await fullyReplicated();
-    await copiesAgree();
+    await fullyReplicated(cluster);
+    await copiesAgree(cluster);
   }, 180_000);
 
-  it("kill -9 of a follower: writes go on once it is dropped, and it rejoins and catches up", async () => {
-    const before = await fullyReplicated();
+  it("kill -9 of a follower: it is dropped from the map, writes go on, and it rejoins and catches up", async () => {
+    const before = await fullyReplicated(cluster);
     const victim = before.shards.flatMap((shard) => shard.followers).find((node) => node !== before.coordinator) as string;
     const load = IncrementLoad.start({ urls: () => cluster.urls(), counters: 30, concurrency: 6 });
     await sleep(2_000);
     await cluster.crash(victim);
     await sleep(6_000);
+    const during = await cluster.status(anyLive(cluster));
+    expect(during.shards.flatMap((shard) => shard.followers)).not.toContain(victim);
     const acknowledgedWithoutIt = load.acknowledged;
     await sleep(3_000);
     expect(load.acknowledged).toBeGreaterThan(acknowledgedWithoutIt);
     await cluster.startNode(victim);
     await sleep(2_000);
     await load.stop();
-    const verdict = await load.verify(cluster.node(anyLive()).url);
+    const verdict = await load.verify(cluster.node(anyLive(cluster)).url);
     expect(verdict.problems).toEqual([]);
     expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
-    await fullyReplicated();
-    await copiesAgree();
+    await fullyReplicated(cluster);
+    await copiesAgree(cluster);
   }, 180_000);
 });

@@ -9,6 +9,7 @@ import {
   isClusterSnapshotMessage,
   type ClusterSnapshot,
 } from "./cluster/cluster-state.js";
+import type { ShardAssignment } from "./cluster/topology.js";
 import type { ClusterConfig, ServeConfig } from "./config.js";
 import type { ClusterOperations } from "./http/cluster-routes.js";
 import type { ShardSet } from "./storage/data-directory.js";
@@ -121,7 +122,10 @@ function followCluster(config: ServeConfig, logger: Logger) {
     if (!following || !shards) return;
     applying = applying.then(async () => {
       await shards.reload();
-      if (latest) following.update(latest);
+      if (!latest) return;
+      const before = following.ownShards();
+      following.update(latest);
+      syncNewFollowers(shards, before, following.ownShards(), logger);
     });
   });
   process.send?.(CLUSTER_SNAPSHOT_REQUEST);
@@ -165,6 +169,24 @@ function followCluster(config: ServeConfig, logger: Logger) {
       return { state: followed, admin: joined };
     },
   };
+}
+
+/**
+ * A follower that was just added holds the copy its seeding left, which may lack the last writes
+ * before the owner's file named it; it counts as in sync (and can be promoted) only once it has
+ * applied a batch from the write path. An empty batch on each shard whose followers changed
+ * gets it there without waiting for the next client write: its shipment fills the gap.
+ */
+function syncNewFollowers(shards: ShardSet, before: ShardAssignment[], after: ShardAssignment[], logger: Logger): void {
+  for (const assignment of after) {
+    const previous = before.find((entry) => entry.shard === assignment.shard);
+    const added = assignment.followers.filter((node) => !previous?.followers.includes(node));
+    if (added.length === 0) continue;
+    shards
+      .get(assignment.shard)
+      ?.commitWrite(() => undefined)
+      .catch((error: unknown) => logger.warn({ shard: assignment.shard, err: error }, "could not sync the new followers yet"));
+  }
 }
 
 /**

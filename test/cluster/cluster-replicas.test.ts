@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually } from "../support/cluster-etcd.js";
 import { IncrementLoad } from "../support/increment-load.js";
 import { anyLive, copiesAgree, fullyReplicated, idInShard } from "../support/replicas.js";
 import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
@@ -61,6 +62,13 @@ describe("--replicas 2", () => {
       expect(shard.followers).toHaveLength(1);
       expect(shard.followers).not.toContain(shard.node);
     }
+    // In sync (so it could be promoted) without waiting for a client's write.
+    await eventually(
+      "every new follower to be in sync before any write",
+      async () =>
+        (await cluster.status(anyLive(cluster))).shards.every((shard) => shard.replication.every((copy) => copy.synced)),
+      10_000,
+    );
     for (let i = 0; i < 60; i++) {
       const answer = await fetch(`${cluster.node(cluster.ids[i % 3] as string).url}/v1/entities/item/i${i}`, {
         method: "PUT",

@@ -58,9 +58,9 @@ describe("apostate cluster status", () => {
     expect(table.stdout).toMatch(/^cluster test: map version \d+, coordinator n[12], answered by n1\n\n/);
     expect(table.stdout).toMatch(new RegExp(`^NODE +ALIVE +URL +SHARDS\\nn1 +yes +${n1} +0,1,2,3\\nn2 +yes +\\S+ +-$`, "m"));
     expect(table.stdout).toMatch(
-      /^SHARD +SLOTS +NODE +EPOCH +STATE\n0 +0-1023 +n1 +\d+ +active\n1 +1024-2047 +n1 +\d+ +active\n/m,
+      /^SHARD +SLOTS +NODE +EPOCH +STATE +FOLLOWERS\n0 +0-1023 +n1 +\d+ +active +-\n1 +1024-2047 +n1 +\d+ +active +-\n/m,
     );
-    expect(table.stdout).toMatch(/^3 +3072-4095 +n1 +\d+ +active$/m);
+    expect(table.stdout).toMatch(/^3 +3072-4095 +n1 +\d+ +active +-$/m);
     expect(table.stdout.trimEnd().split("\n").at(-1)).toBe("no moves in progress (0 finished)");
 
     const json = await clusterCli("status", "--json");

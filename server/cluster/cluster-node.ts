@@ -268,7 +268,8 @@ export class ClusterNode {
 
   /**
    * A shard this node follows: the copy a seeding left in the incoming file replaces whatever
-   * copy the node held (a stale one from before a failover, or one the map let go), and a held
+   * copy the node held (a stale one from before a failover, or one the map let go and took back
+   * without this node seeing it go; the fresh copy is not in sync until its first batch), and a held
    * copy is narrowed with its owner after a split. Its epoch and rows then come from the owner's
    * batches.
    */
@@ -281,7 +282,8 @@ export class ClusterNode {
       this.drops.delete(shard);
     }
     const incoming = this.shards.incomingFile(shard);
-    if (existsSync(incoming)) {
+    // While the shard moves, an incoming copy here is the move's (this node is its target), not a seeding's.
+    if (assignment.state === "active" && existsSync(incoming)) {
       await this.replaceLocal(shard);
       await this.shards.install({ shard, slots }, incoming, epoch);
       logger.info({ shard, slots, epoch }, "follower's copy installed from its seeding");

@@ -92,9 +92,11 @@ export class ReplicaKeeper {
     const chosen = fenced.filter(({ fence }) => fence.synced).sort((a, b) => b.fence.sequence - a.fence.sequence)[0];
     const followers = fenced.map(({ node }) => node).filter((node) => node !== chosen?.node);
     let promoted = false;
+    let changedMeanwhile = false;
     await updateMap(this.cluster, (current) => {
       const now = current.shards.find((candidate) => candidate.shard === entry.shard);
-      if (!now || now.node !== entry.node || now.epoch !== entry.epoch) return undefined;
+      changedMeanwhile = !now || now.node !== entry.node || now.epoch !== entry.epoch;
+      if (changedMeanwhile) return undefined;
       // The fenced followers refuse the owner's batches from now on. If it is back, or no
       // follower can take over, the owner is given the new epoch too, so it can write again.
       const ownerBack = this.view.liveNodes.some((node) => node.node === entry.node);
@@ -107,11 +109,12 @@ export class ReplicaKeeper {
             : { ...placement, failoverEpoch: epoch },
       );
     });
+    if (changedMeanwhile) return;
     if (!promoted || !chosen) {
       this.waitingForOwner.set(entry.shard, epoch);
       logger.error(
         { shard: entry.shard, owner: entry.node, answered: fenced.map(({ node }) => node) },
-        "the owner's lease is gone but no follower in sync answered: the shard waits for its owner",
+        "the owner's lease is gone, or was, but no follower in sync could take over: the owner keeps the shard at a new epoch",
       );
       return;
     }

@@ -153,7 +153,7 @@ function followCluster(config: ServeConfig, logger: Logger) {
       const { ClusterAdmin } = await import("./cluster/cluster-admin.js");
       const { Replicator } = await import("./cluster/replicator.js");
       const joined = new ClusterAdmin({ etcd: cluster.etcd, cluster: cluster.cluster, adminToken: config.adminToken }, followed);
-      replicator = new Replicator({
+      replicator = await Replicator.create({
         state: () => state,
         changesAfter: (shard, after, limit) => {
           const found = shards.get(shard);

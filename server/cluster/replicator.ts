@@ -1,4 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Pool } from "undici";
+import type * as Undici from "undici";
 import type { Logger } from "pino";
 import type { ReplicaBatch } from "../storage/shard.js";
 import type { ShardChanges } from "../storage/shard-changes.js";
@@ -6,7 +8,6 @@ import type { ReplicaAck } from "../storage/shard-replication.js";
 import { ShardBusyError, ShardFrozenError } from "../storage/storage-errors.js";
 import type { ReplicationListener } from "../metrics/replication-metrics.js";
 import type { ClusterState } from "./cluster-state.js";
-import { callNode } from "./node-call.js";
 import { changesToWire } from "./shard-transfer.js";
 
 /** A follower that has not acknowledged for this long is dropped from the map (by compare-and-set). */
@@ -54,8 +55,17 @@ interface Waiting {
  */
 export class Replicator {
   private readonly lanes = new Map<number, { busy: boolean; waiting: Waiting[] }>();
+  private readonly pools = new Map<string, Pool>();
 
-  constructor(private readonly options: ReplicatorOptions) {}
+  /** undici is loaded here, on a cluster node only, as the forwarder loads it. */
+  static async create(options: ReplicatorOptions): Promise<Replicator> {
+    return new Replicator(options, await import("undici"));
+  }
+
+  private constructor(
+    private readonly options: ReplicatorOptions,
+    private readonly undici: typeof Undici,
+  ) {}
 
   /** Ships `batch`; resolves once every follower it names holds it (or has been dropped). */
   readonly ship = (batch: ReplicaBatch): Promise<void> =>
@@ -162,13 +172,36 @@ export class Replicator {
     return state.snapshot.nodes.find((node) => node.node === follower)?.url;
   }
 
+  /**
+   * One shipment on a keep-alive pool of the follower's (undici's own request: `fetch` builds a
+   * request object, headers and a body stream for each on top of it); no answer within {@link FOLLOWER_DROP_AFTER_MS} fails it, as a
+   * follower cut off by the network would otherwise hold the batch until TCP gives up.
+   */
   private async send(base: string, shard: number, epoch: number, changes: ShardChanges): Promise<ReplicaAck> {
-    return (await callNode(base, "POST", `/admin/cluster/shards/${shard}/replica`, {
-      adminToken: this.options.adminToken,
-      body: { epoch, changes: changesToWire(changes) },
-      // A follower cut off by the network would otherwise hold the batch until TCP gives up.
-      timeoutMs: FOLLOWER_DROP_AFTER_MS,
-    })) as ReplicaAck;
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (this.options.adminToken) headers.authorization = `Bearer ${this.options.adminToken}`;
+    const answer = await this.poolFor(base).request({
+      path: `/admin/cluster/shards/${shard}/replica`,
+      method: "POST",
+      headers,
+      body: JSON.stringify({ epoch, changes: changesToWire(changes) }),
+    });
+    const text = await answer.body.text();
+    if (answer.statusCode !== 200) throw new Error(`${base} answered ${answer.statusCode}: ${text}`);
+    return JSON.parse(text) as ReplicaAck;
+  }
+
+  private poolFor(base: string): Pool {
+    let pool = this.pools.get(base);
+    if (!pool) {
+      pool = new this.undici.Pool(base, {
+        connectTimeout: FOLLOWER_DROP_AFTER_MS,
+        headersTimeout: FOLLOWER_DROP_AFTER_MS,
+        bodyTimeout: FOLLOWER_DROP_AFTER_MS,
+      });
+      this.pools.set(base, pool);
+    }
+    return pool;
   }
 }
 

@@ -19,10 +19,24 @@ function ackOf(applied: boolean, row: ReplicaColumns): ReplicaAck {
   return { applied, sequence: row.sequence, epoch: row.epoch, synced: row.synced !== 0 };
 }
 
-const selectState = "select sequence, epoch, synced, frozen from shard_state";
+/** Prepared once per connection (see applyStatements in shard-changes.ts). */
+const prepared = new WeakMap<Database.Database, ReturnType<typeof prepare>>();
+
+function statements(db: Database.Database): ReturnType<typeof prepare> {
+  let found = prepared.get(db);
+  if (!found) prepared.set(db, (found = prepare(db)));
+  return found;
+}
+
+function prepare(db: Database.Database) {
+  return {
+    selectState: db.prepare("select sequence, epoch, synced, frozen from shard_state"),
+    markApplied: db.prepare("update shard_state set epoch = max(epoch, ?), synced = 1"),
+  };
+}
 
 export function readReplicaState(db: Database.Database): ReplicaAck {
-  return ackOf(true, db.prepare(selectState).get() as ReplicaColumns);
+  return ackOf(true, statements(db).selectState.get() as ReplicaColumns);
 }
 
 /**
@@ -39,11 +53,12 @@ export function readReplicaState(db: Database.Database): ReplicaAck {
 export function applyReplica(db: Database.Database, epoch: number, changes: ShardChanges): ReplicaAck {
   return db
     .transaction(() => {
-      const state = db.prepare(selectState).get() as ReplicaColumns;
+      const { selectState, markApplied } = statements(db);
+      const state = selectState.get() as ReplicaColumns;
       if (state.frozen !== 0) throw new ShardFrozenError("this copy is being replaced or dropped: it takes no batch");
       if (epoch < state.epoch || changes.after > state.sequence) return ackOf(false, state);
       applyChanges(db, changes);
-      db.prepare("update shard_state set epoch = max(epoch, ?), synced = 1").run(epoch);
+      markApplied.run(epoch);
       return readReplicaState(db);
     })
     .immediate();

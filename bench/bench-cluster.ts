@@ -38,7 +38,13 @@ export class BenchCluster {
 
   static async start(
     root: string,
-    options: { nodes: number; firstDataDir: string; profileDir?: (node: string) => string | undefined },
+    options: {
+      nodes: number;
+      firstDataDir: string;
+      profileDir?: (node: string) => string | undefined;
+      /** More flags for every node (`--replicas 2`). */
+      args?: string[];
+    },
   ): Promise<BenchCluster> {
     const cluster = new BenchCluster(await TestEtcd.start(), []);
     try {
@@ -48,7 +54,10 @@ export class BenchCluster {
         mkdirSync(dataDir, { recursive: true });
         const port = await freePort();
         const url = `http://127.0.0.1:${port}`;
-        const args = ["--etcd", cluster.etcd.url, "--cluster", CLUSTER, "--node", id, "--advertise", url];
+        const args = [
+          ...["--etcd", cluster.etcd.url, "--cluster", CLUSTER, "--node", id, "--advertise", url],
+          ...(options.args ?? []),
+        ];
         const server = await BenchServer.apostate(join(root, `${id}.log`), dataDir, {
           workers: 1,
           port,

@@ -155,6 +155,11 @@ export class BenchServer {
   async stop(): Promise<void> {
     if (killGroup(this.child, "SIGTERM")) await this.exited;
   }
+
+  /** `kill -9` of the primary and its workers. */
+  async crash(): Promise<void> {
+    if (killGroup(this.child, "SIGKILL")) await this.exited;
+  }
 }
 
 function listeningUrl(line: string): string | undefined {

@@ -4,6 +4,7 @@
  * @example
  * npm run bench -- --entities 100000 --connections 64 --duration 10 --million
  * npm run bench -- --cluster   # three nodes on etcd next to a single node: see cluster-bench.ts
+ * npm run bench -- --cluster --replicas 2   # the same nodes without and with replicas: see replication-bench.ts
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
@@ -14,6 +15,7 @@ import { parseArgs } from "node:util";
 import { entityJson } from "../server/entities/entity.js";
 import { BenchServer } from "./bench-server.js";
 import { clusterBench } from "./cluster-bench.js";
+import { replicationBench } from "./replication-bench.js";
 import { measure, warmUp, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
 import { preload, type PreloadResult } from "./preload.js";
 import { profileText, type TimeWindow } from "./profile-summary.js";
@@ -41,6 +43,7 @@ const { values: args } = parseArgs({
     profile: { type: "boolean", default: false },
     only: { type: "string" },
     cluster: { type: "boolean", default: false },
+    replicas: { type: "string", default: "1" },
   },
 });
 
@@ -284,7 +287,11 @@ const root = mkdtempSync(join(tmpdir(), "apostate-bench-"));
 process.once("exit", () => rmSync(root, { recursive: true, force: true }));
 const logFile = join(root, "server.log");
 
-if (args.cluster) {
+const REPLICAS = Number(args.replicas);
+if (![1, 2, 3].includes(REPLICAS)) throw new Error("--replicas must be 1, 2 or 3");
+if (args.cluster && REPLICAS > 1) {
+  await replicationBench({ entities: ENTITIES, load: LOAD, root, resultsDir: RESULTS_DIR, runId: RUN_ID, replicas: REPLICAS });
+} else if (args.cluster) {
   await clusterBench({ entities: ENTITIES, load: LOAD, root, resultsDir: RESULTS_DIR, runId: RUN_ID, profile: args.profile });
 } else {
   await singleNodeBench();

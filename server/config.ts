@@ -14,6 +14,8 @@ export interface ClusterConfig {
   node: string;
   advertise: string;
   leaseTtlSeconds: number;
+  /** Copies of each shard: its owner's and `replicas - 1` followers' (the coordinator's setting counts). */
+  replicas: number;
 }
 
 /** Everything `apostate serve` can be told, after validation. */
@@ -155,6 +157,12 @@ function serveOptions(): Option[] {
     option("--lease-ttl <duration>", "how long a node that stops answering etcd stays in the cluster (with --etcd)")
       .default(DEFAULT_LEASE_TTL_SECONDS, `${DEFAULT_LEASE_TTL_SECONDS}s`)
       .argParser(leaseTtl),
+    option(
+      "--replicas <n>",
+      "copies of each shard on different nodes (with --etcd): 2 or 3 keep every acknowledged write when a node dies",
+    )
+      .default(1)
+      .argParser(integer(1, 3)),
   ];
 }
 
@@ -201,6 +209,7 @@ function toClusterConfig(options: Record<string, unknown>): ClusterConfig | unde
     node: options.node as string,
     advertise: options.advertise as string,
     leaseTtlSeconds: options.leaseTtl as number,
+    replicas: options.replicas as number,
   };
 }
 

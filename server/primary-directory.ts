@@ -4,6 +4,7 @@ import type { ClusterNode } from "./cluster/cluster-node.js";
 import type { ClusterConfig, ServeConfig } from "./config.js";
 import { answerWorkerMetricsRequests } from "./metrics/cluster-metrics.js";
 import { purgeMetrics } from "./metrics/purge-metrics.js";
+import { failoverMetrics } from "./metrics/replication-metrics.js";
 import { registerShardMetrics } from "./metrics/shard-metrics.js";
 import type { ShardSet } from "./storage/data-directory.js";
 import { IdempotencyPurger } from "./storage/idempotency-purger.js";
@@ -27,10 +28,10 @@ export interface PrimaryDirectory {
 }
 
 /** A cluster node's primary: its data directory, opened as the cluster needs, and its membership. */
-async function joinCluster(config: ServeConfig & { cluster: ClusterConfig }, logger: Logger) {
+async function joinCluster(config: ServeConfig & { cluster: ClusterConfig }, logger: Logger, registry: Registry) {
   // Loaded only here: etcd's client costs a single-node start-up ~0.3 s it has no use for.
   const { ClusterNode } = await import("./cluster/cluster-node.js");
-  const options = { ...config.cluster, adminToken: config.adminToken, logger };
+  const options = { ...config.cluster, adminToken: config.adminToken, logger, metrics: failoverMetrics(registry) };
   const shards = await openShards(config, true, { shardCount: (await ClusterNode.mapExists(options)) ? 0 : config.shards });
   try {
     return { shards, node: await ClusterNode.join(shards, options) };
@@ -46,10 +47,10 @@ async function joinCluster(config: ServeConfig & { cluster: ClusterConfig }, log
  * runs the idempotency purge, once for the whole server.
  */
 export async function openPrimaryDirectory(config: ServeConfig, logger: Logger): Promise<PrimaryDirectory> {
-  const { shards, node } = config.cluster
-    ? await joinCluster({ ...config, cluster: config.cluster }, logger)
-    : { shards: await openShards(config, true), node: undefined };
   const registry = new Registry();
+  const { shards, node } = config.cluster
+    ? await joinCluster({ ...config, cluster: config.cluster }, logger, registry)
+    : { shards: await openShards(config, true), node: undefined };
   registerShardMetrics(registry, shards);
   answerWorkerMetricsRequests(registry);
   const purger = new IdempotencyPurger(shards, config.idempotencyRetentionMs, logger, purgeMetrics(registry));

@@ -9,14 +9,17 @@ import {
   isClusterSnapshotMessage,
   type ClusterSnapshot,
 } from "./cluster/cluster-state.js";
-import type { ClusterConfig } from "./config.js";
+import type { ShardAssignment } from "./cluster/topology.js";
+import type { ClusterConfig, ServeConfig } from "./config.js";
 import type { ClusterOperations } from "./http/cluster-routes.js";
 import type { ShardSet } from "./storage/data-directory.js";
-import type { WriteGuard } from "./storage/shard.js";
-import { ShardFrozenError } from "./storage/storage-errors.js";
+import type { BatchShipper, WriteGuard } from "./storage/shard.js";
+import { ShardFrozenError, ShardNotHereError } from "./storage/storage-errors.js";
+import type { Replicator } from "./cluster/replicator.js";
 import { EntityStore } from "./entities/entity-store.js";
 import { createLogger } from "./logger.js";
 import { workerMetrics } from "./metrics/cluster-metrics.js";
+import { replicationMetrics, type ReplicationListener } from "./metrics/replication-metrics.js";
 import { checkpointAll, openShards } from "./shutdown.js";
 import { DRAIN_MS, forkedWorkerConfig, primaryGoAhead, SHUTDOWN_MESSAGE } from "./worker-protocol.js";
 
@@ -55,11 +58,12 @@ export async function runWorker(codeCache?: CodeCacheState): Promise<void> {
 
   await primaryGoAhead();
   finishStop = undefined;
-  const membership = config.cluster && followCluster();
-  const shards = await openShards(config, false, membership ? { guard: membership.guard } : {});
-  const cluster = membership && config.cluster ? await membership.start(shards, config.cluster) : undefined;
+  const membership = config.cluster && followCluster(config, logger);
+  const shards = await openShards(config, false, membership ? { guard: membership.guard, ship: membership.ship } : {});
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const cluster =
+    membership && config.cluster ? await membership.start(shards, config.cluster, replicationMetrics(registry)) : undefined;
   const app = await createApp({
     store: new EntityStore(
       shards,
@@ -102,7 +106,7 @@ export async function runWorker(codeCache?: CodeCacheState): Promise<void> {
  * open shards first (the primary has changed the data directory already), then to the map the
  * requests are routed by. Until the first snapshot, every write is refused by the fence.
  */
-function followCluster() {
+function followCluster(config: ServeConfig, logger: Logger) {
   let state: ClusterState | undefined;
   let latest: ClusterSnapshot | undefined;
   let applying = Promise.resolve();
@@ -118,7 +122,10 @@ function followCluster() {
     if (!following || !shards) return;
     applying = applying.then(async () => {
       await shards.reload();
-      if (latest) following.update(latest);
+      if (!latest) return;
+      const before = following.ownShards();
+      following.update(latest);
+      syncNewFollowers(shards, before, following.ownShards(), logger);
     });
   });
   process.send?.(CLUSTER_SNAPSHOT_REQUEST);
@@ -126,9 +133,17 @@ function followCluster() {
     if (!state) throw new ShardFrozenError("this worker has no cluster map yet");
     state.guard(placement, fence);
   };
+  let replicator: Replicator | undefined;
+  const ship: BatchShipper = (batch) =>
+    replicator ? replicator.ship(batch) : Promise.reject(new ShardFrozenError("this worker has no cluster map yet"));
   return {
     guard,
-    async start(shards: ShardSet, config: ClusterConfig): Promise<{ state: ClusterState; admin: ClusterOperations }> {
+    ship,
+    async start(
+      shards: ShardSet,
+      cluster: ClusterConfig,
+      metrics: ReplicationListener,
+    ): Promise<{ state: ClusterState; admin: ClusterOperations }> {
       shardSet = shards;
       const followed = new ClusterState(await first);
       // The primary may have changed the data directory between opening it and this snapshot.
@@ -136,9 +151,42 @@ function followCluster() {
       followed.update(latest ?? followed.snapshot);
       state = followed;
       const { ClusterAdmin } = await import("./cluster/cluster-admin.js");
-      return { state: followed, admin: new ClusterAdmin({ etcd: config.etcd, cluster: config.cluster }, followed) };
+      const { Replicator } = await import("./cluster/replicator.js");
+      const joined = new ClusterAdmin({ etcd: cluster.etcd, cluster: cluster.cluster, adminToken: config.adminToken }, followed);
+      replicator = await Replicator.create({
+        state: () => state,
+        changesAfter: (shard, after, limit) => {
+          const found = shards.get(shard);
+          if (!found) throw new ShardNotHereError(`this node holds no shard ${shard}`);
+          return found.changesAfter(after, limit, { indexed: false });
+        },
+        dropFollower: (shard, follower, epoch) => joined.dropFollower(shard, follower, epoch),
+        adminToken: config.adminToken,
+        busyTimeoutMs: config.busyTimeoutMs,
+        logger,
+        metrics,
+      });
+      return { state: followed, admin: joined };
     },
   };
+}
+
+/**
+ * A follower that was just added holds the copy its seeding left, which may lack the last writes
+ * before the owner's file named it; it counts as in sync (and can be promoted) only once it has
+ * applied a batch from the write path. An empty batch on each shard whose followers changed
+ * gets it there without waiting for the next client write: its shipment fills the gap.
+ */
+function syncNewFollowers(shards: ShardSet, before: ShardAssignment[], after: ShardAssignment[], logger: Logger): void {
+  for (const assignment of after) {
+    const previous = before.find((entry) => entry.shard === assignment.shard);
+    const added = assignment.followers.filter((node) => !previous?.followers.includes(node));
+    if (added.length === 0) continue;
+    shards
+      .get(assignment.shard)
+      ?.commitWrite(() => undefined)
+      .catch((error: unknown) => logger.warn({ shard: assignment.shard, err: error }, "could not sync the new followers yet"));
+  }
 }
 
 /**

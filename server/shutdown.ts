@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { ServeConfig } from "./config.js";
 import { openDataDirectory, type ShardSet } from "./storage/data-directory.js";
-import type { WriteGuard } from "./storage/shard.js";
+import type { BatchShipper, WriteGuard } from "./storage/shard.js";
 
 /*
  * What the primary and the workers of `apostate serve` share, kept apart from both so that the
@@ -16,7 +16,7 @@ import type { WriteGuard } from "./storage/shard.js";
 export async function openShards(
   config: ServeConfig,
   verify: boolean,
-  cluster: { shardCount?: number; guard?: WriteGuard } = {},
+  cluster: { shardCount?: number; guard?: WriteGuard; ship?: BatchShipper } = {},
 ): Promise<ShardSet> {
   return openDataDirectory(config.dataDir, {
     shardCount: cluster.shardCount ?? config.shards,
@@ -25,6 +25,7 @@ export async function openShards(
     verify,
     ...(config.cluster && { member: { cluster: config.cluster.cluster, node: config.cluster.node } }),
     ...(cluster.guard && { guard: cluster.guard }),
+    ...(cluster.ship && { ship: cluster.ship }),
   });
 }
 

@@ -459,14 +459,49 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Freeze or unfreeze one of this node's shards (persisted in the shard file).
+         * Freeze or unfreeze one of this node's shards, or raise its epoch (persisted in the shard file).
          * @description A frozen shard refuses writes with 503 `unavailable` and `Retry-After: 1` until it is
-         *     unfrozen (a move aborted) or the map names its new owner (a move switched).
+         *     unfrozen (a move aborted) or the map names its new owner (a move switched). Raising the
+         *     epoch of a follower's copy is how a failover fences the old owner: the copy then refuses
+         *     its batches, so it can acknowledge nothing more. An epoch below the file's is 400.
          */
         post: operations["setShardFence"];
         delete?: never;
         options?: never;
         head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/shards/{shard}/replica": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        /** Where this node's copy of the shard stands (its sequence, epoch and whether it is in sync). */
+        get: operations["getReplicaState"];
+        put?: never;
+        /**
+         * Apply a batch of writes its owner ships to this follower's copy of the shard.
+         * @description The owner acknowledges its clients' writes only once every follower has applied their
+         *     batch. A batch whose epoch is older than the copy's, or that starts after the copy's
+         *     sequence, is not applied (`applied: false`): the owner then stops acknowledging (an
+         *     older epoch: it has been replaced) or sends the changes from `sequence` on (a gap).
+         *     Batches carry whole entities and idempotency records, so this route takes bodies up
+         *     to 256 MiB, whatever `--body-limit` says.
+         */
+        post: operations["applyReplica"];
+        delete?: never;
+        options?: never;
+        /** `getReplicaState` without the body. */
+        head: operations["headGetReplicaState"];
         patch?: never;
         trace?: never;
     };
@@ -941,6 +976,17 @@ export interface components {
                 epoch: number;
                 /** @enum {string} */
                 state: "active" | "moving" | "splitting";
+                /**
+                 * @description Each follower's copy as it answered just now (within half a second; `null`
+                 *     figures when it did not): its applied sequence, how many sequences it is behind
+                 *     the owner's, and whether it is in sync (only an in-sync follower can be promoted).
+                 */
+                replication: {
+                    node: string;
+                    sequence: number | null;
+                    lag: number | null;
+                    synced: boolean | null;
+                }[];
             }[];
             moves: components["schemas"]["Move"][];
         };
@@ -1012,6 +1058,24 @@ export interface components {
             shard: number;
             epoch: number;
             frozen: boolean;
+            /** @description The followers the shard's write batches must reach. */
+            followers: string[];
+            sequence: number;
+            /** @description On a follower's copy: it has applied a batch from its owner's write path. */
+            synced: boolean;
+        };
+        ReplicaBatch: {
+            /** @description The owner's epoch when the batch took the write lock. */
+            epoch: number;
+            changes: components["schemas"]["ShardChanges"];
+        };
+        ReplicaAck: {
+            shard: number;
+            applied: boolean;
+            /** @description The copy's sequence after the batch. */
+            sequence: number;
+            epoch: number;
+            synced: boolean;
         };
         TransferSource: {
             /** @description The source node's URL. */
@@ -2459,7 +2523,8 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    frozen: boolean;
+                    frozen?: boolean;
+                    epoch?: number;
                 };
             };
         };
@@ -2480,6 +2545,105 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    getReplicaState: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The copy's figures (`applied` is always true here). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicaAck"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    applyReplica: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplicaBatch"];
+            };
+        };
+        responses: {
+            /** @description Where the follower's copy stands after the batch. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicaAck"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["ShardNotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetReplicaState: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
+                 *     `shard-not-found`; anything else is 400 `invalid-query`.
+                 */
+                shard: components["parameters"]["ShardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shard is here. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadProblem"];
+            401: components["responses"]["HeadUnauthorized"];
+            404: components["responses"]["HeadProblem"];
+            415: components["responses"]["HeadProblem"];
+            500: components["responses"]["HeadProblem"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     copyIncoming: {

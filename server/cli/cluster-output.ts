@@ -28,6 +28,18 @@ export function moveLine(move: Move): string {
 
 const list = (numbers: number[]) => (numbers.length > 0 ? numbers.join(",") : "-");
 
+/** A shard's followers with how far each is behind: `n2 lag 0, n3 lag ?` (`?`: it did not answer; `seeding`: not in sync yet). */
+function followersText(shard: ClusterStatus["shards"][number]): string {
+  if (shard.followers.length === 0) return "-";
+  return shard.followers
+    .map((node) => {
+      const copy = shard.replication.find((entry) => entry.node === node);
+      if (copy?.synced === false) return `${node} seeding`;
+      return `${node} lag ${copy?.lag ?? "?"}`;
+    })
+    .join(", ");
+}
+
 /**
  * `apostate cluster status` as text: a heading, the nodes, the shards and the moves in progress
  * (finished moves stay recorded in etcd; only their number is shown).
@@ -38,8 +50,8 @@ const list = (numbers: number[]) => (numbers.length > 0 ? numbers.join(",") : "-
  * NODE  ALIVE  URL                    SHARDS
  * n1    yes    http://127.0.0.1:8080  0,1,2
  *
- * SHARD  SLOTS     NODE  EPOCH  STATE
- * 0      0-511     n1    12     active
+ * SHARD  SLOTS     NODE  EPOCH  STATE   FOLLOWERS
+ * 0      0-511     n1    12     active  n2 lag 0
  *
  * no moves in progress (5 finished)
  */
@@ -51,13 +63,14 @@ export function clusterReport(status: ClusterStatus, url: string): string {
     status.nodes.map((node) => [node.node, node.alive ? "yes" : "NO", node.url ?? "-", list(node.shards)]),
   );
   const shards = alignedTable(
-    ["SHARD", "SLOTS", "NODE", "EPOCH", "STATE"],
+    ["SHARD", "SLOTS", "NODE", "EPOCH", "STATE", "FOLLOWERS"],
     status.shards.map((shard) => [
       String(shard.shard),
       `${shard.slots.from}-${shard.slots.to}`,
       shard.node,
       String(shard.epoch),
       shard.state,
+      followersText(shard),
     ]),
   );
   const running = status.moves.filter((move) => !isFinished(move));

@@ -5,12 +5,18 @@ import { InvalidTopologyRequestError, ShardInMotionError, TopologyUnavailableErr
 import type { ClusterState } from "./cluster-state.js";
 import { currentCoordinator } from "./coordinator-election.js";
 import { clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
-import { placementsOf, readMap, StaleMapError } from "./map-store.js";
+import { placementsOf, readMap, StaleMapError, updateMap } from "./map-store.js";
+import { callNode } from "./node-call.js";
 import { createMoves, isFinished, listMoves, newMoveId, readMove, type MoveRecord } from "./moves-store.js";
 import { rebalancePlan, type ClusterMap, type ShardAssignment, type ShardMove } from "./topology.js";
 
 export type ClusterStatus = components["schemas"]["ClusterStatus"];
 export type MoveAnswer = components["schemas"]["Move"];
+type ReplicationAnswer = ClusterStatus["shards"][number]["replication"][number];
+type ReplicaState = components["schemas"]["ReplicaAck"];
+
+/** How long the status waits for a copy's figures before it shows them as unknown. */
+const STATE_WAIT_MS = 500;
 
 /** How long an operator's request waits for etcd before it answers 503. */
 const ETCD_WAIT_MS = 3_000;
@@ -58,7 +64,7 @@ export class ClusterAdmin {
   private namespace: Namespace | undefined;
 
   constructor(
-    private readonly options: { etcd: readonly string[]; cluster: string },
+    private readonly options: { etcd: readonly string[]; cluster: string; adminToken: string | undefined },
     private readonly state: ClusterState,
   ) {}
 
@@ -80,16 +86,47 @@ export class ClusterAdmin {
         alive: alive.has(node),
         shards: map.shards.filter((shard) => shard.node === node).map((shard) => shard.shard),
       })),
-      shards: map.shards.map(({ shard, slots, node, followers, epoch, state }) => ({
-        shard,
-        slots,
-        node,
-        followers,
-        epoch,
-        state,
-      })),
+      shards: await Promise.all(
+        map.shards.map(async ({ shard, slots, node, followers, epoch, state }) => ({
+          shard,
+          slots,
+          node,
+          followers,
+          epoch,
+          state,
+          replication: await this.replication(shard, node, followers, alive),
+        })),
+      ),
       moves: moves.map(({ move }) => moveAnswer(move)),
     };
+  }
+
+  /** Each follower's copy of `shard` as it answers now, against the owner's sequence. */
+  private async replication(
+    shard: number,
+    owner: string,
+    followers: readonly string[],
+    urls: ReadonlyMap<string, string>,
+  ): Promise<ReplicationAnswer[]> {
+    if (followers.length === 0) return [];
+    const ask = async (node: string): Promise<ReplicaState | undefined> => {
+      const url = urls.get(node);
+      if (url === undefined) return undefined;
+      return (await callNode(url, "GET", `/admin/cluster/shards/${shard}/replica`, {
+        adminToken: this.options.adminToken,
+        timeoutMs: STATE_WAIT_MS,
+      }).catch(() => undefined)) as ReplicaState | undefined;
+    };
+    const [ownerState, ...states] = await Promise.all([owner, ...followers].map(ask));
+    return followers.map((node, index) => {
+      const state = states[index];
+      return {
+        node,
+        sequence: state?.sequence ?? null,
+        lag: state && ownerState ? Math.max(0, ownerState.sequence - state.sequence) : null,
+        synced: state?.synced ?? null,
+      };
+    });
   }
 
   async move(id: string): Promise<MoveAnswer> {
@@ -126,6 +163,26 @@ export class ClusterAdmin {
         map,
         this.state.snapshot.nodes.map((node) => node.node),
       ),
+    );
+  }
+
+  /**
+   * Drops a follower that stopped answering from `shard`, by compare-and-set, and only while the
+   * map still names this node the owner at `epoch` with that follower: the owner's writes then
+   * go on without it. The node's own copy of the map follows through its watch.
+   */
+  async dropFollower(shard: number, follower: string, epoch: number): Promise<void> {
+    const self = this.state.self;
+    await fromEtcd(
+      updateMap(this.etcdCluster(), (map) => {
+        const entry = map.shards.find((candidate) => candidate.shard === shard);
+        if (!entry || entry.node !== self || entry.epoch !== epoch || !entry.followers.includes(follower)) return undefined;
+        return placementsOf(map).map((placement) =>
+          placement.shard === shard
+            ? { ...placement, followers: placement.followers.filter((name) => name !== follower) }
+            : placement,
+        );
+      }),
     );
   }
 

@@ -2,7 +2,9 @@ import { existsSync } from "node:fs";
 import type { Logger } from "pino";
 import type { ShardSet } from "../storage/data-directory.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
+import type { ShardFence } from "../storage/shard-fence.js";
 import { ClusterMember } from "./cluster-member.js";
+import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
 import { CLUSTER_KEYS, clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
 import { readMap } from "./map-store.js";
@@ -23,6 +25,9 @@ export interface ClusterNodeOptions {
   node: string;
   advertise: string;
   leaseTtlSeconds: number;
+  replicas: number;
+  /** Where the coordinator's failovers and seedings are counted. */
+  metrics: FailoverListener;
   adminToken: string | undefined;
   logger: Logger;
 }
@@ -71,11 +76,12 @@ export class ClusterNode {
     if (member.candidate.isCoordinator) node.coordinate(true);
     const map = member.view.map;
     if (!map) throw new Error("the cluster has no map after joining it");
-    const strangers = shards.shards.filter(
-      (shard) =>
-        !map.shards.some((entry) => entry.shard === shard.placement.shard && entry.node === options.node) &&
-        !shard.fence().frozen,
-    );
+    // A leftover (see isLeftover) is dropped below; a copy the map knows nothing of, or one at
+    // a newer epoch than the map's, is not this node's to hold: the map may not be this cluster's.
+    const strangers = shards.shards.filter((shard) => {
+      const entry = map.shards.find((candidate) => candidate.shard === shard.placement.shard);
+      return !(entry && (isHeldBy(entry, options.node) || isLeftover(shard.fence(), entry)));
+    });
     if (strangers.length > 0) {
       await member.leave();
       throw new DataDirectoryError(
@@ -150,6 +156,8 @@ export class ClusterNode {
       adminToken: this.options.adminToken,
       logger: this.options.logger,
       testHooks: this.testHooks,
+      replicas: this.options.replicas,
+      metrics: this.options.metrics,
     });
     this.options.logger.info("elected coordinator");
     this.runner.start();
@@ -174,12 +182,19 @@ export class ClusterNode {
       .filter((shard) => shard.node === this.options.node)
       .sort((a, b) => Number(this.shards.get(a.shard) === undefined) - Number(this.shards.get(b.shard) === undefined));
     for (const assignment of mine) await this.holdShard(assignment);
+    const followed = latest.shards.filter((shard) => shard.followers.includes(this.options.node));
+    for (const assignment of followed) await this.followShard(assignment);
     this.applied = latest;
-    const owned = new Set(mine.map((shard) => shard.shard));
     for (const shard of this.shards.shards) {
       const id = shard.placement.shard;
-      // Only a shard a move froze has a copy elsewhere; any other is kept whatever the map says.
-      if (!owned.has(id) && !this.drops.has(id) && shard.fence().frozen) this.scheduleDrop(id);
+      const entry = latest.shards.find((candidate) => candidate.shard === id);
+      if (this.drops.has(id) || !entry || isHeldBy(entry, this.options.node)) continue;
+      const fence = shard.fence();
+      if (!isLeftover(fence, entry)) continue;
+      // Frozen, a leftover takes no owner's batch: a worker that has not reloaded yet would
+      // acknowledge what a copy about to be dropped holds.
+      if (!fence.frozen) shard.setFence({ frozen: true });
+      this.scheduleDrop(id);
     }
     this.publish();
   }
@@ -215,7 +230,7 @@ export class ClusterNode {
     const heldEpoch = local?.fence().epoch ?? 0;
     if (local && heldEpoch !== 0 && heldEpoch !== epoch && existsSync(incoming)) {
       // A copy left from before the shard moved away, and the shard has come back: the new copy wins.
-      await this.shards.drop(shard);
+      await this.replaceLocal(shard);
       local = undefined;
     }
     if (!local) {
@@ -223,9 +238,8 @@ export class ClusterNode {
         logger.error({ shard, epoch }, "the map gives this node a shard it holds no copy of");
         return;
       }
-      await this.shards.install({ shard, slots }, incoming, epoch);
+      local = await this.shards.install({ shard, slots }, incoming, epoch);
       logger.info({ shard, slots, epoch }, "shard installed from its moved copy");
-      return;
     }
     if (local.placement.slots.from !== slots.from || local.placement.slots.to !== slots.to) {
       await this.shards.reshape(shard, slots);
@@ -234,11 +248,68 @@ export class ClusterNode {
     // A reshape may reopen the shard: take the one held now.
     const held = this.shards.get(shard) ?? local;
     const fence = held.fence();
-    if (fence.epoch === 0) held.setFence({ epoch });
+    // The map gave the shard to this node at a newer epoch than its file holds: a founding
+    // node's first epoch, or the coordinator handing it back after a failover that did not happen.
+    if (fence.epoch < epoch) {
+      held.setFence({ epoch });
+      if (fence.epoch !== 0) logger.info({ shard, from: fence.epoch, epoch }, "shard's epoch raised by the map");
+    }
+    // Every write batch checks this list under the write lock: from here on none is
+    // acknowledged without the followers the map names.
+    if (fence.followers.join(",") !== [...assignment.followers].sort().join(",")) {
+      held.setFence({ followers: assignment.followers });
+      logger.info({ shard, followers: assignment.followers }, "shard's followers set");
+    }
     if (fence.frozen && assignment.state === "active") {
       held.setFence({ frozen: false });
       logger.info({ shard }, "shard unfrozen: no move or split is under way");
     }
+  }
+
+  /**
+   * A shard this node follows: the copy a seeding left in the incoming file replaces whatever
+   * copy the node held (a stale one from before a failover, or one the map let go and took back
+   * without this node seeing it go; the fresh copy is not in sync until its first batch), and a held
+   * copy is narrowed with its owner after a split. Its epoch and rows then come from the owner's
+   * batches.
+   */
+  private async followShard(assignment: ShardAssignment): Promise<void> {
+    const { shard, slots, epoch } = assignment;
+    const { logger } = this.options;
+    const pending = this.drops.get(shard);
+    if (pending) {
+      clearTimeout(pending);
+      this.drops.delete(shard);
+    }
+    const incoming = this.shards.incomingFile(shard);
+    // While the shard moves, an incoming copy here is the move's (this node is its target), not a seeding's.
+    if (assignment.state === "active" && existsSync(incoming)) {
+      await this.replaceLocal(shard);
+      await this.shards.install({ shard, slots }, incoming, epoch);
+      logger.info({ shard, slots, epoch }, "follower's copy installed from its seeding");
+      return;
+    }
+    const local = this.shards.get(shard);
+    if (!local) {
+      logger.error({ shard, epoch }, "the map names this node a follower of a shard it holds no copy of");
+      return;
+    }
+    if (local.placement.slots.from !== slots.from || local.placement.slots.to !== slots.to) {
+      await this.shards.reshape(shard, slots);
+      logger.info({ shard, slots }, "follower's copy narrowed to its range after a split");
+    }
+  }
+
+  /**
+   * Drops the node's copy of `shard`, frozen first: a worker that still has the old file open
+   * then refuses the owner's batches until it reloads, instead of taking them into a file that is
+   * gone.
+   */
+  private async replaceLocal(shard: number): Promise<void> {
+    const local = this.shards.get(shard);
+    if (!local) return;
+    local.setFence({ frozen: true });
+    await this.shards.drop(shard);
   }
 
   private scheduleDrop(shard: number): void {
@@ -247,8 +318,9 @@ export class ClusterNode {
       setTimeout(() => {
         this.drops.delete(shard);
         this.enqueue(async () => {
-          const owner = this.member.view.map?.shards.find((entry) => entry.shard === shard)?.node;
-          if (owner === this.options.node || !this.shards.get(shard)) return;
+          const entry = this.member.view.map?.shards.find((candidate) => candidate.shard === shard);
+          const owner = entry?.node;
+          if ((entry && isHeldBy(entry, this.options.node)) || !this.shards.get(shard)) return;
           await this.shards.drop(shard);
           this.options.logger.info({ shard, owner }, "shard dropped: it lives on another node now");
           this.publish();
@@ -256,4 +328,19 @@ export class ClusterNode {
       }, DROP_GRACE_MS),
     );
   }
+}
+
+/** Whether the map gives `node` a copy of the shard: as its owner or one of its followers. */
+function isHeldBy(entry: ShardAssignment, node: string): boolean {
+  return entry.node === node || entry.followers.includes(node);
+}
+
+/**
+ * Whether a copy the map does not give this node is a leftover to drop: a move's frozen source,
+ * or a copy at an epoch no newer than the map's (a follower the map let go, or a shard that
+ * failed over from this node). A copy at a newer epoch is a follower fenced for a failover that
+ * has not reached the map yet, and is kept.
+ */
+function isLeftover(fence: ShardFence, entry: ShardAssignment): boolean {
+  return fence.frozen || fence.epoch <= entry.epoch;
 }

@@ -102,8 +102,8 @@ export class ClusterState {
 
   /**
    * The fence every write batch passes under the shard's write lock: the map this worker holds
-   * must name this node the owner at the epoch the shard file holds, and the file must not be
-   * frozen. A node with a stale map therefore writes nothing to a shard that has moved away:
+   * must name this node the owner at the epoch the shard file holds, with the followers the
+   * file holds, and the file must not be frozen. A node with a stale map therefore writes nothing to a shard that has moved away:
    * the move froze the file before the map switched.
    */
   readonly guard: WriteGuard = (placement: ShardPlacement, fence: ShardFence) => {
@@ -112,6 +112,13 @@ export class ClusterState {
     if (!assigned || assigned.node !== this.self || assigned.epoch !== fence.epoch) {
       throw new ShardFrozenError(
         `shard ${placement.shard} is not this node's at epoch ${fence.epoch} in map version ${this.current.map.version}`,
+      );
+    }
+    // The node's primary stamps the map's followers into the file before its workers hear of the
+    // map; a worker that has not heard yet must not acknowledge a write without a new follower.
+    if (fence.followers.join(",") !== [...assigned.followers].sort().join(",")) {
+      throw new ShardFrozenError(
+        `shard ${placement.shard}'s followers are ${fence.followers.join(", ") || "none"} in its file, not as in map version ${this.current.map.version}`,
       );
     }
   };

@@ -2,15 +2,19 @@ import type { Namespace } from "etcd3";
 import { CLUSTER_KEYS, modRevision } from "./etcd-client.js";
 import { assertValidMap, InvalidClusterMapError, type ClusterMap, type ShardAssignment } from "./topology.js";
 
-/** A shard as a change describes it: the epoch is not the change's to choose. */
-export type ShardPlacement = Omit<ShardAssignment, "epoch">;
+/**
+ * A shard as a change describes it. The epoch is not the change's to choose, except for a
+ * failover's: it fences the followers at an epoch before the map names the new owner, so it
+ * sets that epoch itself (a revision above every earlier one, see MoveRunner's failover).
+ */
+export type ShardPlacement = Omit<ShardAssignment, "epoch"> & { failoverEpoch?: number };
 
 /**
  * The map as stored under `map`. Its version is the key's mod revision, and an epoch of null
  * means "the revision of this very write", which is unknown until etcd commits it.
  */
 interface StoredMap {
-  shards: (ShardPlacement & { epoch: number | null })[];
+  shards: (Omit<ShardAssignment, "epoch"> & { epoch: number | null })[];
 }
 
 /** A compare-and-set of the map lost: it changed since `expected` was read. */
@@ -78,9 +82,14 @@ export function decodeMap(value: string, version: number): ClusterMap {
 export function encodeMap(shards: readonly ShardPlacement[], previous: ClusterMap | undefined): string {
   const before = new Map(previous?.shards.map((shard) => [shard.shard, shard]));
   const stored: StoredMap = {
-    shards: shards.map(({ shard, slots, node, followers, state }) => {
+    shards: shards.map(({ shard, slots, node, followers, state, failoverEpoch }) => {
       const kept = before.get(shard);
-      return { shard, slots, node, followers, epoch: kept?.node === node ? kept.epoch : null, state };
+      if (failoverEpoch !== undefined && kept && failoverEpoch <= kept.epoch) {
+        throw new InvalidClusterMapError(
+          `invalid cluster map: shard ${shard}'s epoch ${failoverEpoch} is not above ${kept.epoch}`,
+        );
+      }
+      return { shard, slots, node, followers, epoch: failoverEpoch ?? (kept?.node === node ? kept.epoch : null), state };
     }),
   };
   const nextVersion = (previous?.version ?? 0) + 1;

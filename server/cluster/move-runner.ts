@@ -1,8 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Namespace } from "etcd3";
 import type { Logger } from "pino";
+import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterView } from "./cluster-view.js";
 import { CLUSTER_KEYS } from "./etcd-client.js";
+import { callNode, NodeCallError } from "./node-call.js";
+import { ReplicaKeeper } from "./replica-keeper.js";
 import { placementsOf, readMap, updateMap, type ShardPlacement } from "./map-store.js";
 import {
   isFinished,
@@ -47,7 +50,7 @@ function isSwitched(map: ClusterMap, move: MoveRecord): boolean {
 }
 
 /**
- * The coordinator's work: runs the recorded moves and splits, oldest first, one step at a time,
+ * The coordinator's work: keeps the replicas (ReplicaKeeper: failover and seeding), and runs the recorded moves and splits, oldest first, one step at a time,
  * recording each step in `moves/<id>` by compare-and-set. Every step can be repeated, so a
  * coordinator that takes over from a dead one resumes a move where its record says it is:
  *
@@ -63,11 +66,21 @@ export class MoveRunner {
   private running = false;
   private readonly lastProgress = new Map<string, { state: MoveState; at: number }>();
 
+  readonly keeper: ReplicaKeeper;
+
   constructor(
     private readonly cluster: Namespace,
     private readonly view: ClusterView,
-    private readonly options: { adminToken: string | undefined; logger: Logger; testHooks: boolean },
-  ) {}
+    private readonly options: {
+      adminToken: string | undefined;
+      logger: Logger;
+      testHooks: boolean;
+      replicas: number;
+      metrics: FailoverListener;
+    },
+  ) {
+    this.keeper = new ReplicaKeeper(cluster, view, options);
+  }
 
   start(): void {
     if (this.running) return;
@@ -82,6 +95,12 @@ export class MoveRunner {
   private async loop(): Promise<void> {
     while (this.running) {
       let advanced = false;
+      try {
+        // First: a failover is the most urgent work, and a move in progress must not hold it up.
+        await this.keeper.tend();
+      } catch (error) {
+        this.options.logger.warn({ err: error }, "tending the replicas failed; trying again");
+      }
       try {
         const moves = await listMoves(this.cluster);
         await pruneFinishedMoves(this.cluster, moves, FINISHED_MOVES_KEPT);
@@ -223,19 +242,12 @@ export class MoveRunner {
   }
 
   private async call(base: string, method: string, path: string, body?: object): Promise<unknown> {
-    const headers: Record<string, string> = {};
-    if (this.options.adminToken) headers.authorization = `Bearer ${this.options.adminToken}`;
-    if (body) headers["content-type"] = "application/json";
-    let answer: Response;
     try {
-      answer = await fetch(new URL(path, base), { method, headers, ...(body && { body: JSON.stringify(body) }) });
+      return await callNode(base, method, path, { adminToken: this.options.adminToken, ...(body && { body }) });
     } catch (error) {
-      throw new StepError(`${method} ${base}${path}: ${(error as Error).message}`);
+      if (error instanceof NodeCallError) throw new StepError(error.message);
+      throw error;
     }
-    if (answer.status === 204) return undefined;
-    const text = await answer.text();
-    if (answer.status !== 200) throw new StepError(`${method} ${base}${path} answered ${answer.status}: ${text}`);
-    return JSON.parse(text) as unknown;
   }
 }
 
@@ -243,7 +255,12 @@ export class MoveRunner {
 function switchedPlacements(map: ClusterMap, move: MoveRecord): ShardPlacement[] {
   const shards = placementsOf(map);
   if (move.kind === "move") {
-    return shards.map((shard) => (shard.shard === move.shard ? { ...shard, node: move.to, state: "active" } : shard));
+    // A follower that becomes the owner follows itself no more.
+    return shards.map((shard) =>
+      shard.shard === move.shard
+        ? { ...shard, node: move.to, followers: shard.followers.filter((node) => node !== move.to), state: "active" }
+        : shard,
+    );
   }
   const kept = shards.map((shard) =>
     shard.shard === move.shard

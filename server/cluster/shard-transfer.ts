@@ -10,7 +10,7 @@ import type { Shard } from "../storage/shard.js";
 import type { ShardChanges } from "../storage/shard-changes.js";
 import type { ShardDigest } from "../storage/shard-digest.js";
 import type { EntityRow, IdempotencyRow } from "../storage/tables.js";
-import { TransferError } from "./cluster-errors.js";
+import { InvalidTopologyRequestError, TransferError } from "./cluster-errors.js";
 import { contentDigest } from "./content-digest.js";
 import type { SlotRange } from "./topology.js";
 
@@ -20,13 +20,15 @@ export type DigestAnswer = Schemas["ShardDigest"];
 export type FenceAnswer = Schemas["ShardFence"];
 export type IncomingProgress = Schemas["IncomingProgress"];
 export type TransferSource = Schemas["TransferSource"];
+export type ReplicaBatchWire = Schemas["ReplicaBatch"];
+export type ReplicaAckAnswer = Schemas["ReplicaAck"];
 
 /** How long one catch-up call applies batches before it reports, so a caller sees progress. */
 const CATCH_UP_BUDGET_MS = 1_000;
 const CHANGE_BATCH = 2_000;
 
 /** A change batch as it travels between nodes (camelCase, as openapi.yaml writes it). */
-function changesToWire(changes: ShardChanges): ChangesAnswer {
+export function changesToWire(changes: ShardChanges): ChangesAnswer {
   return {
     after: changes.after,
     upTo: changes.upTo,
@@ -118,8 +120,28 @@ export class ShardTransfer {
     return digestAnswer(shard, range, found.digest(range, after));
   }
 
-  setFrozen(shard: number, frozen: boolean): FenceAnswer {
-    return { shard, ...this.local(shard).setFence({ frozen }) };
+  /** Freezes, unfreezes or raises the epoch of a shard; an epoch below the file's is refused. */
+  setFence(shard: number, change: { frozen?: boolean; epoch?: number }): FenceAnswer {
+    const found = this.local(shard);
+    let fence;
+    try {
+      fence = found.setFence(change);
+    } catch (error) {
+      if (error instanceof RangeError) throw new InvalidTopologyRequestError(error.message);
+      throw error;
+    }
+    const { sequence, synced } = found.replicaState();
+    return { shard, ...fence, sequence, synced };
+  }
+
+  /** Where this node's copy of the shard stands. */
+  replicaState(shard: number): ReplicaAckAnswer {
+    return { shard, ...this.local(shard).replicaState() };
+  }
+
+  /** A follower's side of a batch its owner ships (see Shard.applyReplica). */
+  applyReplica(shard: number, batch: ReplicaBatchWire): ReplicaAckAnswer {
+    return { shard, ...this.local(shard).applyReplica(batch.epoch, changesFromWire(batch.changes)) };
   }
 
   /** Copies a snapshot of the source's shard as incoming shard `shard`, replacing any earlier copy. */

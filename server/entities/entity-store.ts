@@ -155,7 +155,9 @@ export class EntityStore {
     // A committed record never changes, so a retry that finds one is answered without taking
     // the shard's write lock. Finding none proves nothing (the first request may be committing
     // right now): the transaction below looks again, under the lock.
-    const committed = idempotency && shard.readIdempotency(type, id, idempotency.key);
+    // On a replicated shard the record may not have reached the followers yet: the write queue's
+    // batch, which a replay below also goes through, reaches them before it answers.
+    const committed = idempotency && !shard.replicated && shard.readIdempotency(type, id, idempotency.key);
     if (committed) return replay(mutation, committed);
     return shard.commitWrite((tx) => {
       if (idempotency) {

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { components, operations } from "../../client/generated/openapi.js";
 import { InvalidTopologyRequestError, UnknownMoveError } from "../cluster/cluster-errors.js";
 import { fileContentDigest } from "../cluster/content-digest.js";
-import type { ShardTransfer, TransferSource } from "../cluster/shard-transfer.js";
+import type { ReplicaBatchWire, ShardTransfer, TransferSource } from "../cluster/shard-transfer.js";
 import type { SlotRange } from "../cluster/topology.js";
 import type { ShardSet } from "../storage/data-directory.js";
 import type { ApiRequest } from "./api-request.js";
@@ -45,6 +45,7 @@ function singleNodeStatus(shards: ShardSet): Schemas["ClusterStatus"] {
       followers: [],
       epoch: 0,
       state: "active",
+      replication: [],
     })),
     moves: [],
   };
@@ -117,7 +118,16 @@ export function clusterHandlers(deps: { admin: ClusterOperations | undefined; sh
 
     setShardFence: (req, res) => {
       if (!admin) notACluster();
-      res.json(transfer.setFrozen(shardOf(req), (req.body as { frozen: boolean }).frozen));
+      res.json(transfer.setFence(shardOf(req), req.body as { frozen?: boolean; epoch?: number }));
+    },
+
+    getReplicaState: (req, res) => {
+      res.json(transfer.replicaState(shardOf(req)));
+    },
+
+    applyReplica: (req, res) => {
+      if (!admin) notACluster();
+      res.json(transfer.applyReplica(shardOf(req), req.body as ReplicaBatchWire));
     },
 
     copyIncoming: async (req, res) => {

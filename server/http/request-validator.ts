@@ -72,11 +72,11 @@ export class RequestValidator {
     }
     check(compiled.headers, headers);
 
-    if (operation.body) await this.readBody(req, compiled.bodies);
+    if (operation.body) await this.readBody(req, compiled.bodies, operation.bodyLimit ?? this.options.bodyLimit);
     else await refuseBody(req, this.options.bodyLimit);
   }
 
-  private async readBody(req: ApiRequest, bodies: ReadonlyMap<string, ValidateFunction>): Promise<void> {
+  private async readBody(req: ApiRequest, bodies: ReadonlyMap<string, ValidateFunction>, limit: number): Promise<void> {
     const contentLength = req.headers["content-length"];
     if (!hasBodyFraming(req) || contentLength === "0") {
       throw new ProblemError("invalid-body", `${req.method} needs a body, and the request has none`);
@@ -90,7 +90,7 @@ export class RequestValidator {
       throw new ProblemError("unsupported-media-type", `the body must be ${accepted} (UTF-8), not "${contentType}"`);
     }
     const { body, digest } = await readJsonBody(req, {
-      limit: this.options.bodyLimit,
+      limit,
       digest: req.headers["idempotency-key"] !== undefined,
     });
     if (!validate(body)) throw new ProblemError("invalid-body", describe("body", validate.errors));

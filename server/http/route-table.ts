@@ -21,6 +21,8 @@ export interface Operation {
   strictQuery: boolean;
   /** The operation whose handler serves this one: itself, or for HEAD the GET of the same path. */
   servedBy: string;
+  /** A body limit of the operation's own (`x-apostate-body-limit`, bytes), over `--body-limit`. */
+  bodyLimit?: number;
 }
 
 /** One path of openapi.yaml, matched as express matches by default: case-insensitive, with an optional trailing slash. */
@@ -146,6 +148,7 @@ function compileRoute(template: string, item: Json): ApiRoute {
     if (typeof operationId !== "string") throw new Error(`openapi.yaml: ${method} ${template} has no operationId`);
     const content = (operation.requestBody as { content?: Record<string, { schema?: Schema }> } | undefined)?.content;
     const getId = (item.get as Json | undefined)?.operationId;
+    const bodyLimit = operation["x-apostate-body-limit"];
     operations.set(method.toUpperCase(), {
       operationId,
       method: method.toUpperCase(),
@@ -153,6 +156,7 @@ function compileRoute(template: string, item: Json): ApiRoute {
       ...(content && { body: new Map(Object.entries(content).map(([type, media]) => [type, media.schema ?? {}])) }),
       strictQuery,
       servedBy: method === "head" && typeof getId === "string" ? getId : operationId,
+      ...(typeof bodyLimit === "number" && { bodyLimit }),
     });
   }
   return {

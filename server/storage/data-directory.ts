@@ -135,7 +135,7 @@ export class ShardSet {
       if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`epoch ${epoch} is not a non-negative integer`);
       const copy = await Shard.openFile(incomingFile, this.copyOptions());
       try {
-        copy.reidentify(entry, { epoch, frozen: false });
+        copy.reidentify(entry, { epoch, frozen: false, followers: [] });
         copy.markClosedCleanly();
       } finally {
         copy.close();
@@ -257,7 +257,7 @@ export class ShardSet {
     return openHeldShard(this.directory, entry, this.options, this.current.member !== undefined);
   }
 
-  /** A copy is no shard of the node's yet: no guard. */
+  /** A copy is no shard of the node's yet: no guard, no followers. */
   private copyOptions(): ShardOptions {
     return { durability: this.options.durability, busyTimeoutMs: this.options.busyTimeoutMs };
   }
@@ -324,6 +324,7 @@ export async function openDataDirectory(directory: string, options: OpenOptions)
     durability: options.durability,
     busyTimeoutMs: options.busyTimeoutMs,
     guard: options.guard,
+    ship: options.ship,
   };
   const held = new Map<number, HeldShard>();
   try {

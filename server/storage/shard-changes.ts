@@ -85,23 +85,9 @@ function lastSequenceIfFull(rows: { sequence: number }[], limit: number): number
  * slot range belongs to another shard: both are refused, before anything is written.
  */
 export function applyChanges(db: Database.Database, changes: ShardChanges): void {
-  const select = db.prepare("select sequence, data from entities where type = ? and id = ?");
-  const upsert = db.prepare(
-    `insert into entities (type, id, slot, version, data, created_at, updated_at, sequence)
-     values (@type, @id, @slot, @version, @data, @created_at, @updated_at, @sequence)
-     on conflict (type, id) do update set slot = excluded.slot, version = excluded.version, data = excluded.data,
-       created_at = excluded.created_at, updated_at = excluded.updated_at, sequence = excluded.sequence`,
-  );
-  const insertRecord = db.prepare(
-    `insert into idempotency (type, id, key, slot, sequence, fingerprint, kind, version, representation, created_at)
-     values (@type, @id, @key, @slot, @sequence, @fingerprint, @kind, @version, @representation, @created_at)
-     on conflict do nothing`,
-  );
+  const { selectState, select, upsert, insertRecord, saveState } = applyStatements(db);
   db.transaction(() => {
-    const state = db.prepare("select sequence, slot_from, slot_to from shard_state").get() as Pick<
-      ShardStateRow,
-      "sequence" | "slot_from" | "slot_to"
-    >;
+    const state = selectState.get() as Pick<ShardStateRow, "sequence" | "slot_from" | "slot_to">;
     if (changes.after > state.sequence) {
       throw new RangeError(`the changes start after sequence ${changes.after}, but the copy holds only up to ${state.sequence}`);
     }
@@ -124,10 +110,41 @@ export function applyChanges(db: Database.Database, changes: ShardChanges): void
     }
     let records = 0;
     for (const record of changes.idempotency) records += insertRecord.run(record).changes;
-    db.prepare(
+    saveState.run({ upTo: changes.upTo, live, records, lastWriteAt });
+  }).immediate();
+}
+
+/*
+ * Prepared once per connection rather than for each batch: a follower applies one batch per
+ * group commit of its owner. Kept per connection, and gone with it.
+ */
+const preparedForApply = new WeakMap<Database.Database, ReturnType<typeof prepareApply>>();
+
+function applyStatements(db: Database.Database): ReturnType<typeof prepareApply> {
+  let statements = preparedForApply.get(db);
+  if (!statements) preparedForApply.set(db, (statements = prepareApply(db)));
+  return statements;
+}
+
+function prepareApply(db: Database.Database) {
+  return {
+    selectState: db.prepare("select sequence, slot_from, slot_to from shard_state"),
+    select: db.prepare("select sequence, data from entities where type = ? and id = ?"),
+    upsert: db.prepare(
+      `insert into entities (type, id, slot, version, data, created_at, updated_at, sequence)
+       values (@type, @id, @slot, @version, @data, @created_at, @updated_at, @sequence)
+       on conflict (type, id) do update set slot = excluded.slot, version = excluded.version, data = excluded.data,
+         created_at = excluded.created_at, updated_at = excluded.updated_at, sequence = excluded.sequence`,
+    ),
+    insertRecord: db.prepare(
+      `insert into idempotency (type, id, key, slot, sequence, fingerprint, kind, version, representation, created_at)
+       values (@type, @id, @key, @slot, @sequence, @fingerprint, @kind, @version, @representation, @created_at)
+       on conflict do nothing`,
+    ),
+    saveState: db.prepare(
       `update shard_state set sequence = max(sequence, @upTo), entities = entities + @live,
          idempotency_records = idempotency_records + @records,
          last_write_at = case when @lastWriteAt > coalesce(last_write_at, '') then @lastWriteAt else last_write_at end`,
-    ).run({ upTo: changes.upTo, live, records, lastWriteAt });
-  }).immediate();
+    ),
+  };
 }

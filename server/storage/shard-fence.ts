@@ -3,23 +3,27 @@ import type { ShardStateRow } from "./tables.js";
 
 /**
  * What a shard file records for a cluster's fencing: the epoch it was given (the map revision
- * at which its owner last changed; 0 = never fenced) and whether it is frozen for a move. A
- * node writes to a shard only while its map names it the owner at the file's epoch; the check
- * runs under SQLite's write lock, in the write's own transaction (see WriteGuard).
+ * at which its owner last changed; 0 = never fenced), whether it is frozen for a move, and the
+ * followers its write batches must reach (empty without replicas). A node writes to a shard only
+ * while its map names it the owner at the file's epoch with the same followers; the check runs
+ * under SQLite's write lock, in the write's own transaction (see WriteGuard), so no batch is
+ * acknowledged without a follower the map has just added.
  */
 export interface ShardFence {
   epoch: number;
   frozen: boolean;
+  /** Node ids, sorted. */
+  followers: string[];
 }
 
-type FenceColumns = Pick<ShardStateRow, "epoch" | "frozen">;
+type FenceColumns = Pick<ShardStateRow, "epoch" | "frozen" | "followers">;
 
 export function fenceOf(row: FenceColumns): ShardFence {
-  return { epoch: row.epoch, frozen: row.frozen !== 0 };
+  return { epoch: row.epoch, frozen: row.frozen !== 0, followers: JSON.parse(row.followers) as string[] };
 }
 
 export function readFence(db: Database.Database): ShardFence {
-  return fenceOf(db.prepare("select epoch, frozen from shard_state").get() as FenceColumns);
+  return fenceOf(db.prepare("select epoch, frozen, followers from shard_state").get() as FenceColumns);
 }
 
 /**
@@ -30,11 +34,19 @@ export function writeFence(db: Database.Database, change: Partial<ShardFence>): 
   return db
     .transaction(() => {
       const current = readFence(db);
-      const next = { epoch: change.epoch ?? current.epoch, frozen: change.frozen ?? current.frozen };
+      const next = {
+        epoch: change.epoch ?? current.epoch,
+        frozen: change.frozen ?? current.frozen,
+        followers: [...(change.followers ?? current.followers)].sort(),
+      };
       if (!Number.isSafeInteger(next.epoch) || next.epoch < current.epoch) {
         throw new RangeError(`epoch ${next.epoch} is not an integer at least the shard's epoch ${current.epoch}`);
       }
-      db.prepare("update shard_state set epoch = ?, frozen = ?").run(next.epoch, Number(next.frozen));
+      db.prepare("update shard_state set epoch = ?, frozen = ?, followers = ?").run(
+        next.epoch,
+        Number(next.frozen),
+        JSON.stringify(next.followers),
+      );
       return next;
     })
     .immediate();

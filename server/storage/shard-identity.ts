@@ -36,6 +36,13 @@ export function rewriteIdentity(db: Database.Database, placement: ShardPlacement
       `update shard_state set shard = @shard, slot_from = @from, slot_to = @to,
          entities = entities - @live, idempotency_records = idempotency_records - @records`,
     ).run({ shard, ...range, live, records });
-    if (fence) db.prepare("update shard_state set epoch = ?, frozen = ?").run(fence.epoch, Number(fence.frozen));
+    // A copy installed here was seeded, not fed by its owner's write path: it is not in sync yet.
+    if (fence) {
+      db.prepare("update shard_state set epoch = ?, frozen = ?, followers = ?, synced = 0").run(
+        fence.epoch,
+        Number(fence.frozen),
+        JSON.stringify([...fence.followers].sort()),
+      );
+    }
   }).immediate();
 }

@@ -16,6 +16,7 @@ import { migrations } from "../../schema/migrations/index.js";
 import { FileSync } from "./file-sync.js";
 import { inspectOffThread } from "./off-thread-inspection.js";
 import { applyChanges, dropChangeFeedIndexes, indexChangeFeed, readChanges, type ShardChanges } from "./shard-changes.js";
+import { applyReplica, readReplicaState, type ReplicaAck } from "./shard-replication.js";
 import { digestShard, type ShardDigest } from "./shard-digest.js";
 import { fenceOf, readFence, writeFence, type ShardFence } from "./shard-fence.js";
 import { removeShardFiles } from "./shard-files.js";
@@ -43,12 +44,34 @@ export type SlotRange = ShardPlacement["slots"];
  */
 export type WriteGuard = (placement: ShardPlacement, fence: ShardFence) => void;
 
+/**
+ * A committed batch of the request path's writes on a shard with followers: the changes (entity
+ * rows and idempotency records it wrote, with the sequence range from the shard's sequence
+ * before the batch to its last write's) that every follower must apply, with the epoch and the
+ * followers the file held when the batch took the write lock.
+ */
+export interface ReplicaBatch {
+  shard: number;
+  epoch: number;
+  followers: string[];
+  changes: ShardChanges;
+}
+
+/**
+ * Ships a batch to its followers; the batch's writes are acknowledged once it resolves, and
+ * fail with its error if it rejects (the writes stay committed here: the client retries them
+ * with their `Idempotency-Key`).
+ */
+export type BatchShipper = (batch: ReplicaBatch) => Promise<void>;
+
 export interface ShardOptions {
   durability: Durability;
   /** How long a writer waits for another process's lock before the request fails with 503. */
   busyTimeoutMs: number;
   /** A cluster's write guard; a single node has none, and its writes read no fence. */
   guard?: WriteGuard | undefined;
+  /** A cluster's shipper of the guarded batches of a shard with followers. */
+  ship?: BatchShipper | undefined;
 }
 
 /** One page of a type's live entities, ordered by id in byte order. */
@@ -218,6 +241,11 @@ export class Shard {
   private readonly walSync: FileSync | undefined;
   private current: ShardPlacement;
   private guard: WriteGuard | undefined;
+  private readonly ship: BatchShipper | undefined;
+  /** The fence and sequence the batch being committed read under the write lock, when guarded. */
+  private batchFence: { fence: ShardFence; sequence: number } | undefined;
+  /** Whether the last guarded batch found followers to ship to. */
+  private hasFollowers = false;
 
   private constructor(
     placement: ShardPlacement,
@@ -228,6 +256,7 @@ export class Shard {
   ) {
     this.current = placementOf(placement);
     this.guard = options.guard;
+    this.ship = options.ship;
     const prepared = <K extends string>(texts: Readonly<Record<K, string>>) =>
       Object.fromEntries(Object.entries<string>(texts).map(([name, text]) => [name, db.prepare(text)])) as Record<
         K,
@@ -254,7 +283,7 @@ export class Shard {
       insertIdempotency: onWriter(this.statements.insertIdempotency),
       adjustTallies: onWriter(this.statements.adjustTallies),
     });
-    const selectFence = writer.prepare("select slot_from, slot_to, epoch, frozen from shard_state");
+    const selectFence = writer.prepare("select slot_from, slot_to, epoch, frozen, followers, sequence from shard_state");
     this.writes = new WriteQueue<ShardTransaction>(writer, queued, {
       hooks: {
         begin: () => {
@@ -262,8 +291,16 @@ export class Shard {
           this.checkGuard(selectFence);
         },
         end: () => queued.end(),
+        savepoint: () => queued.savepoint(),
+        rolledBack: () => queued.rolledBack(),
       },
-      ...(walSync && { afterCommit: () => walSync.sync() }),
+      afterCommit: () => {
+        const batch = this.replicaBatch(queued.captured());
+        const durable = walSync?.sync();
+        const replicated = batch && this.ship?.(batch);
+        if (!replicated) return durable;
+        return durable ? Promise.all([durable, replicated]).then(() => undefined) : replicated;
+      },
       busyTimeoutMs: options.busyTimeoutMs,
       translate: (error) => translateSqliteError(error, this.file),
     });
@@ -399,6 +436,29 @@ export class Shard {
   }
 
   /**
+   * Whether the shard's writes wait for followers (as of its last batch): an idempotent replay is
+   * then answered through the write queue, whose batch reaches the followers first, so no client
+   * is answered from a record its followers may not hold yet.
+   */
+  get replicated(): boolean {
+    return this.hasFollowers;
+  }
+
+  /**
+   * Applies a batch its owner shipped, in one immediate transaction, unless the batch's epoch is
+   * older than the file's (its sender has been replaced) or it starts after the copy's sequence
+   * (a gap: the owner sends the changes from the sequence the answer names). See applyReplica.
+   */
+  applyReplica(epoch: number, changes: ShardChanges): ReplicaAck {
+    return this.run(() => applyReplica(this.db, epoch, changes));
+  }
+
+  /** The copy's sequence, epoch and whether it is in sync with its owner (a follower's figures). */
+  replicaState(): ReplicaAck {
+    return this.run(() => readReplicaState(this.db));
+  }
+
+  /**
    * The change feed: what changed after sequence `after`, at most `limit` rows of each kind, in
    * one snapshot; see {@link ShardChanges}. The first call indexes the feed (see indexChangeFeed).
    *
@@ -410,9 +470,10 @@ export class Shard {
    *   copy.applyChanges(batch);
    * }
    */
-  changesAfter(after: number, limit: number): ShardChanges {
+  changesAfter(after: number, limit: number, { indexed = true }: { indexed?: boolean } = {}): ShardChanges {
     return this.run(() => {
-      indexChangeFeed(this.db);
+      // A follower's rare gap is read by a scan: the indexes would cost every later write.
+      if (indexed) indexChangeFeed(this.db);
       return readChanges(this.db, after, limit);
     });
   }
@@ -506,7 +567,7 @@ export class Shard {
     this.db.close();
   }
 
-  private readonly transaction: ShardTransaction & BatchHooks;
+  private readonly transaction: ShardTransaction & BatchHooks & BatchCapture;
 
   private run<T>(fn: () => T): T {
     try {
@@ -517,9 +578,13 @@ export class Shard {
   }
 
   private checkGuard(selectFence: Database.Statement): void {
+    this.batchFence = undefined;
     const guard = this.guard;
     if (!guard) return;
-    const state = selectFence.get() as Pick<ShardStateRow, "slot_from" | "slot_to" | "epoch" | "frozen">;
+    const state = selectFence.get() as Pick<
+      ShardStateRow,
+      "slot_from" | "slot_to" | "epoch" | "frozen" | "followers" | "sequence"
+    >;
     const { slots } = this.current;
     // Another process of the node narrowed the shard: a write routed by the old range could
     // land in slots the shard no longer holds.
@@ -528,7 +593,23 @@ export class Shard {
         `${this.file} now holds slots ${state.slot_from}-${state.slot_to}, not ${slots.from}-${slots.to}: this process has not reloaded yet`,
       );
     }
-    guard(this.current, fenceOf(state));
+    const fence = fenceOf(state);
+    guard(this.current, fence);
+    this.batchFence = { fence, sequence: state.sequence };
+    this.hasFollowers = fence.followers.length > 0;
+  }
+
+  /** The batch just committed, for its followers; undefined when it has none to reach. */
+  private replicaBatch(captured: Pick<ShardChanges, "entities" | "idempotency" | "upTo">): ReplicaBatch | undefined {
+    const read = this.batchFence;
+    this.batchFence = undefined;
+    if (!read || read.fence.followers.length === 0 || !this.ship) return undefined;
+    return {
+      shard: this.current.shard,
+      epoch: read.fence.epoch,
+      followers: read.fence.followers,
+      changes: { ...captured, after: read.sequence, upTo: Math.max(read.sequence, captured.upTo), frozen: false },
+    };
   }
 
   private finishNarrowing(): void {
@@ -598,6 +679,13 @@ export interface ShardTransaction {
   recordIdempotency(row: IdempotencyRow): void;
 }
 
+/** What a committed transaction wrote: its rows and its last sequence (0 when it wrote none). */
+interface BatchCapture {
+  captured(): Pick<ShardChanges, "entities" | "idempotency" | "upTo">;
+  savepoint(): void;
+  rolledBack(): void;
+}
+
 type TransactionStatements = Record<
   "selectEntity" | "selectIdempotency" | "nextSequence" | "saveSequence" | "upsertEntity" | "insertIdempotency" | "adjustTallies",
   Database.Statement
@@ -619,18 +707,31 @@ function tallyIdempotencyRecords(statements: Pick<TransactionStatements, "adjust
  * and the transaction stores where they got to once, before COMMIT. A group commit of n writes
  * costs two UPDATEs instead of n; a lone write, one, as before.
  */
-function transactionOn(statements: TransactionStatements): ShardTransaction & BatchHooks {
+function transactionOn(statements: TransactionStatements): ShardTransaction & BatchHooks & BatchCapture {
   let stored: number | undefined;
   let sequence = 0;
   let lastWriteAt = "";
+  // The rows the transaction wrote, for its followers; a write rolled back to its savepoint takes its rows back.
+  let entities: EntityRow[] = [];
+  let idempotency: IdempotencyRow[] = [];
+  let mark = { entities: 0, idempotency: 0 };
   return {
     begin: () => {
       stored = undefined;
+      entities = [];
+      idempotency = [];
     },
     end: () => {
       if (stored !== undefined && sequence !== stored) statements.saveSequence.run({ sequence, now: lastWriteAt });
-      stored = undefined;
     },
+    savepoint: () => {
+      mark = { entities: entities.length, idempotency: idempotency.length };
+    },
+    rolledBack: () => {
+      entities.length = mark.entities;
+      idempotency.length = mark.idempotency;
+    },
+    captured: () => ({ entities, idempotency, upTo: stored === undefined ? 0 : sequence }),
     readEntity: (type, id) => statements.selectEntity.get({ type, id }) as EntityRow | undefined,
     readIdempotency: (type, id, key) => statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined,
     nextSequence: (now) => {
@@ -642,11 +743,13 @@ function transactionOn(statements: TransactionStatements): ShardTransaction & Ba
     },
     saveEntity: (row, previous) => {
       statements.upsertEntity.run(row);
+      entities.push(row);
       const change = Number(isLive(row)) - Number(isLive(previous));
       if (change !== 0) statements.adjustTallies.run({ entities: change, records: 0 });
     },
     recordIdempotency: (row) => {
       statements.insertIdempotency.run(row);
+      idempotency.push(row);
       tallyIdempotencyRecords(statements, 1);
     },
   };

@@ -52,6 +52,10 @@ interface ShardStateTable {
   epoch: number;
   /** 1 while the shard is frozen for a move: the cluster's write guard refuses every write. */
   frozen: number;
+  /** The followers every write batch must reach, as a sorted JSON array of node ids; see ShardFence. */
+  followers: string;
+  /** 1 on a follower's copy once it has applied a batch its owner shipped from the write path. */
+  synced: number;
 }
 
 export interface ShardDatabase {

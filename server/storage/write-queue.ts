@@ -7,15 +7,21 @@ export interface BatchHooks {
   begin(): void;
   /** After the last write, before COMMIT; a failure here fails the whole batch. */
   end(): void;
+  /** Before each write of a batch of several, each in a savepoint of its own. */
+  savepoint?(): void;
+  /** After a write of such a batch failed and its savepoint was rolled back. */
+  rolledBack?(): void;
 }
 
 export interface WriteQueueOptions {
   hooks?: BatchHooks;
   /**
-   * Runs after each COMMIT; the batch's writes are acknowledged once it resolves (and fail if
-   * it rejects). Under `power` durability it makes the commit durable, off the event loop.
+   * Runs after each COMMIT; the batch's writes are acknowledged once the promise it returns
+   * resolves (and fail if it rejects), or at once when it returns none. Under `power`
+   * durability it makes the commit durable, off the event loop; with followers, it ships the
+   * batch to them.
    */
-  afterCommit?: () => Promise<void>;
+  afterCommit?: () => Promise<void> | undefined;
   /** How long a write may wait for another process's lock before it fails as busy. */
   busyTimeoutMs: number;
   /** Turns SQLite's failures into the storage layer's (naming the shard). */
@@ -152,12 +158,14 @@ export class WriteQueue<Tx> {
         if (outcome.ok) write.resolve(outcome.value);
         else write.reject(outcome.error);
       });
-    if (!this.options.afterCommit) settle();
-    else this.options.afterCommit().then(settle, (error: unknown) => this.fail(batch, this.options.translate(error)));
+    const pending = this.options.afterCommit?.();
+    if (!pending) settle();
+    else pending.then(settle, (error: unknown) => this.fail(batch, this.options.translate(error)));
   }
 
   /** A failure that leaves the transaction usable is this write's alone; any other is rethrown. */
   private runInSavepoint(write: PendingWrite<Tx>): Outcome {
+    this.options.hooks?.savepoint?.();
     this.statements.savepoint.run();
     try {
       const value = write.fn(this.tx);
@@ -167,6 +175,7 @@ export class WriteQueue<Tx> {
       if (!this.db.inTransaction) throw error;
       this.statements.rollbackTo.run();
       this.statements.release.run();
+      this.options.hooks?.rolledBack?.();
       return { ok: false, error: this.options.translate(error) };
     }
   }

@@ -46,14 +46,14 @@ async function runScript(code: string): Promise<string[]> {
   return stdout.trimEnd().split("\n");
 }
 
-describe("README ## The client, and docs/design.md ### A workflow on the wire", () => {
+describe("README ## The client, and docs/design.md's money transfer and workflow on the wire", () => {
   it.skipIf(!BUILT)(`the usage block runs${SKIPPED}`, async () => {
     const output = await runScript(block("README.md", "client-usage"));
     expect(output.at(-1)).toBe("true");
   });
 
   it.skipIf(!BUILT)(`the transfer example prints what it promises, and the same again on a second run${SKIPPED}`, async () => {
-    const code = block("README.md", "client-example");
+    const code = block("docs/design.md", "client-example");
     const promised = promisedOutput(code);
     expect(promised).toHaveLength(3);
     expect(await runScript(code)).toEqual(promised);

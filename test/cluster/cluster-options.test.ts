@@ -33,15 +33,17 @@ describe("cluster options of serve", () => {
     expect(parse([])).toBeUndefined();
   });
 
-  it("take --etcd, --cluster, --node, --advertise and --lease-ttl (default 10 s)", () => {
+  it("take --etcd, --cluster, --node, --advertise, --lease-ttl (default 10 s) and --replicas (default 1)", () => {
     expect(parse(complete)).toEqual({
       etcd: ["http://127.0.0.1:2379"],
       cluster: "prod",
       node: "n1",
       advertise: "http://10.0.0.1:8080",
       leaseTtlSeconds: 10,
+      replicas: 1,
     });
     expect(parse([...complete, "--lease-ttl", "2m"])).toMatchObject({ leaseTtlSeconds: 120 });
+    expect(parse([...complete, "--replicas", "3"])).toMatchObject({ replicas: 3 });
   });
 
   it("take several etcd URLs, and normalise each URL to its origin", () => {
@@ -57,6 +59,7 @@ describe("cluster options of serve", () => {
       APOSTATE_NODE: "n2",
       APOSTATE_ADVERTISE: "http://n2:8080",
       APOSTATE_LEASE_TTL: "5s",
+      APOSTATE_REPLICAS: "2",
     };
     expect(parse([], env)).toEqual({
       etcd: ["http://e:2379"],
@@ -64,6 +67,7 @@ describe("cluster options of serve", () => {
       node: "n2",
       advertise: "http://n2:8080",
       leaseTtlSeconds: 5,
+      replicas: 2,
     });
     expect(parse(["--node", "n3"], env)).toMatchObject({ node: "n3" });
   });
@@ -92,6 +96,8 @@ describe("cluster options of serve", () => {
     ["a lease TTL of 1500 ms", [...complete, "--lease-ttl", "1500ms"], "expected whole seconds from 2s to 1h"],
     ["a lease TTL of 2 h", [...complete, "--lease-ttl", "2h"], "expected whole seconds from 2s to 1h"],
     ["a lease TTL without a unit", [...complete, "--lease-ttl", "10"], "expected a duration such as 90s"],
+    ["4 replicas", [...complete, "--replicas", "4"], "--replicas <n>' argument '4' is invalid. expected an integer from 1 to 3"],
+    ["0 replicas", [...complete, "--replicas", "0"], "expected an integer from 1 to 3"],
   ];
   it.each(refused)("refuse %s, naming the problem", (_, args, message) => {
     expect(parse(args)).toContain(message);

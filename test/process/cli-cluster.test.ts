@@ -58,9 +58,9 @@ describe("apostate cluster status", () => {
     expect(table.stdout).toMatch(/^cluster test: map version \d+, coordinator n[12], answered by n1\n\n/);
     expect(table.stdout).toMatch(new RegExp(`^NODE +ALIVE +URL +SHARDS\\nn1 +yes +${n1} +0,1,2,3\\nn2 +yes +\\S+ +-$`, "m"));
     expect(table.stdout).toMatch(
-      /^SHARD +SLOTS +NODE +EPOCH +STATE\n0 +0-1023 +n1 +\d+ +active\n1 +1024-2047 +n1 +\d+ +active\n/m,
+      /^SHARD +SLOTS +NODE +EPOCH +STATE +FOLLOWERS\n0 +0-1023 +n1 +\d+ +active +-\n1 +1024-2047 +n1 +\d+ +active +-\n/m,
     );
-    expect(table.stdout).toMatch(/^3 +3072-4095 +n1 +\d+ +active$/m);
+    expect(table.stdout).toMatch(/^3 +3072-4095 +n1 +\d+ +active +-$/m);
     expect(table.stdout.trimEnd().split("\n").at(-1)).toBe("no moves in progress (0 finished)");
 
     const json = await clusterCli("status", "--json");
@@ -269,8 +269,28 @@ describe("the status table, for answers a quiet cluster does not give", () => {
       { node: "n3", url: null, alive: false, shards: [] },
     ],
     shards: [
-      { shard: 0, slots: { from: 0, to: 2047 }, node: "n1", followers: [], epoch: 7, state: "splitting" },
-      { shard: 2, slots: { from: 2048, to: 4095 }, node: "n1", followers: [], epoch: 9, state: "moving" },
+      {
+        shard: 0,
+        slots: { from: 0, to: 2047 },
+        node: "n1",
+        followers: ["n3", "n4"],
+        epoch: 7,
+        state: "splitting",
+        replication: [
+          { node: "n3", sequence: null, lag: null, synced: null },
+          { node: "n4", sequence: 0, lag: 12, synced: false },
+        ],
+      },
+      {
+        shard: 2,
+        slots: { from: 2048, to: 4094 },
+        node: "n1",
+        followers: ["n4"],
+        epoch: 9,
+        state: "moving",
+        replication: [{ node: "n4", sequence: 88, lag: 3, synced: true }],
+      },
+      { shard: 4, slots: { from: 4095, to: 4095 }, node: "n1", followers: [], epoch: 9, state: "active", replication: [] },
     ],
     moves: [
       move("done", null),
@@ -288,9 +308,10 @@ describe("the status table, for answers a quiet cluster does not give", () => {
         "n1    yes    http://10.0.0.1:8080  0,2",
         "n3    NO     -                     -",
         "",
-        "SHARD  SLOTS      NODE  EPOCH  STATE",
-        "0      0-2047     n1    7      splitting",
-        "2      2048-4095  n1    9      moving",
+        "SHARD  SLOTS      NODE  EPOCH  STATE      FOLLOWERS",
+        "0      0-2047     n1    7      splitting  n3 lag ?, n4 seeding",
+        "2      2048-4094  n1    9      moving     n4 lag 3",
+        "4      4095-4095  n1    9      active     -",
         "",
         "MOVE                KIND   SHARD  FROM  TO  STATE    DETAIL",
         "m-00000000b-000001  move   2      n1    n3  frozen   waiting for the last 3 changes",

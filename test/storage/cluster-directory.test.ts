@@ -158,7 +158,7 @@ describe("a cluster member's data directory", () => {
       { shard: 0, slots: LOWER, file: "shard-000.sqlite" },
       { shard: 1, slots: UPPER, file: "shard-001.sqlite" },
     ]);
-    expect(installed.fence()).toEqual({ epoch: 9, frozen: false });
+    expect(installed.fence()).toEqual({ epoch: 9, frozen: false, followers: [] });
     expect(primary.get(0)!.digest()).toEqual({ ...halves.lower, sequence: expect.any(Number) });
     expect(installed.digest()).toEqual({ ...halves.upper, sequence: expect.any(Number) });
     for (const shard of primary.shards) expectSound(shard);
@@ -180,7 +180,7 @@ describe("a cluster member's data directory", () => {
     installed.setFence({ frozen: true });
     const moved = await other.install({ shard: 1, slots: UPPER }, await copyInto(other, installed, 1), 15);
     expect(moved.digest()).toEqual({ ...halves.upper, sequence: expect.any(Number) });
-    expect(moved.fence()).toEqual({ epoch: 15, frozen: false });
+    expect(moved.fence()).toEqual({ epoch: 15, frozen: false, followers: [] });
 
     await primary.drop(1);
     for (const suffix of ["", "-wal", "-shm"]) expect(existsSync(join(path, `shard-001.sqlite${suffix}`))).toBe(false);
@@ -215,7 +215,7 @@ describe("a cluster member's data directory", () => {
     const again = await primary.install({ shard: 7, slots: { from: 4000, to: 4095 } }, copyAgain, 2);
     await worker.reload();
     expect(worker.get(7)).not.toBe(before);
-    expect(worker.get(7)!.fence()).toEqual({ epoch: 2, frozen: false });
+    expect(worker.get(7)!.fence()).toEqual({ epoch: 2, frozen: false, followers: [] });
     expect(before.isWritable()).toBe(false);
     expect(again.fence()).toEqual(worker.get(7)!.fence());
   });

@@ -65,21 +65,28 @@ describe("the shard fence", () => {
     const path = newDirectory();
     const first = await open(path);
     const shard = first.get(0)!;
-    expect(shard.fence()).toEqual({ epoch: 0, frozen: false });
-    expect(shard.setFence({ epoch: 7 })).toEqual({ epoch: 7, frozen: false });
-    expect(shard.setFence({ frozen: true })).toEqual({ epoch: 7, frozen: true });
+    expect(shard.fence()).toEqual({ epoch: 0, frozen: false, followers: [] });
+    expect(shard.setFence({ epoch: 7 })).toEqual({ epoch: 7, frozen: false, followers: [] });
+    expect(shard.setFence({ frozen: true })).toEqual({ epoch: 7, frozen: true, followers: [] });
+    // The followers a batch must reach, kept sorted, whatever order the map names them in.
+    expect(shard.setFence({ followers: ["n3", "n2"] })).toEqual({ epoch: 7, frozen: true, followers: ["n2", "n3"] });
+    expect(shard.setFence({ followers: [] })).toEqual({ epoch: 7, frozen: true, followers: [] });
     expect(() => shard.setFence({ epoch: 6 })).toThrow(RangeError);
     expect(() => shard.setFence({ epoch: 7.5 })).toThrow(RangeError);
-    expect(shard.fence()).toEqual({ epoch: 7, frozen: true });
+    expect(shard.fence()).toEqual({ epoch: 7, frozen: true, followers: [] });
     first.close();
 
     const second = await open(path);
-    expect(second.get(0)!.fence()).toEqual({ epoch: 7, frozen: true });
-    expect(second.get(0)!.setFence({ epoch: 9, frozen: false })).toEqual({ epoch: 9, frozen: false });
+    expect(second.get(0)!.fence()).toEqual({ epoch: 7, frozen: true, followers: [] });
+    expect(second.get(0)!.setFence({ epoch: 9, frozen: false })).toEqual({ epoch: 9, frozen: false, followers: [] });
     // Another process sees what was committed.
     const other = new Database(second.get(0)!.file, { readonly: true });
     cleanups.push(() => other.close());
-    expect(other.prepare("select epoch, frozen from shard_state").get()).toEqual({ epoch: 9, frozen: 0 });
+    expect(other.prepare("select epoch, frozen, followers from shard_state").get()).toEqual({
+      epoch: 9,
+      frozen: 0,
+      followers: "[]",
+    });
   });
 
   it("refuses a whole batch when the guard throws: nothing is written and every write rejects with the guard's error", async () => {
@@ -105,14 +112,16 @@ describe("the shard fence", () => {
     const outcomes = await Promise.allSettled(writes);
     expect(outcomes).toEqual(writes.map(() => ({ status: "rejected", reason: refusal })));
     // One batch, one check.
-    expect(seen).toEqual([{ placement: { shard: 0, slots: { from: 0, to: 4095 } }, fence: { epoch: 3, frozen: true } }]);
+    expect(seen).toEqual([
+      { placement: { shard: 0, slots: { from: 0, to: 4095 } }, fence: { epoch: 3, frozen: true, followers: [] } },
+    ]);
     expect(countRows(shard.file)).toEqual(before);
     expect(shard.stats()).toMatchObject({ entities: 1, idempotencyRecords: 0 });
 
     // The same writes pass once the fence thaws, and the guard saw the fence of their own batch.
     shard.setFence({ frozen: false });
     await Promise.all([store.put(put("a"), { n: 1 }), store.put(put("b", "key-b"), { n: 2 })]);
-    expect(seen.at(-1)?.fence).toEqual({ epoch: 3, frozen: false });
+    expect(seen.at(-1)?.fence).toEqual({ epoch: 3, frozen: false, followers: [] });
     expect(countRows(shard.file)).toMatchObject({ entities: 3, records: 1 });
   });
 

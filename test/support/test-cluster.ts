@@ -3,6 +3,7 @@ import { ServerProcess } from "./server-process.js";
 import { eventually } from "./cluster-etcd.js";
 import { freePort } from "../../server/cli/loopback-ports.js";
 import { TestEtcd } from "./etcd.js";
+import { LinkCut } from "./link-cut.js";
 import { tempDir } from "./temp-dir.js";
 
 export interface TestNode {
@@ -12,6 +13,8 @@ export interface TestNode {
   dataDir: string;
   /** The running server; undefined while the node is down. */
   server: ServerProcess | undefined;
+  /** The link its peers reach it through, when the test cuts it (`links`); they reach `url` otherwise. */
+  link: LinkCut | undefined;
 }
 
 export interface TestClusterOptions {
@@ -27,6 +30,8 @@ export interface TestClusterOptions {
   args?: string[];
   adminToken?: string;
   token?: string;
+  /** Nodes whose peers (other nodes, the coordinator) reach them through a LinkCut the test can cut. */
+  links?: string[];
 }
 
 type MoveState = "copying" | "catching-up" | "frozen" | "switched" | "done" | "aborted";
@@ -42,7 +47,15 @@ export interface ClusterAnswer {
   mapVersion: number;
   coordinator: string | null;
   nodes: { node: string; alive: boolean; shards: number[] }[];
-  shards: { shard: number; slots: { from: number; to: number }; node: string; epoch: number; state: string }[];
+  shards: {
+    shard: number;
+    slots: { from: number; to: number };
+    node: string;
+    followers: string[];
+    epoch: number;
+    state: string;
+    replication: { node: string; sequence: number | null; lag: number | null; synced: boolean | null }[];
+  }[];
   moves: MoveAnswer[];
 }
 
@@ -97,7 +110,8 @@ export class TestCluster {
     const dir = tempDir(`apostate-${id}-`);
     this.dirs.push(dir);
     const port = await freePort();
-    const node: TestNode = { id, port, url: `http://127.0.0.1:${port}`, dataDir: dir.path, server: undefined };
+    const link = this.options.links?.includes(id) ? await LinkCut.start(port) : undefined;
+    const node: TestNode = { id, port, url: `http://127.0.0.1:${port}`, dataDir: dir.path, server: undefined, link };
     this.nodes.set(id, node);
     await this.startNode(id);
     return node;
@@ -111,7 +125,18 @@ export class TestCluster {
       dataDir: node.dataDir,
       workers: options.workers ?? 1,
       args: [
-        ...["--port", String(node.port), "--etcd", this.etcd.url, "--cluster", CLUSTER, "--node", id, "--advertise", node.url],
+        ...[
+          "--port",
+          String(node.port),
+          "--etcd",
+          this.etcd.url,
+          "--cluster",
+          CLUSTER,
+          "--node",
+          id,
+          "--advertise",
+          node.link?.url ?? node.url,
+        ],
         ...["--lease-ttl", options.leaseTtl ?? "3s", "--shards", String(options.shards ?? 4)],
         ...(options.adminToken ? ["--admin-token", options.adminToken] : []),
         ...(options.token ? ["--token", options.token] : []),
@@ -217,6 +242,7 @@ export class TestCluster {
 
   async destroy(): Promise<void> {
     await Promise.all([...this.nodes.values()].map((node) => node.server?.crash()));
+    await Promise.all([...this.nodes.values()].map((node) => node.link?.close()));
     await this.etcd.destroy();
     for (const dir of this.dirs) dir.remove();
   }

@@ -1,0 +1,191 @@
+import type { Namespace } from "etcd3";
+import type { Logger } from "pino";
+import type { FailoverListener } from "../metrics/replication-metrics.js";
+import type { ClusterView } from "./cluster-view.js";
+import { CLUSTER_KEYS } from "./etcd-client.js";
+import { placementsOf, readMap, updateMap } from "./map-store.js";
+import { callNode } from "./node-call.js";
+import type { FenceAnswer, IncomingProgress } from "./shard-transfer.js";
+import type { ClusterMap, ShardAssignment } from "./topology.js";
+
+/** A seeding's catch-up that applied fewer rows than this is close enough to add the follower. */
+const CLOSE_ENOUGH_ROWS = 500;
+/** A seeding gives up (and is tried again later) after this many catch-up rounds. */
+const CATCH_UP_ROUNDS = 60;
+/** How long a failover waits for a follower to take the new epoch before it goes on without it. */
+const FENCE_WAIT_MS = 2_000;
+/** How long a seeding waits for one step (the copy of a whole shard, or a round of its tail). */
+const SEED_STEP_WAIT_MS = 120_000;
+
+export interface ReplicaKeeperOptions {
+  /** Copies of each shard, the owner's included. */
+  replicas: number;
+  adminToken: string | undefined;
+  logger: Logger;
+  metrics: FailoverListener;
+}
+
+/**
+ * The coordinator's care of replicas: failover of the shards whose owner's lease is gone, and
+ * a follower seeded for every shard with fewer than `replicas - 1` live ones.
+ *
+ * Failover fences before it promotes. It asks every live follower to take an epoch above any
+ * the map has given (etcd's revision plus one): from then on those copies refuse the old
+ * owner's batches, and since the owner needs every follower, it can acknowledge nothing more,
+ * however long it was paused. Of the followers that answered in sync, the one with the highest
+ * sequence becomes the owner, at that epoch, in one compare-and-set that holds only if the map
+ * still names the old owner; the others stay its followers (their copies are prefixes of its
+ * history, as every batch reached all of them before it was acknowledged).
+ *
+ * Seeding uses the move protocol's copy and tail on the new follower, then one compare-and-set
+ * adds it to the shard's followers. The owner's node then stamps the new list into its file,
+ * and the follower is in sync from the first batch it applies.
+ */
+export class ReplicaKeeper {
+  private seeding: Promise<void> | undefined;
+  /** Shards given back to their dead owner at this epoch (no follower could take over): not tried again until the map changes them. */
+  private readonly waitingForOwner = new Map<number, number>();
+
+  constructor(
+    private readonly cluster: Namespace,
+    private readonly view: ClusterView,
+    private readonly options: ReplicaKeeperOptions,
+  ) {}
+
+  /** One round: every failover due, then one seeding started in the background if one is due. */
+  async tend(): Promise<void> {
+    const map = await readMap(this.cluster);
+    if (!map) return;
+    const live = new Set(this.view.liveNodes.map((node) => node.node));
+    for (const entry of map.shards) {
+      const candidates = entry.followers.filter((node) => live.has(node));
+      if (live.has(entry.node) || candidates.length === 0 || this.waitingForOwner.get(entry.shard) === entry.epoch) continue;
+      await this.failOver(entry, candidates);
+    }
+    if (this.options.replicas > 1 && !this.seeding) {
+      const due = this.nextSeeding(await readMap(this.cluster), live);
+      if (due) {
+        this.seeding = this.seed(due.entry, due.target)
+          .catch((error: unknown) =>
+            this.options.logger.warn({ shard: due.entry.shard, target: due.target, err: error }, "seeding a follower failed"),
+          )
+          .finally(() => (this.seeding = undefined));
+      }
+    }
+  }
+
+  private async failOver(entry: ShardAssignment, candidates: string[]): Promise<void> {
+    const { logger } = this.options;
+    const revision = Number((await this.cluster.get(CLUSTER_KEYS.map).exec()).header.revision);
+    const epoch = revision + 1;
+    const answers = await Promise.allSettled(
+      candidates.map(async (node) => {
+        const fence = (await callNode(this.urlOf(node), "POST", `/admin/cluster/shards/${entry.shard}/fence`, {
+          adminToken: this.options.adminToken,
+          body: { epoch },
+          timeoutMs: FENCE_WAIT_MS,
+        })) as FenceAnswer;
+        return { node, fence };
+      }),
+    );
+    const fenced = answers.flatMap((answer) => (answer.status === "fulfilled" ? [answer.value] : []));
+    const chosen = fenced.filter(({ fence }) => fence.synced).sort((a, b) => b.fence.sequence - a.fence.sequence)[0];
+    const followers = fenced.map(({ node }) => node).filter((node) => node !== chosen?.node);
+    let promoted = false;
+    let changedMeanwhile = false;
+    await updateMap(this.cluster, (current) => {
+      const now = current.shards.find((candidate) => candidate.shard === entry.shard);
+      changedMeanwhile = !now || now.node !== entry.node || now.epoch !== entry.epoch;
+      if (changedMeanwhile) return undefined;
+      // The fenced followers refuse the owner's batches from now on. If it is back, or no
+      // follower can take over, the owner is given the new epoch too, so it can write again.
+      const ownerBack = this.view.liveNodes.some((node) => node.node === entry.node);
+      promoted = chosen !== undefined && !ownerBack;
+      return placementsOf(current).map((placement) =>
+        placement.shard !== entry.shard
+          ? placement
+          : promoted && chosen
+            ? { ...placement, node: chosen.node, followers, failoverEpoch: epoch }
+            : { ...placement, failoverEpoch: epoch },
+      );
+    });
+    if (changedMeanwhile) return;
+    if (!promoted || !chosen) {
+      this.waitingForOwner.set(entry.shard, epoch);
+      logger.error(
+        { shard: entry.shard, owner: entry.node, answered: fenced.map(({ node }) => node) },
+        "the owner's lease is gone, or was, but no follower in sync could take over: the owner keeps the shard at a new epoch",
+      );
+      return;
+    }
+    this.options.metrics.failedOver(entry.shard);
+    logger.warn(
+      { shard: entry.shard, from: entry.node, to: chosen.node, sequence: chosen.fence.sequence, epoch, followers },
+      "owner's lease is gone: promoted its most advanced follower",
+    );
+  }
+
+  /** The first active shard of a live owner with fewer live followers than it should have, and a node to seed. */
+  private nextSeeding(
+    map: ClusterMap | undefined,
+    live: ReadonlySet<string>,
+  ): { entry: ShardAssignment; target: string } | undefined {
+    if (!map) return undefined;
+    const copies = new Map<string, number>([...live].map((node) => [node, 0]));
+    for (const entry of map.shards) {
+      for (const node of [entry.node, ...entry.followers]) if (copies.has(node)) copies.set(node, (copies.get(node) ?? 0) + 1);
+    }
+    for (const entry of map.shards) {
+      if (entry.state !== "active" || !live.has(entry.node)) continue;
+      if (entry.followers.filter((node) => live.has(node)).length >= this.options.replicas - 1) continue;
+      const target = [...live]
+        .filter((node) => node !== entry.node && !entry.followers.includes(node))
+        .sort((a, b) => (copies.get(a) ?? 0) - (copies.get(b) ?? 0) || a.localeCompare(b))[0];
+      if (target) return { entry, target };
+    }
+    return undefined;
+  }
+
+  /**
+   * Copies the shard to `target` and tails it until close, then adds `target` to its followers,
+   * in place of any that holds no lease, if the map still names the same owner at the same epoch.
+   */
+  private async seed(entry: ShardAssignment, target: string): Promise<void> {
+    const { shard } = entry;
+    const targetUrl = this.urlOf(target);
+    const source = { from: this.urlOf(entry.node), source: shard };
+    const call = (method: string, path: string, body?: object) =>
+      callNode(targetUrl, method, path, {
+        adminToken: this.options.adminToken,
+        timeoutMs: SEED_STEP_WAIT_MS,
+        ...(body && { body }),
+      });
+    this.options.logger.info({ shard, owner: entry.node, target }, "seeding a follower");
+    await call("PUT", `/admin/cluster/incoming/${shard}`, source);
+    for (let round = 0; ; round++) {
+      const progress = (await call("POST", `/admin/cluster/incoming/${shard}/catch-up`, source)) as IncomingProgress;
+      if (progress.applied < CLOSE_ENOUGH_ROWS) break;
+      if (round >= CATCH_UP_ROUNDS) throw new Error(`the copy of shard ${shard} on ${target} does not catch up`);
+    }
+    const live = new Set(this.view.liveNodes.map((node) => node.node));
+    const written = await updateMap(this.cluster, (current) => {
+      const now = current.shards.find((candidate) => candidate.shard === shard);
+      if (!now || now.node !== entry.node || now.epoch !== entry.epoch || now.state !== "active") return undefined;
+      if (now.followers.includes(target)) return undefined;
+      const followers = [...now.followers.filter((node) => live.has(node)), target];
+      return placementsOf(current).map((placement) => (placement.shard === shard ? { ...placement, followers } : placement));
+    });
+    if (!written.shards.some((candidate) => candidate.shard === shard && candidate.followers.includes(target))) {
+      await call("DELETE", `/admin/cluster/incoming/${shard}`);
+      return;
+    }
+    this.options.metrics.followerAdded(shard);
+    this.options.logger.info({ shard, owner: entry.node, follower: target }, "follower added");
+  }
+
+  private urlOf(node: string): string {
+    const url = this.view.liveNodes.find((live) => live.node === node)?.url;
+    if (url === undefined) throw new Error(`node ${node} holds no lease`);
+    return url;
+  }
+}

@@ -1,0 +1,104 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IncrementLoad } from "../support/increment-load.js";
+import { anyLive, copiesAgree, fullyReplicated, idInShard } from "../support/replicas.js";
+import { TestCluster } from "../support/test-cluster.js";
+
+/*
+ * Replicas under faults that are not a clean death: the link between an owner and its follower
+ * cut while both live, and (with --durability power) an owner and its follower killed at once.
+ */
+
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  cluster = await TestCluster.start({
+    nodes: 3,
+    shards: 4,
+    leaseTtl: "3s",
+    args: ["--replicas", "2", "--durability", "power"],
+    // n2's peers reach it through a link the test cuts; its clients (the test) reach it directly.
+    links: ["n2"],
+  });
+  await cluster.rebalance("n1");
+  await fullyReplicated(cluster);
+}, 180_000);
+
+afterAll(() => cluster?.destroy());
+
+/** The shard's followers in the map as etcd holds it now. */
+async function followersNow(shard: number): Promise<string[]> {
+  const client = new Etcd3({ hosts: cluster.etcd.url });
+  try {
+    const value = await client.get("/apostate/test/map").string();
+    if (value === null) throw new Error("etcd has no map");
+    const map = JSON.parse(value) as { shards: { shard: number; followers: string[] }[] };
+    return map.shards.find((entry) => entry.shard === shard)?.followers ?? [];
+  } finally {
+    client.close();
+  }
+}
+
+describe("replicas under faults", () => {
+  it("a cut link to a follower: no write is acknowledged while the map still names it, and writes go on once it is dropped", async () => {
+    const status = await fullyReplicated(cluster);
+    const shard = status.shards.find((entry) => entry.followers.includes("n2") && entry.node !== "n2");
+    expect(shard).toBeDefined();
+    const { shard: id, node: owner } = shard as { shard: number; node: string };
+    const key = idInShard(status, id);
+    const link = cluster.node("n2").link;
+    link?.cut();
+    const cutAt = performance.now();
+    // For each acknowledged write, the followers the map named when the answer had arrived: the
+    // owner may acknowledge only once n2 is out of the map, as it cannot reach n2.
+    const followersAfterAck: string[][] = [];
+    const acknowledgedAt: number[] = [];
+    const refused: number[] = [];
+    let value = 0;
+    while (performance.now() - cutAt < 7_000) {
+      const answer = await fetch(`${cluster.node(owner).url}/v1/entities/probe/${key}`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ value: (value += 1) }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      await answer.arrayBuffer();
+      if (answer.status < 300) {
+        acknowledgedAt.push(performance.now() - cutAt);
+        followersAfterAck.push(await followersNow(id));
+      } else refused.push(answer.status);
+      await sleep(50);
+    }
+    link?.heal();
+    expect(acknowledgedAt.length).toBeGreaterThan(0);
+    expect(refused.every((code) => code === 503)).toBe(true);
+    // The owner waits for n2 about 2 s before it asks for the drop.
+    expect(acknowledgedAt[0]).toBeGreaterThanOrEqual(1_900);
+    for (const followers of followersAfterAck) expect(followers).not.toContain("n2");
+    await fullyReplicated(cluster);
+    await copiesAgree(cluster);
+  }, 120_000);
+
+  it("with --durability power, an owner and its follower killed together lose no acknowledged write", async () => {
+    const status = await fullyReplicated(cluster);
+    const pair = status.shards.find((entry) => entry.node !== status.coordinator && entry.followers[0] !== status.coordinator);
+    expect(pair).toBeDefined();
+    const { node: owner, followers } = pair as { node: string; followers: string[] };
+    const follower = followers[0] as string;
+    const load = IncrementLoad.start({ urls: () => cluster.urls(), counters: 30, concurrency: 6 });
+    await sleep(2_000);
+    const acknowledgedBefore = load.acknowledged;
+    await Promise.all([cluster.crash(owner), cluster.crash(follower)]);
+    await sleep(1_000);
+    await Promise.all([cluster.startNode(owner), cluster.startNode(follower)]);
+    await sleep(3_000);
+    await load.stop();
+    expect(load.acknowledged).toBeGreaterThan(acknowledgedBefore);
+    const verdict = await load.verify(cluster.node(anyLive(cluster)).url);
+    expect(verdict.problems).toEqual([]);
+    expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
+    await fullyReplicated(cluster);
+    await copiesAgree(cluster);
+  }, 180_000);
+});

@@ -3,13 +3,14 @@ import type { Logger } from "pino";
 import type { ShardSet } from "../storage/data-directory.js";
 import { DataDirectoryError } from "../storage/storage-errors.js";
 import type { ShardFence } from "../storage/shard-fence.js";
+import type { Shard } from "../storage/shard.js";
 import { ClusterMember } from "./cluster-member.js";
 import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
 import { CLUSTER_KEYS, clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
 import { readMap } from "./map-store.js";
 import { MoveRunner } from "./move-runner.js";
-import type { ClusterMap, ShardAssignment } from "./topology.js";
+import type { ClusterMap, ShardAssignment, SlotRange } from "./topology.js";
 
 const HOLD_RECHECK_MS = 300;
 
@@ -220,11 +221,7 @@ export class ClusterNode {
   private async holdShard(assignment: ShardAssignment): Promise<void> {
     const { shard, slots, epoch } = assignment;
     const { logger } = this.options;
-    const pending = this.drops.get(shard);
-    if (pending) {
-      clearTimeout(pending);
-      this.drops.delete(shard);
-    }
+    this.cancelDrop(shard);
     const incoming = this.shards.incomingFile(shard);
     let local = this.shards.get(shard);
     const heldEpoch = local?.fence().epoch ?? 0;
@@ -241,10 +238,7 @@ export class ClusterNode {
       local = await this.shards.install({ shard, slots }, incoming, epoch);
       logger.info({ shard, slots, epoch }, "shard installed from its moved copy");
     }
-    if (local.placement.slots.from !== slots.from || local.placement.slots.to !== slots.to) {
-      await this.shards.reshape(shard, slots);
-      logger.info({ shard, slots }, "shard narrowed to its range after a split");
-    }
+    await this.narrowAfterSplit(local, slots);
     // A reshape may reopen the shard: take the one held now.
     const held = this.shards.get(shard) ?? local;
     const fence = held.fence();
@@ -276,11 +270,7 @@ export class ClusterNode {
   private async followShard(assignment: ShardAssignment): Promise<void> {
     const { shard, slots, epoch } = assignment;
     const { logger } = this.options;
-    const pending = this.drops.get(shard);
-    if (pending) {
-      clearTimeout(pending);
-      this.drops.delete(shard);
-    }
+    this.cancelDrop(shard);
     const incoming = this.shards.incomingFile(shard);
     // While the shard moves, an incoming copy here is the move's (this node is its target), not a seeding's.
     if (assignment.state === "active" && existsSync(incoming)) {
@@ -294,10 +284,20 @@ export class ClusterNode {
       logger.error({ shard, epoch }, "the map names this node a follower of a shard it holds no copy of");
       return;
     }
-    if (local.placement.slots.from !== slots.from || local.placement.slots.to !== slots.to) {
-      await this.shards.reshape(shard, slots);
-      logger.info({ shard, slots }, "follower's copy narrowed to its range after a split");
-    }
+    await this.narrowAfterSplit(local, slots);
+  }
+
+  private cancelDrop(shard: number): void {
+    clearTimeout(this.drops.get(shard));
+    this.drops.delete(shard);
+  }
+
+  /** Cuts a copy (owned or followed) to the range the map gives its shard now, after a split. */
+  private async narrowAfterSplit(local: Shard, slots: SlotRange): Promise<void> {
+    const held = local.placement.slots;
+    if (held.from === slots.from && held.to === slots.to) return;
+    await this.shards.reshape(local.placement.shard, slots);
+    this.options.logger.info({ shard: local.placement.shard, slots }, "copy narrowed to its range after a split");
   }
 
   /**

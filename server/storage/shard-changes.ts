@@ -1,4 +1,5 @@
 import type Database from "better-sqlite3";
+import { perConnection } from "./per-connection.js";
 import type { EntityRow, IdempotencyRow, ShardStateRow } from "./tables.js";
 
 /**
@@ -114,17 +115,8 @@ export function applyChanges(db: Database.Database, changes: ShardChanges): void
   }).immediate();
 }
 
-/*
- * Prepared once per connection rather than for each batch: a follower applies one batch per
- * group commit of its owner. Kept per connection, and gone with it.
- */
-const preparedForApply = new WeakMap<Database.Database, ReturnType<typeof prepareApply>>();
-
-function applyStatements(db: Database.Database): ReturnType<typeof prepareApply> {
-  let statements = preparedForApply.get(db);
-  if (!statements) preparedForApply.set(db, (statements = prepareApply(db)));
-  return statements;
-}
+/* Prepared once per connection rather than for each batch: a follower applies one per group commit of its owner. */
+const applyStatements = perConnection(prepareApply);
 
 function prepareApply(db: Database.Database) {
   return {

@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import { applyChanges, type ShardChanges } from "./shard-changes.js";
+import { perConnection } from "./per-connection.js";
 import { ShardFrozenError } from "./storage-errors.js";
 import type { ShardStateRow } from "./tables.js";
 
@@ -19,14 +20,7 @@ function ackOf(applied: boolean, row: ReplicaColumns): ReplicaAck {
   return { applied, sequence: row.sequence, epoch: row.epoch, synced: row.synced !== 0 };
 }
 
-/** Prepared once per connection (see applyStatements in shard-changes.ts). */
-const prepared = new WeakMap<Database.Database, ReturnType<typeof prepare>>();
-
-function statements(db: Database.Database): ReturnType<typeof prepare> {
-  let found = prepared.get(db);
-  if (!found) prepared.set(db, (found = prepare(db)));
-  return found;
-}
+const statements = perConnection(prepare);
 
 function prepare(db: Database.Database) {
   return {

@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { TransferError } from "../../server/cluster/cluster-errors.js";
 import { ShardTransfer } from "../../server/cluster/shard-transfer.js";
 import { EntityStore } from "../../server/entities/entity-store.js";
-import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
-import { tempDir } from "../support/temp-dir.js";
+import type { ShardSet } from "../../server/storage/data-directory.js";
+import { openMemberDirectory } from "../support/member-directory.js";
 
 /*
  * The target's side of a shard's copy: the snapshot is taken only when it arrives as its
@@ -18,20 +18,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function openSet(): Promise<ShardSet> {
-  const dir = tempDir();
-  const shards = await openDataDirectory(dir.path, {
-    shardCount: 1,
-    durability: "process",
-    busyTimeoutMs: 5000,
-    verify: false,
-    member: { cluster: "test", node: "n1" },
-  });
-  cleanups.push(
-    () => dir.remove(),
-    () => shards.close(),
-  );
-  return shards;
+function openSet(): Promise<ShardSet> {
+  return openMemberDirectory(cleanups);
 }
 
 /** A source node that answers every snapshot request with `body` and `headers`. */

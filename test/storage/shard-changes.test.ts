@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { slotOf } from "../../schema/placement.js";
 import { EntityStore, type Mutation } from "../../server/entities/entity-store.js";
 import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
+import { openMemberDirectory } from "../support/member-directory.js";
 import { readChanges, type ShardChanges } from "../../server/storage/shard-changes.js";
 import { Shard } from "../../server/storage/shard.js";
 import { tempDir } from "../support/temp-dir.js";
@@ -20,18 +21,7 @@ afterEach(() => {
 });
 
 async function openSet(shardCount = 1): Promise<{ shards: ShardSet; store: EntityStore }> {
-  const dir = tempDir();
-  const shards = await openDataDirectory(dir.path, {
-    shardCount,
-    durability: "process",
-    busyTimeoutMs: 5000,
-    verify: false,
-    member: { cluster: "test", node: "n1" },
-  });
-  cleanups.push(
-    () => dir.remove(),
-    () => shards.close(),
-  );
+  const shards = await openMemberDirectory(cleanups, { shardCount });
   return { shards, store: new EntityStore(shards) };
 }
 

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { EntityStore, type Mutation } from "../../server/entities/entity-store.js";
-import { openDataDirectory, type ShardSet } from "../../server/storage/data-directory.js";
+import type { ShardSet } from "../../server/storage/data-directory.js";
 import type { ReplicaBatch } from "../../server/storage/shard.js";
 import type { ShardChanges } from "../../server/storage/shard-changes.js";
 import { ShardFrozenError } from "../../server/storage/storage-errors.js";
-import { tempDir } from "../support/temp-dir.js";
+import { openMemberDirectory } from "../support/member-directory.js";
 
 /*
  * Replication at the storage layer: what a committed batch hands its followers, when its writes
@@ -17,37 +17,12 @@ afterEach(() => {
 
 /** A member's directory whose shard ships every guarded batch to `ship` (the guard lets everything through). */
 async function openOwner(ship: (batch: ReplicaBatch) => Promise<void>): Promise<{ shards: ShardSet; store: EntityStore }> {
-  const dir = tempDir();
-  const shards = await openDataDirectory(dir.path, {
-    shardCount: 1,
-    durability: "process",
-    busyTimeoutMs: 5000,
-    verify: false,
-    member: { cluster: "test", node: "n1" },
-    guard: () => undefined,
-    ship,
-  });
-  cleanups.push(
-    () => dir.remove(),
-    () => shards.close(),
-  );
+  const shards = await openMemberDirectory(cleanups, { guard: () => undefined, ship });
   return { shards, store: new EntityStore(shards) };
 }
 
-async function openCopy(): Promise<ShardSet> {
-  const dir = tempDir();
-  const shards = await openDataDirectory(dir.path, {
-    shardCount: 1,
-    durability: "process",
-    busyTimeoutMs: 5000,
-    verify: false,
-    member: { cluster: "test", node: "n2" },
-  });
-  cleanups.push(
-    () => dir.remove(),
-    () => shards.close(),
-  );
-  return shards;
+function openCopy(): Promise<ShardSet> {
+  return openMemberDirectory(cleanups, { node: "n2" });
 }
 
 const put = (id: string, options: { key?: string; ifMatch?: number[] } = {}): Mutation => ({

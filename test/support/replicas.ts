@@ -1,5 +1,7 @@
+import { expect } from "vitest";
 import { slotOf } from "../../schema/placement.js";
 import { eventually } from "./cluster-etcd.js";
+import type { IncrementLoad } from "./increment-load.js";
 import type { ClusterAnswer, TestCluster } from "./test-cluster.js";
 
 /** Some node of the cluster that is running, to ask about the cluster. */
@@ -74,4 +76,17 @@ export function idInShard(status: ClusterAnswer, shard: number, type = "probe"):
     const slot = slotOf(type, `p${i}`);
     if (entry.slots.from <= slot && slot <= entry.slots.to) return `p${i}`;
   }
+}
+
+/**
+ * Stops the load and checks its history (every acknowledged increment there exactly once), then
+ * waits until every shard is fully replicated again and every copy holds the same rows.
+ */
+export async function historyHoldsAndCopiesAgree(cluster: TestCluster, load: IncrementLoad): Promise<void> {
+  await load.stop();
+  const verdict = await load.verify(cluster.node(anyLive(cluster)).url);
+  expect(verdict.problems).toEqual([]);
+  expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
+  await fullyReplicated(cluster);
+  await copiesAgree(cluster);
 }

@@ -231,7 +231,7 @@ export class ClusterNode {
       local = undefined;
     }
     if (!local) {
-      if (!existsSync(incoming)) {
+      if (!existsSync(incoming) && !(await this.shards.reclaimInterruptedInstall(shard, epoch))) {
         logger.error({ shard, epoch }, "the map gives this node a shard it holds no copy of");
         return;
       }

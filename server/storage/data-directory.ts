@@ -16,6 +16,7 @@ import {
 } from "./manifest.js";
 import { isWithin, Shard, type ShardOptions, type ShardPlacement, type SlotRange, type WriteGuard } from "./shard.js";
 import { verifyShardFile } from "./shard-verification.js";
+import { fenceOf, type ShardFence } from "./shard-fence.js";
 import { DataDirectoryError, ShardNotHereError } from "./storage-errors.js";
 
 export interface OpenOptions extends ShardOptions {
@@ -153,6 +154,31 @@ export class ShardSet {
       this.held.set(entry.shard, held);
       this.index();
       return held.shard;
+    });
+  }
+
+  /**
+   * Finishes an install that a crash cut between renaming the copy into the directory and naming
+   * it in the manifest: the shard's file is there, unlisted, and the copy is gone from
+   * `incoming/`. A file at `epoch` and not frozen is that copy (install stamps the epoch before
+   * the rename), and goes back to `incoming/` for the install to be done again; true then. Any
+   * other unlisted file of the shard is one a drop left behind (the manifest lets it go first),
+   * and is deleted.
+   */
+  reclaimInterruptedInstall(shard: number, epoch: number): Promise<boolean> {
+    return this.serially(async () => {
+      this.assertMember();
+      const file = join(this.directory, shardFileName(shard));
+      if (this.held.has(shard) || !existsSync(file)) return false;
+      const fence = fenceOfFile(file);
+      if (fence.epoch !== epoch || fence.frozen) {
+        removeShardFiles(file);
+        syncPath(this.directory);
+        return false;
+      }
+      renameSync(file, this.incomingFile(shard));
+      syncPath(this.directory);
+      return true;
     });
   }
 
@@ -441,4 +467,14 @@ function sealCopy(file: string): void {
     db.close();
   }
   syncPath(file);
+}
+
+/** The fence a closed shard file records, read without opening it as a shard. */
+function fenceOfFile(file: string): ShardFence {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return fenceOf(db.prepare("select epoch, frozen, followers from shard_state").get() as Parameters<typeof fenceOf>[0]);
+  } finally {
+    db.close();
+  }
 }

@@ -138,6 +138,52 @@ describe("a cluster member's data directory", () => {
     expect(readManifestFile(path).member).toEqual(N1);
   });
 
+  it("finishes an install that a crash cut before the manifest named the file, and deletes what a cut drop left", async () => {
+    const path = newDirectory();
+    const first = await open(path, N1);
+    await fill(first);
+    const copy = await copyInto(first, first.get(0)!, 1);
+    await first.reshape(0, LOWER);
+    const installed = await first.install({ shard: 1, slots: UPPER }, copy, 9);
+    expect(installed.fence().epoch).toBe(9);
+    first.close();
+    // The crash: shard-001.sqlite is in place, but the manifest never named it.
+    const manifest = readManifestFile(path);
+    writeFileSync(
+      join(path, MANIFEST_FILE),
+      JSON.stringify({ ...manifest, shards: manifest.shards.filter((entry) => entry.shard !== 1) }),
+    );
+
+    const restarted = await open(path, N1);
+    expect(restarted.get(1)).toBeUndefined();
+    // Not at the epoch the map gives: a leftover, deleted.
+    expect(await restarted.reclaimInterruptedInstall(1, 10)).toBe(false);
+    expect(existsSync(join(path, "shard-001.sqlite"))).toBe(false);
+  });
+
+  it("puts back for its install a copy a crash left unlisted at the epoch the map gives", async () => {
+    const path = newDirectory();
+    const first = await open(path, N1);
+    await fill(first);
+    const upper = first.get(0)!.digest(UPPER);
+    const copy = await copyInto(first, first.get(0)!, 1);
+    await first.reshape(0, LOWER);
+    await first.install({ shard: 1, slots: UPPER }, copy, 9);
+    first.close();
+    const manifest = readManifestFile(path);
+    writeFileSync(
+      join(path, MANIFEST_FILE),
+      JSON.stringify({ ...manifest, shards: manifest.shards.filter((entry) => entry.shard !== 1) }),
+    );
+
+    const restarted = await open(path, N1);
+    expect(await restarted.reclaimInterruptedInstall(1, 9)).toBe(true);
+    expect(existsSync(restarted.incomingFile(1))).toBe(true);
+    const again = await restarted.install({ shard: 1, slots: UPPER }, restarted.incomingFile(1), 9);
+    expect(again.digest()).toEqual({ ...upper, sequence: expect.any(Number) });
+    expect(readManifestFile(path).shards.map((entry) => entry.shard)).toEqual([0, 1]);
+  });
+
   it("splits a shard, moves half to another node and drops it, while a second process follows by reloading", async () => {
     const path = newDirectory();
     const primary = await open(path, N1);

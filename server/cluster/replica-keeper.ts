@@ -2,8 +2,8 @@ import type { Namespace } from "etcd3";
 import type { Logger } from "pino";
 import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterView } from "./cluster-view.js";
-import { CLUSTER_KEYS } from "./etcd-client.js";
-import { placementsOf, readMap, updateMap } from "./map-store.js";
+import { CLUSTER_KEYS, modRevision } from "./etcd-client.js";
+import { decodeMap, placementsOf, updateMap } from "./map-store.js";
 import { callNode } from "./node-call.js";
 import type { FenceAnswer, IncomingProgress } from "./shard-transfer.js";
 import type { ClusterMap, ShardAssignment } from "./topology.js";
@@ -52,9 +52,14 @@ export class ReplicaKeeper {
     private readonly options: ReplicaKeeperOptions,
   ) {}
 
-  /** One round: every failover due, then one seeding started in the background if one is due. */
+  /**
+   * One round: every failover due, then one seeding started in the background if one is due.
+   * It decides from the node's watched copy of the map, so a round with nothing to do sends etcd
+   * nothing (the coordinator runs one every quarter second); every change it makes is a
+   * compare-and-set against the map in etcd.
+   */
   async tend(): Promise<void> {
-    const map = await readMap(this.cluster);
+    const map = this.view.map;
     if (!map) return;
     const live = new Set(this.view.liveNodes.map((node) => node.node));
     for (const entry of map.shards) {
@@ -63,7 +68,7 @@ export class ReplicaKeeper {
       await this.failOver(entry, candidates);
     }
     if (this.options.replicas > 1 && !this.seeding) {
-      const due = this.nextSeeding(await readMap(this.cluster), live);
+      const due = this.nextSeeding(this.view.map, live);
       if (due) {
         this.seeding = this.seed(due.entry, due.target)
           .catch((error: unknown) =>
@@ -76,8 +81,15 @@ export class ReplicaKeeper {
 
   private async failOver(entry: ShardAssignment, candidates: string[]): Promise<void> {
     const { logger } = this.options;
-    const revision = Number((await this.cluster.get(CLUSTER_KEYS.map).exec()).header.revision);
-    const epoch = revision + 1;
+    // The watched map may lag behind etcd's (a failover of a moment ago): fencing on it would
+    // raise the copies of the owner just promoted above its own epoch. So the decision is
+    // checked against etcd first, and the new epoch taken from the same read.
+    const response = await this.cluster.get(CLUSTER_KEYS.map).exec();
+    const kv = response.kvs[0];
+    const stored =
+      kv && decodeMap(kv.value.toString(), modRevision(kv)).shards.find((candidate) => candidate.shard === entry.shard);
+    if (!stored || stored.node !== entry.node || stored.epoch !== entry.epoch) return;
+    const epoch = Number(response.header.revision) + 1;
     const answers = await Promise.allSettled(
       candidates.map(async (node) => {
         const fence = (await callNode(this.urlOf(node), "POST", `/admin/cluster/shards/${entry.shard}/fence`, {
@@ -171,8 +183,10 @@ export class ReplicaKeeper {
     const written = await updateMap(this.cluster, (current) => {
       const now = current.shards.find((candidate) => candidate.shard === shard);
       if (!now || now.node !== entry.node || now.epoch !== entry.epoch || now.state !== "active") return undefined;
-      if (now.followers.includes(target)) return undefined;
-      const followers = [...now.followers.filter((node) => live.has(node)), target];
+      const kept = now.followers.filter((node) => live.has(node));
+      // Another round added one meanwhile (this one decided from a watched map a moment old).
+      if (now.followers.includes(target) || kept.length >= this.options.replicas - 1) return undefined;
+      const followers = [...kept, target];
       return placementsOf(current).map((placement) => (placement.shard === shard ? { ...placement, followers } : placement));
     });
     if (!written.shards.some((candidate) => candidate.shard === shard && candidate.followers.includes(target))) {

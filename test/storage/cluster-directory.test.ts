@@ -57,6 +57,15 @@ function readManifestFile(path: string): Manifest {
   return JSON.parse(readFileSync(join(path, MANIFEST_FILE), "utf8")) as Manifest;
 }
 
+/** An install cut by a crash before the manifest named its file: the file stays, unlisted. */
+function unlistShard(path: string, shard: number): void {
+  const manifest = readManifestFile(path);
+  writeFileSync(
+    join(path, MANIFEST_FILE),
+    JSON.stringify({ ...manifest, shards: manifest.shards.filter((entry) => entry.shard !== shard) }),
+  );
+}
+
 /** The rows a shard file holds, counted, against the tallies it keeps. */
 function expectSound(shard: Shard): { entities: number; records: number; slots: { min: number; max: number } } {
   const db = new Database(shard.file, { readonly: true });
@@ -147,12 +156,7 @@ describe("a cluster member's data directory", () => {
     const installed = await first.install({ shard: 1, slots: UPPER }, copy, 9);
     expect(installed.fence().epoch).toBe(9);
     first.close();
-    // The crash: shard-001.sqlite is in place, but the manifest never named it.
-    const manifest = readManifestFile(path);
-    writeFileSync(
-      join(path, MANIFEST_FILE),
-      JSON.stringify({ ...manifest, shards: manifest.shards.filter((entry) => entry.shard !== 1) }),
-    );
+    unlistShard(path, 1);
 
     const restarted = await open(path, N1);
     expect(restarted.get(1)).toBeUndefined();
@@ -170,11 +174,7 @@ describe("a cluster member's data directory", () => {
     await first.reshape(0, LOWER);
     await first.install({ shard: 1, slots: UPPER }, copy, 9);
     first.close();
-    const manifest = readManifestFile(path);
-    writeFileSync(
-      join(path, MANIFEST_FILE),
-      JSON.stringify({ ...manifest, shards: manifest.shards.filter((entry) => entry.shard !== 1) }),
-    );
+    unlistShard(path, 1);
 
     const restarted = await open(path, N1);
     expect(await restarted.reclaimInterruptedInstall(1, 9)).toBe(true);

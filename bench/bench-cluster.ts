@@ -28,7 +28,7 @@ const READY_TIMEOUT_MS = 60_000;
  *
  * @example
  * const cluster = await BenchCluster.start(root, { nodes: 3, firstDataDir });
- * const before = cluster.cpuSeconds();
+ * const topology = await cluster.topology(cluster.node("n1").url);
  */
 export class BenchCluster {
   private constructor(
@@ -81,17 +81,6 @@ export class BenchCluster {
     const node = this.nodes.find((candidate) => candidate.id === id);
     if (!node) throw new Error(`no node ${id}`);
     return node;
-  }
-
-  /** User and system CPU time of every process of every node so far (etcd's not counted), in seconds. */
-  cpuSeconds(): number | null {
-    let total = 0;
-    for (const { server } of this.nodes) {
-      const seconds = server.cpuSeconds();
-      if (seconds === null) return null;
-      total += seconds;
-    }
-    return total;
   }
 
   topology(via: string): Promise<Topology> {

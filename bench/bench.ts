@@ -290,7 +290,15 @@ const logFile = join(root, "server.log");
 const REPLICAS = Number(args.replicas);
 if (![1, 2, 3].includes(REPLICAS)) throw new Error("--replicas must be 1, 2 or 3");
 if (args.cluster && REPLICAS > 1) {
-  await replicationBench({ entities: ENTITIES, load: LOAD, root, resultsDir: RESULTS_DIR, runId: RUN_ID, replicas: REPLICAS });
+  await replicationBench({
+    entities: ENTITIES,
+    load: LOAD,
+    root,
+    resultsDir: RESULTS_DIR,
+    runId: RUN_ID,
+    replicas: REPLICAS,
+    profile: args.profile,
+  });
 } else if (args.cluster) {
   await clusterBench({ entities: ENTITIES, load: LOAD, root, resultsDir: RESULTS_DIR, runId: RUN_ID, profile: args.profile });
 } else {

@@ -6,9 +6,9 @@ import { slotOf } from "../schema/placement.js";
 import { IncrementLoad } from "../test/support/increment-load.js";
 import { BenchCluster, type MoveAnswer, type Topology } from "./bench-cluster.js";
 import { BenchServer } from "./bench-server.js";
-import { measure, warmUp, type BenchRequest, type LoadOptions } from "./load.js";
+import type { BenchRequest, LoadOptions } from "./load.js";
+import { idleCpu, measureCost, printProfiles, type Measured, type Server } from "./node-cost.js";
 import { preload, PRELOAD_SHARDS } from "./preload.js";
-import { profileText, type TimeWindow } from "./profile-summary.js";
 import { formatClusterReport, SINGLE, type CostRow, type MoveFigures } from "./cluster-report.js";
 import { ENTITY_TYPE, entityId, getRequests, putRequests } from "./workload.js";
 
@@ -74,7 +74,7 @@ export async function clusterBench(settings: ClusterBenchSettings): Promise<void
     profileDir: profileDir("single"),
   });
   let cluster: BenchCluster | undefined;
-  let measured: Measured[] | undefined;
+  let measured: Measured<CostRow>[] | undefined;
   try {
     cluster = await BenchCluster.start(root, { nodes: NODES, firstDataDir, profileDir });
     const move = await moveUnderLoad(cluster);
@@ -170,8 +170,6 @@ async function moveUnderLoad(cluster: BenchCluster): Promise<MoveFigures> {
   };
 }
 
-type Server = { id: string; server: BenchServer };
-
 /** Where a scenario's requests go, and the servers whose processes' CPU counts for it. */
 interface Target {
   kind: "single" | "direct" | "forwarded" | "proxy";
@@ -179,29 +177,6 @@ interface Target {
   sentTo: string;
   url: string;
   servers: Server[];
-}
-
-/** A scenario's measured span on the monotonic clock, for the profiles `--profile` has the servers write. */
-type Measured = { row: CostRow; window: TimeWindow; servers: Server[] };
-
-/** Each server's CPU so far, in seconds (null where /proc is missing). */
-const cpuReadings = (servers: Server[]) => servers.map(({ server }) => server.cpuSeconds());
-
-/** Each server's CPU between two readings, in µs, divided by `per`; servers without readings are left out. */
-function cpuSpent(servers: Server[], before: (number | null)[], after: (number | null)[], per: number): Record<string, number> {
-  return Object.fromEntries(
-    servers.flatMap(({ id }, i) => {
-      const [start, end] = [before[i], after[i]];
-      return start == null || end == null || per === 0 ? [] : [[id, ((end - start) * 1e6) / per]];
-    }),
-  );
-}
-
-/** The CPU each server spends a second with no request to serve (leases, watches, timers), in ms. */
-async function idleCpu(servers: Server[]): Promise<Record<string, number>> {
-  const before = cpuReadings(servers);
-  await sleep(IDLE_SECONDS * 1000);
-  return cpuSpent(servers, before, cpuReadings(servers), IDLE_SECONDS * 1000);
 }
 
 /**
@@ -214,7 +189,7 @@ async function costPerRequest(
   cluster: BenchCluster,
   single: BenchServer,
   settings: ClusterBenchSettings,
-): Promise<{ measured: Measured[]; idle: Record<string, number> }> {
+): Promise<{ measured: Measured<CostRow>[]; idle: Record<string, number> }> {
   const [owner, forwarder] = cluster.nodes;
   if (!owner || !forwarder) throw new Error("forwarding needs two nodes");
   const topology = await cluster.topology(owner.url);
@@ -228,7 +203,7 @@ async function costPerRequest(
     const nodes = cluster.nodes.map(({ id, server }) => ({ id, server }));
     const singleNode = { id: "single", server: single };
     process.stderr.write(`CPU of every server, idle for ${IDLE_SECONDS} s …`);
-    const idle = await idleCpu([singleNode, ...nodes]);
+    const idle = await idleCpu([singleNode, ...nodes], IDLE_SECONDS);
     process.stderr.write(
       ` ${Object.entries(idle)
         .map(([id, ms]) => `${id} ${ms.toFixed(0)}`)
@@ -253,12 +228,15 @@ async function costPerRequest(
         servers: [{ id: "proxy", server: proxy }, ...nodes],
       },
     ];
-    const measured: Measured[] = [];
+    const measured: Measured<CostRow>[] = [];
     const run = async (verb: string, requests: () => BenchRequest, target: Target, rate?: number) => {
       const paced = rate === undefined ? "" : `, at ${rate} req/s`;
       const label = `${verb === "get" ? "GET by key" : "PUT replace"}, ${target.description}${paced}`;
       process.stderr.write(`  ${label} …`);
-      const { measurement, window, cpuByNode } = await measureCost(target, requests, { ...settings.load, rate });
+      const { measurement, window, cpuByNode } = await measureCost(target.url, target.servers, requests, {
+        ...settings.load,
+        rate,
+      });
       process.stderr.write(
         ` ${Math.round(measurement.requestsPerSecond)} req/s, ${measurement.cpuMicrosPerRequest?.toFixed(0) ?? "?"} µs/req\n`,
       );
@@ -286,43 +264,6 @@ async function costPerRequest(
     return { measured, idle };
   } finally {
     await proxy.stop();
-  }
-}
-
-/** One scenario after its warm-up: the measurement, when it ran, and each server's CPU µs per request. */
-async function measureCost(target: Target, requests: () => BenchRequest, load: LoadOptions) {
-  await warmUp(target.url, requests, load);
-  const before = cpuReadings(target.servers);
-  const from = monotonicMicros();
-  const measurement = await measure(target.url, requests, { ...load, warmupSeconds: 0 }, () => sum(cpuReadings(target.servers)));
-  const window = { from, to: monotonicMicros() };
-  const after = cpuReadings(target.servers);
-  const answered = measurement.requestsPerSecond * load.seconds;
-  const cpuByNode = cpuSpent(target.servers, before, after, answered);
-  return { measurement, window, cpuByNode };
-}
-
-/** The sum of CPU readings, or null when one cannot be read. */
-function sum(readings: (number | null)[]): number | null {
-  return readings.some((reading) => reading === null)
-    ? null
-    : readings.reduce<number>((total, reading) => total + (reading ?? 0), 0);
-}
-
-const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
-
-/**
- * With `--profile`: each scenario's busy CPU by category on each server that spent at least a
- * tenth of it, in µs per request, from the profiles the servers wrote when they stopped.
- */
-function printProfiles(measured: Measured[]): void {
-  for (const { row, window, servers } of measured) {
-    for (const { id, server } of servers) {
-      const micros = row.cpuByNode[id];
-      if (!server.profileDir || micros === undefined || row.cpuMicrosPerRequest === null || micros < row.cpuMicrosPerRequest / 10)
-        continue;
-      process.stderr.write(`${row.label}, ${id}'s ${profileText(server.profileDir, undefined, [window], micros)}`);
-    }
   }
 }
 

@@ -7,7 +7,8 @@ import { DEFAULT_LEASE_TTL_SECONDS } from "../server/cluster/topology.js";
 import { IncrementLoad } from "../test/support/increment-load.js";
 import type { HistoryVerdict } from "../test/support/increment-history.js";
 import { BenchCluster, type ClusterStatus, type MoveAnswer } from "./bench-cluster.js";
-import { measure, warmUp, type BenchRequest, type LoadOptions, type Measurement } from "./load.js";
+import type { LoadOptions, Measurement } from "./load.js";
+import { measureCost, printProfiles, type Measured } from "./node-cost.js";
 import { preload } from "./preload.js";
 import { ENTITY_TYPE, entityId, getRequests, putRequests } from "./workload.js";
 
@@ -18,6 +19,8 @@ export interface ReplicationBenchSettings {
   resultsDir: string;
   runId: string;
   replicas: number;
+  /** Have every node write CPU profiles, and print where each scenario's CPU went. */
+  profile: boolean;
 }
 
 const NODES = 3;
@@ -30,6 +33,8 @@ interface Row {
   scenario: string;
   replicas: number;
   measurement: Measurement;
+  /** CPU µs per request of each node's processes. */
+  cpuByNode: Record<string, number>;
 }
 
 /**
@@ -49,6 +54,7 @@ export async function replicationBench(settings: ReplicationBenchSettings): Prom
   process.stderr.write(` ${preloaded.seconds.toFixed(1)} s\n`);
 
   const rows: Row[] = [];
+  const measured: Measured[] = [];
   for (const copies of [1, replicas]) {
     const dir = join(root, `run-${copies}`);
     mkdirSync(dir, { recursive: true });
@@ -58,11 +64,16 @@ export async function replicationBench(settings: ReplicationBenchSettings): Prom
       nodes: NODES,
       firstDataDir: join(dir, "data-n1"),
       args: ["--replicas", String(copies)],
+      profileDir: (node) =>
+        settings.profile ? join(settings.resultsDir, `profile-${settings.runId}-r${copies}-${node}`) : undefined,
     });
     try {
       await rebalance(cluster);
       if (copies > 1) await replicated(cluster, copies);
-      rows.push(...(await costToOwner(cluster, settings, copies)));
+      for (const cost of await costToOwner(cluster, settings, copies)) {
+        rows.push(cost.row);
+        measured.push(cost.measured);
+      }
       if (copies > 1) {
         const failover = await failoverUnderLoad(cluster);
         loadAverage.end = loadavg()[0] ?? 0;
@@ -80,6 +91,8 @@ export async function replicationBench(settings: ReplicationBenchSettings): Prom
       await cluster.stop();
     }
   }
+  // The nodes write their profiles as they stop.
+  printProfiles(measured);
 }
 
 async function rebalance(cluster: BenchCluster): Promise<void> {
@@ -105,7 +118,11 @@ async function replicated(cluster: BenchCluster, copies: number): Promise<void> 
 }
 
 /** GET and PUT by key to n1 for the keys n1 owns, CPU counted over every node. */
-async function costToOwner(cluster: BenchCluster, settings: ReplicationBenchSettings, copies: number): Promise<Row[]> {
+async function costToOwner(
+  cluster: BenchCluster,
+  settings: ReplicationBenchSettings,
+  copies: number,
+): Promise<{ row: Row; measured: Measured }[]> {
   const owner = cluster.node("n1");
   const topology = await cluster.topology(owner.url);
   const owned = Array.from({ length: settings.entities }, (_, index) => index).filter((index) => {
@@ -113,24 +130,25 @@ async function costToOwner(cluster: BenchCluster, settings: ReplicationBenchSett
     return topology.shards.find(({ slots }) => slots.from <= slot && slot <= slots.to)?.node === owner.id;
   });
   const pick = () => owned[Math.floor(Math.random() * owned.length)] as number;
-  const rows: Row[] = [];
+  const servers = cluster.nodes.map(({ id, server }) => ({ id, server }));
+  const costs: { row: Row; measured: Measured }[] = [];
   for (const [scenario, requests] of [
     ["GET by key", getRequests(pick)],
     ["PUT replace", putRequests(pick)],
   ] as const) {
     process.stderr.write(`  ${scenario}, --replicas ${copies}, to ${owner.id} …`);
-    const measurement = await measureAll(cluster, owner.url, requests, settings.load);
+    const { measurement, window, cpuByNode } = await measureCost(owner.url, servers, requests, settings.load);
+    const byNode = Object.entries(cpuByNode).map(([id, micros]) => `${id} ${micros.toFixed(0)}`);
     process.stderr.write(
-      ` ${Math.round(measurement.requestsPerSecond)} req/s, ${measurement.cpuMicrosPerRequest?.toFixed(0) ?? "?"} µs/req\n`,
+      ` ${Math.round(measurement.requestsPerSecond)} req/s, ${measurement.cpuMicrosPerRequest?.toFixed(0) ?? "?"} µs/req (${byNode.join(", ")})\n`,
     );
-    rows.push({ scenario, replicas: copies, measurement });
+    const label = `${scenario}, --replicas ${copies}`;
+    costs.push({
+      row: { scenario, replicas: copies, measurement, cpuByNode },
+      measured: { row: { label, cpuMicrosPerRequest: measurement.cpuMicrosPerRequest, cpuByNode }, window, servers },
+    });
   }
-  return rows;
-}
-
-async function measureAll(cluster: BenchCluster, url: string, requests: () => BenchRequest, load: LoadOptions) {
-  await warmUp(url, requests, load);
-  return measure(url, requests, { ...load, warmupSeconds: 0 }, () => cluster.cpuSeconds());
+  return costs;
 }
 
 interface FailoverFigures {

@@ -28,6 +28,8 @@ const { values: args } = parseArgs({
 const ENTITIES = Number(args.entities);
 const SECONDS = Number(args.duration);
 const KEYS = 65_536;
+/** Rows in a follower's batch: about what one group commit of the replication bench's owner ships. */
+const REPLICA_BATCH = 9;
 
 interface Case {
   name: string;
@@ -220,6 +222,33 @@ try {
       const { id, slot, shard } = key(i);
       rawKeyedIncrement[shard]?.immediate(id, slot, `k${(run += 1)}`);
     },
+  );
+
+  // A follower's side of replication: the rows of one of its owner's group commits (random keys
+  // of one shard) in one transaction, against the same upserts by hand.
+  const follower = shards.shards[0];
+  const rawFollower = raw[0];
+  if (!follower || !rawFollower) throw new Error("the bench needs shard 0");
+  const ownKeys = keys.filter(({ shard }) => shard === 0);
+  const batchRows = (i: number, after: number): EntityRow[] =>
+    Array.from({ length: REPLICA_BATCH }, (_, n) => {
+      const { id, slot } = ownKeys[(i * REPLICA_BATCH + n) % ownKeys.length] as (typeof keys)[number];
+      const now = new Date().toISOString();
+      return { ...rowAfter(undefined, id, slot, now, after + n + 1), version: after + n + 1 };
+    });
+  const rawApply = rawFollower.db.transaction((rows: EntityRow[]) => {
+    for (const row of rows) rawFollower.upsert.run(row);
+    rawFollower.sequence.get({ now: new Date().toISOString() });
+  });
+  await compare(
+    `follower's batch of ${REPLICA_BATCH}: Shard.applyReplica`,
+    `follower's batch of ${REPLICA_BATCH}: raw better-sqlite3`,
+    (i) => {
+      const { sequence: after, epoch } = follower.replicaState();
+      const entities = batchRows(i, after);
+      follower.applyReplica(epoch, { after, upTo: after + REPLICA_BATCH, entities, idempotency: [], frozen: false });
+    },
+    (i) => rawApply.immediate(batchRows(i, follower.replicaState().sequence)),
   );
 
   for (const { db } of raw) db.close();

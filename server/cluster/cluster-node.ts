@@ -253,6 +253,10 @@ export class ClusterNode {
     if (fence.followers.join(",") !== [...assignment.followers].sort().join(",")) {
       held.setFence({ followers: assignment.followers });
       logger.info({ shard, followers: assignment.followers }, "shard's followers set");
+      // A follower joins the map when its seeding has caught up: the tail that read this
+      // copy's change feed is over, and its indexes would slow every write from now on.
+      const added = assignment.followers.some((follower) => !fence.followers.includes(follower));
+      if (added && assignment.state === "active") held.dropChangeFeedIndexes();
     }
     if (fence.frozen && assignment.state === "active") {
       held.setFence({ frozen: false });

@@ -478,6 +478,14 @@ export class Shard {
     });
   }
 
+  /**
+   * Drops the change feed's indexes (see indexChangeFeed) once nothing tails the shard any more:
+   * they cost every write. A later {@link changesAfter} builds them again.
+   */
+  dropChangeFeedIndexes(): void {
+    this.run(() => dropChangeFeedIndexes(this.db));
+  }
+
   /** Applies a batch of another copy's change feed, in one immediate transaction; idempotent. */
   applyChanges(changes: ShardChanges): void {
     this.run(() => applyChanges(this.db, changes));

@@ -195,7 +195,7 @@ describe("the change feed", () => {
 });
 
 describe("the change feed's indexes", () => {
-  it("exist only once a member's shard is tailed, until it is opened again, and the feed reads the same batches either way", async () => {
+  it("exist only once a member's shard is tailed, until they are dropped or it is opened again, and the feed reads the same batches either way", async () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
     const options = { shardCount: 1, durability: "process", busyTimeoutMs: 5000, verify: false } as const;
@@ -227,6 +227,11 @@ describe("the change feed's indexes", () => {
 
     const member = { ...options, member: { cluster: "test", node: "n1" } };
     const tailed = await openDataDirectory(dir.path, member);
+    expect(indexes(file)).toEqual([]);
+    expect(batches(tailed.get(0)!)).toEqual(scanned);
+    expect(indexes(file)).toEqual(["entities_sequence", "idempotency_sequence"]);
+    // A follower's seeding is over: the indexes go, and a later tail builds them again.
+    tailed.get(0)!.dropChangeFeedIndexes();
     expect(indexes(file)).toEqual([]);
     expect(batches(tailed.get(0)!)).toEqual(scanned);
     expect(indexes(file)).toEqual(["entities_sequence", "idempotency_sequence"]);

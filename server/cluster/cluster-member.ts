@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { isRecoverableError, type Etcd3, type Namespace } from "etcd3";
+import type { Etcd3, Namespace } from "etcd3";
 import { ClusterView } from "./cluster-view.js";
 import { CoordinatorCandidate, type CoordinatorListeners } from "./coordinator-election.js";
 import { clusterCursorSecret } from "./cursor-secret.js";
-import { clusterNamespace, connectEtcd } from "./etcd-client.js";
+import { clusterNamespace, connectEtcd, retryWhileRecoverable } from "./etcd-client.js";
 import { createMapIfAbsent, readMap } from "./map-store.js";
 import { NodeIdTakenError, NodeRegistration } from "./node-registration.js";
 import { firstNodeShards, type LiveNode, type SlotRange } from "./topology.js";
@@ -41,21 +41,9 @@ export class ClusterMember {
     readonly candidate: CoordinatorCandidate,
   ) {}
 
-  /**
-   * Joins, trying again for up to {@link JOIN_RETRY_MS} while etcd answers with an error it
-   * calls recoverable (an overloaded etcd says "too many requests"): a start-up should wait that
-   * out, as it waits for etcd to answer at all.
-   */
-  static async join(options: ClusterMemberOptions): Promise<ClusterMember> {
-    const deadline = performance.now() + JOIN_RETRY_MS;
-    for (;;) {
-      try {
-        return await ClusterMember.joinOnce(options);
-      } catch (error) {
-        if (!(error instanceof Error && isRecoverableError(error)) || performance.now() > deadline) throw error;
-        await sleep(REGISTER_RETRY_MS);
-      }
-    }
+  /** Joins; an overloaded etcd is waited out (see retryWhileRecoverable). */
+  static join(options: ClusterMemberOptions): Promise<ClusterMember> {
+    return retryWhileRecoverable(() => ClusterMember.joinOnce(options));
   }
 
   private static async joinOnce(options: ClusterMemberOptions): Promise<ClusterMember> {
@@ -92,8 +80,6 @@ export class ClusterMember {
 }
 
 const REGISTER_RETRY_MS = 500;
-/** How long a start-up tries again to join while etcd is overloaded. */
-const JOIN_RETRY_MS = 10_000;
 
 /**
  * Registers the node, waiting while its id is still held: a node restarted after `kill -9`

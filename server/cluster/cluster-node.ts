@@ -7,7 +7,7 @@ import type { Shard } from "../storage/shard.js";
 import { ClusterMember } from "./cluster-member.js";
 import type { FailoverListener } from "../metrics/replication-metrics.js";
 import type { ClusterSnapshot } from "./cluster-state.js";
-import { CLUSTER_KEYS, clusterNamespace, connectEtcd, withinDeadline } from "./etcd-client.js";
+import { CLUSTER_KEYS, clusterNamespace, connectEtcd, retryWhileRecoverable, withinDeadline } from "./etcd-client.js";
 import { readMap } from "./map-store.js";
 import { MoveRunner } from "./move-runner.js";
 import type { ClusterMap, ShardAssignment, SlotRange } from "./topology.js";
@@ -111,7 +111,7 @@ export class ClusterNode {
     const client = connectEtcd(options.etcd);
     try {
       const map = await withinDeadline(
-        readMap(clusterNamespace(client, options.cluster)),
+        retryWhileRecoverable(() => readMap(clusterNamespace(client, options.cluster))),
         ETCD_START_WAIT_MS,
         () => new Error(`etcd at ${options.etcd.join(", ")} did not answer within ${ETCD_START_WAIT_MS / 1000} s`),
       );

@@ -1,4 +1,5 @@
-import { Etcd3, type IKeyValue, type Namespace } from "etcd3";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Etcd3, isRecoverableError, type IKeyValue, type Namespace } from "etcd3";
 
 /** How long a lost watch stream waits before it reconnects: doubling, at most `WATCH_RETRY_MAX_MS`. */
 const WATCH_RETRY_FIRST_MS = 100;
@@ -19,6 +20,27 @@ function doublingBackoff(duration: number): Backoff {
  */
 export function connectEtcd(hosts: readonly string[]): Etcd3 {
   return new Etcd3({ hosts: [...hosts], faultHandling: { watchBackoff: doublingBackoff(WATCH_RETRY_FIRST_MS) } });
+}
+
+/** How long a start-up step tries again while etcd is overloaded, and how often. */
+const RECOVERABLE_RETRY_MS = 10_000;
+const RECOVERABLE_PAUSE_MS = 500;
+
+/**
+ * Runs a start-up step, trying again for up to {@link RECOVERABLE_RETRY_MS} while etcd answers
+ * with an error etcd3 calls recoverable (an overloaded etcd says "too many requests"): a
+ * start-up should wait that out, as it waits for etcd to answer at all. Anything else fails at once.
+ */
+export async function retryWhileRecoverable<T>(step: () => Promise<T>): Promise<T> {
+  const deadline = performance.now() + RECOVERABLE_RETRY_MS;
+  for (;;) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!(error instanceof Error && isRecoverableError(error)) || performance.now() > deadline) throw error;
+      await sleep(RECOVERABLE_PAUSE_MS);
+    }
+  }
 }
 
 /**

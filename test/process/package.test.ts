@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { cpSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +12,9 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NPM = "npm";
 /** Packing builds, and installing compiles better-sqlite3 when no prebuilt binary is at hand. */
 const INSTALL_TIMEOUT_MS = 20 * 60_000;
+
+/** What the copy to pack from leaves out: builds, installs, data and git (as .gitignore does). */
+const BUILT_OR_LOCAL = /^(\.git|node_modules|dist|data|bench\/results|client\/(dist|node_modules|LICENSE))(\/|$)/;
 
 const rootPackage = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
 
@@ -25,9 +28,15 @@ describe("the packages, installed from their tarballs into an empty project", ()
   const data = tempDir("apostate-package-data-");
   let server: ServerProcess | undefined;
 
+  const source = tempDir("apostate-source-");
+
   beforeAll(async () => {
-    await run(NPM, ["pack", "--pack-destination", packs.path], { cwd: ROOT, timeout: INSTALL_TIMEOUT_MS });
-    await run(NPM, ["pack", "--pack-destination", packs.path], { cwd: join(ROOT, "client"), timeout: INSTALL_TIMEOUT_MS });
+    // Packed from a copy: the packages' prepack scripts delete and rebuild dist/, which the test
+    // files running beside this one start their servers from.
+    cpSync(ROOT, source.path, { recursive: true, filter: (path) => !BUILT_OR_LOCAL.test(relative(ROOT, path)) });
+    symlinkSync(join(ROOT, "node_modules"), join(source.path, "node_modules"), "dir");
+    await run(NPM, ["pack", "--pack-destination", packs.path], { cwd: source.path, timeout: INSTALL_TIMEOUT_MS });
+    await run(NPM, ["pack", "--pack-destination", packs.path], { cwd: join(source.path, "client"), timeout: INSTALL_TIMEOUT_MS });
     writeFileSync(join(project.path, "package.json"), JSON.stringify({ name: "user-project", private: true, type: "module" }));
     const tarballs = readdirSync(packs.path).map((file) => join(packs.path, file));
     // --offline cannot resolve the packuments (package metadata) that npm's cache does not
@@ -39,7 +48,7 @@ describe("the packages, installed from their tarballs into an empty project", ()
   }, INSTALL_TIMEOUT_MS * 2);
   afterAll(async () => {
     await server?.stop();
-    for (const dir of [packs, project, data]) dir.remove();
+    for (const dir of [source, packs, project, data]) dir.remove();
   });
 
   it("packs the built code, the API description, README and LICENSE, and no tests or sources", () => {

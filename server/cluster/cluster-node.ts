@@ -10,7 +10,7 @@ import type { ClusterSnapshot } from "./cluster-state.js";
 import { CLUSTER_KEYS, clusterNamespace, connectEtcd, retryWhileRecoverable, withinDeadline } from "./etcd-client.js";
 import { readMap } from "./map-store.js";
 import { MoveRunner } from "./move-runner.js";
-import type { ClusterMap, ShardAssignment, SlotRange } from "./topology.js";
+import { followersKey, type ClusterMap, type ShardAssignment, type SlotRange } from "./topology.js";
 
 const HOLD_RECHECK_MS = 300;
 
@@ -250,7 +250,7 @@ export class ClusterNode {
     }
     // Every write batch checks this list under the write lock: from here on none is
     // acknowledged without the followers the map names.
-    if (fence.followers.join(",") !== [...assignment.followers].sort().join(",")) {
+    if (followersKey(fence.followers) !== followersKey(assignment.followers)) {
       held.setFence({ followers: assignment.followers });
       logger.info({ shard, followers: assignment.followers }, "shard's followers set");
       // A follower joins the map when its seeding has caught up: the tail that read this

@@ -3,6 +3,7 @@ import { ShardFrozenError } from "../storage/storage-errors.js";
 import type { ShardPlacement, WriteGuard } from "../storage/shard.js";
 import type { ShardFence } from "../storage/shard-fence.js";
 import {
+  followersKey,
   ownerOf,
   topologyAnswer,
   type ClusterMap,
@@ -50,6 +51,8 @@ export class ClusterState {
   private urls = new Map<string, string>();
   /** Every slot's route, worked out once per map: the request path only indexes it. */
   private routes: SlotRoute[] = [];
+  /** Each shard's followers as {@link followersKey} gives them, worked out once per map for the write guard. */
+  private followerKeys = new Map<number, string>();
   /** `Apostate-Map-Version`, as sent on every answer. */
   versionHeader = "";
 
@@ -68,6 +71,7 @@ export class ClusterState {
         shard.node === snapshot.self.node ? { local: true, shard } : { local: false, shard, url: this.urls.get(shard.node) },
       ]),
     );
+    this.followerKeys = new Map(snapshot.map.shards.map((shard) => [shard.shard, followersKey(shard.followers)]));
     this.routes = Array.from({ length: SLOT_COUNT }, (_, slot) => byShard.get(ownerOf(snapshot.map, slot).shard) as SlotRoute);
   }
 
@@ -116,7 +120,7 @@ export class ClusterState {
     }
     // The node's primary stamps the map's followers into the file before its workers hear of the
     // map; a worker that has not heard yet must not acknowledge a write without a new follower.
-    if (fence.followers.join(",") !== [...assigned.followers].sort().join(",")) {
+    if (followersKey(fence.followers) !== this.followerKeys.get(placement.shard)) {
       throw new ShardFrozenError(
         `shard ${placement.shard}'s followers are ${fence.followers.join(", ") || "none"} in its file, not as in map version ${this.current.map.version}`,
       );

@@ -120,6 +120,11 @@ export function ownerOf(map: ClusterMap, slot: number): ShardAssignment {
  * (its data directory's manifest), so nothing is re-hashed. Epochs and version are stamped when
  * the map is written.
  */
+/** A followers list as one string, the same whatever its order: how a shard file's list is compared with the map's. */
+export function followersKey(followers: readonly string[]): string {
+  return [...followers].sort().join(",");
+}
+
 export function firstNodeShards(node: string, ranges: readonly SlotRange[]): Omit<ShardAssignment, "epoch">[] {
   return ranges.map((slots, shard) => ({ shard, slots: { ...slots }, node, followers: [], state: "active" }));
 }

@@ -488,20 +488,42 @@ export interface paths {
         /** Where this node's copy of the shard stands (its sequence, epoch and whether it is in sync). */
         get: operations["getReplicaState"];
         put?: never;
-        /**
-         * Apply a batch of writes its owner ships to this follower's copy of the shard.
-         * @description The owner acknowledges its clients' writes only once every follower has applied their
-         *     batch. A batch whose epoch is older than the copy's, or that starts after the copy's
-         *     sequence, is not applied (`applied: false`): the owner then stops acknowledging (an
-         *     older epoch: it has been replaced) or sends the changes from `sequence` on (a gap).
-         *     Batches carry whole entities and idempotency records, so this route takes bodies up
-         *     to 256 MiB, whatever `--body-limit` says.
-         */
-        post: operations["applyReplica"];
+        post?: never;
         delete?: never;
         options?: never;
         /** `getReplicaState` without the body. */
         head: operations["headGetReplicaState"];
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/cluster/replica": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Apply the batches of writes an owner ships to this follower, one per shard.
+         * @description The owner acknowledges its clients' writes only once every follower has applied their
+         *     batch. One request carries a batch for each shard of the owner's that this node follows
+         *     and that has writes waiting, so a follower costs its owner one round trip per group of
+         *     commits whatever the number of shards. Each batch is applied in its own transaction
+         *     (each shard is its own file), and `acks` answers each in the order sent: where the copy
+         *     stands, or why it was refused. A batch whose epoch is older than the copy's, or that
+         *     starts after the copy's sequence, is not applied (`applied: false`): the owner then stops
+         *     acknowledging (an older epoch: it has been replaced) or sends the changes from `sequence`
+         *     on (a gap). A shard this node does not hold, or a copy that is frozen, is refused with
+         *     the problem it would have answered on its own (`shard-not-found`, `unavailable`).
+         *     Batches carry whole entities and idempotency records, so this route takes bodies up
+         *     to 256 MiB, whatever `--body-limit` says.
+         */
+        post: operations["applyReplicas"];
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -1064,10 +1086,24 @@ export interface components {
             /** @description On a follower's copy: it has applied a batch from its owner's write path. */
             synced: boolean;
         };
+        ReplicaBatches: {
+            /** @description One batch per shard; a shard named twice is 400 `invalid-body`. */
+            batches: components["schemas"]["ReplicaBatch"][];
+        };
         ReplicaBatch: {
+            /** @description The shard the batch was written to. */
+            shard: number;
             /** @description The owner's epoch when the batch took the write lock. */
             epoch: number;
             changes: components["schemas"]["ShardChanges"];
+        };
+        ReplicaAcks: {
+            /** @description One per batch sent, in the same order. */
+            acks: (components["schemas"]["ReplicaAck"] | components["schemas"]["ReplicaRefusal"])[];
+        };
+        ReplicaRefusal: {
+            shard: number;
+            refused: components["schemas"]["Problem"];
         };
         ReplicaAck: {
             shard: number;
@@ -2579,43 +2615,6 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
-    applyReplica: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /**
-                 * @description A shard number, from 0, in decimal. A number the store does not have is 404
-                 *     `shard-not-found`; anything else is 400 `invalid-query`.
-                 */
-                shard: components["parameters"]["ShardId"];
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ReplicaBatch"];
-            };
-        };
-        responses: {
-            /** @description Where the follower's copy stands after the batch. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ReplicaAck"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["ShardNotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            500: components["responses"]["Internal"];
-            503: components["responses"]["Unavailable"];
-        };
-    };
     headGetReplicaState: {
         parameters: {
             query?: never;
@@ -2644,6 +2643,36 @@ export interface operations {
             415: components["responses"]["HeadProblem"];
             500: components["responses"]["HeadProblem"];
             503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    applyReplicas: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplicaBatches"];
+            };
+        };
+        responses: {
+            /** @description Each batch's outcome, in the order sent. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicaAcks"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
         };
     };
     copyIncoming: {

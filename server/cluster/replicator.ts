@@ -8,7 +8,7 @@ import type { ReplicaAck } from "../storage/shard-replication.js";
 import { ShardBusyError, ShardFrozenError } from "../storage/storage-errors.js";
 import type { ReplicationListener } from "../metrics/replication-metrics.js";
 import type { ClusterState } from "./cluster-state.js";
-import { changesToWire } from "./shard-transfer.js";
+import { changesToWire, type ReplicaAcksWire, type ReplicaBatchWire } from "./shard-transfer.js";
 
 /** A follower that has not acknowledged for this long is dropped from the map (by compare-and-set). */
 const FOLLOWER_DROP_AFTER_MS = 2_000;
@@ -35,6 +35,12 @@ export interface ReplicatorOptions {
   metrics: ReplicationListener;
 }
 
+/** The batches waiting for the next request to one follower, and whether one is in flight. */
+interface Outbox {
+  sending: boolean;
+  queue: { batch: ReplicaBatchWire; resolve: (ack: ReplicaAck) => void; reject: (error: unknown) => void }[];
+}
+
 interface Waiting {
   batch: ReplicaBatch;
   queuedAt: number;
@@ -46,7 +52,8 @@ interface Waiting {
  * The owner's side of replication, in each worker: every committed batch of a shard with
  * followers is shipped to all of them, and its writes are acknowledged once all have applied it.
  * One shipment per shard is in flight at a time; the batches that commit meanwhile ship together
- * as one, so replication costs a round trip per group of commits, not per write.
+ * as one, so replication costs a round trip per group of commits, not per write. The shipments
+ * of all this worker's shards to one follower share its requests (see send).
  *
  * A follower that answers with a newer epoch has been promoted, or fenced for a promotion: the
  * batch fails (503) and so does every later one, until the map says who owns the shard now. A
@@ -56,6 +63,7 @@ interface Waiting {
 export class Replicator {
   private readonly lanes = new Map<number, { busy: boolean; waiting: Waiting[] }>();
   private readonly pools = new Map<string, Pool>();
+  private readonly outboxes = new Map<string, Outbox>();
 
   /** undici is loaded here, on a cluster node only, as the forwarder loads it. */
   static async create(options: ReplicatorOptions): Promise<Replicator> {
@@ -173,22 +181,64 @@ export class Replicator {
   }
 
   /**
-   * One shipment on a keep-alive pool of the follower's (undici's own request: `fetch` builds a
-   * request object, headers and a body stream for each on top of it); no answer within {@link FOLLOWER_DROP_AFTER_MS} fails it, as a
-   * follower cut off by the network would otherwise hold the batch until TCP gives up.
+   * One shard's batch for the follower at `base`. While a request to that follower is in flight,
+   * the batches of this worker's other shards that follow it wait, and then go together in the
+   * next one: a follower then costs a round trip per group of commits, not per shard. Resolves to
+   * the follower's answer for this shard; a refusal (a shard it does not hold, a frozen copy) or
+   * a request that fails rejects.
    */
-  private async send(base: string, shard: number, epoch: number, changes: ShardChanges): Promise<ReplicaAck> {
+  private send(base: string, shard: number, epoch: number, changes: ShardChanges): Promise<ReplicaAck> {
+    return new Promise<ReplicaAck>((resolve, reject) => {
+      let outbox = this.outboxes.get(base);
+      if (!outbox) this.outboxes.set(base, (outbox = { sending: false, queue: [] }));
+      outbox.queue.push({ batch: { shard, epoch, changes: changesToWire(changes) }, resolve, reject });
+      if (!outbox.sending) void this.flush(base, outbox);
+    });
+  }
+
+  private async flush(base: string, outbox: Outbox): Promise<void> {
+    outbox.sending = true;
+    while (outbox.queue.length > 0) {
+      const sending = outbox.queue.splice(0);
+      try {
+        const acks = await this.post(
+          base,
+          sending.map(({ batch }) => batch),
+        );
+        sending.forEach((item, index) => {
+          const ack = acks[index];
+          if (!ack) item.reject(new Error(`${base} answered no ack for shard ${item.batch.shard}`));
+          else if ("refused" in ack) item.reject(new Error(`${base} refused shard ${ack.shard}: ${ack.refused.detail}`));
+          else item.resolve(ack);
+        });
+      } catch (error) {
+        for (const item of sending) item.reject(error);
+      }
+      // The shards just answered queue their next batches a few promise steps later; without
+      // this pause the one left waiting would go alone, and the two would take turns for ever.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    outbox.sending = false;
+  }
+
+  /**
+   * One request on a keep-alive pool of the follower's (undici's own request: `fetch` builds a
+   * request object, headers and a body stream for each on top of it); no answer within
+   * {@link FOLLOWER_DROP_AFTER_MS} fails it, as a follower cut off by the network would
+   * otherwise hold the batches until TCP gives up.
+   */
+  private async post(base: string, batches: ReplicaBatchWire[]): Promise<ReplicaAcksWire["acks"]> {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.options.adminToken) headers.authorization = `Bearer ${this.options.adminToken}`;
     const answer = await this.poolFor(base).request({
-      path: `/admin/cluster/shards/${shard}/replica`,
+      path: "/admin/cluster/replica",
       method: "POST",
       headers,
-      body: JSON.stringify({ epoch, changes: changesToWire(changes) }),
+      body: JSON.stringify({ batches }),
     });
     const text = await answer.body.text();
     if (answer.statusCode !== 200) throw new Error(`${base} answered ${answer.statusCode}: ${text}`);
-    return JSON.parse(text) as ReplicaAck;
+    return (JSON.parse(text) as ReplicaAcksWire).acks;
   }
 
   private poolFor(base: string): Pool {

@@ -22,6 +22,7 @@ export type IncomingProgress = Schemas["IncomingProgress"];
 export type TransferSource = Schemas["TransferSource"];
 export type ReplicaBatchWire = Schemas["ReplicaBatch"];
 export type ReplicaAckAnswer = Schemas["ReplicaAck"];
+export type ReplicaAcksWire = Schemas["ReplicaAcks"];
 
 /** How long one catch-up call applies batches before it reports, so a caller sees progress. */
 const CATCH_UP_BUDGET_MS = 1_000;
@@ -140,8 +141,8 @@ export class ShardTransfer {
   }
 
   /** A follower's side of a batch its owner ships (see Shard.applyReplica). */
-  applyReplica(shard: number, batch: ReplicaBatchWire): ReplicaAckAnswer {
-    return { shard, ...this.local(shard).applyReplica(batch.epoch, changesFromWire(batch.changes)) };
+  applyReplica(batch: ReplicaBatchWire): ReplicaAckAnswer {
+    return { shard: batch.shard, ...this.local(batch.shard).applyReplica(batch.epoch, changesFromWire(batch.changes)) };
   }
 
   /** Copies a snapshot of the source's shard as incoming shard `shard`, replacing any earlier copy. */

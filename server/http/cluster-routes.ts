@@ -5,11 +5,12 @@ import { randomBytes } from "node:crypto";
 import type { components, operations } from "../../client/generated/openapi.js";
 import { InvalidTopologyRequestError, UnknownMoveError } from "../cluster/cluster-errors.js";
 import { fileContentDigest } from "../cluster/content-digest.js";
-import type { ReplicaBatchWire, ShardTransfer, TransferSource } from "../cluster/shard-transfer.js";
+import type { ShardTransfer, TransferSource } from "../cluster/shard-transfer.js";
 import type { SlotRange } from "../cluster/topology.js";
 import type { ShardSet } from "../storage/data-directory.js";
 import type { ApiRequest } from "./api-request.js";
 import type { ControlHandler } from "./control-plane.js";
+import { toProblem } from "./problem-mapper.js";
 import { ProblemError } from "./problems.js";
 
 type Schemas = components["schemas"];
@@ -125,9 +126,23 @@ export function clusterHandlers(deps: { admin: ClusterOperations | undefined; sh
       res.json(transfer.replicaState(shardOf(req)));
     },
 
-    applyReplica: (req, res) => {
+    applyReplicas: (req, res) => {
       if (!admin) notACluster();
-      res.json(transfer.applyReplica(shardOf(req), req.body as ReplicaBatchWire));
+      const { batches } = req.body as Schemas["ReplicaBatches"];
+      if (new Set(batches.map(({ shard }) => shard)).size !== batches.length) {
+        throw new InvalidTopologyRequestError("a shard is named twice: one batch per shard");
+      }
+      // Each shard is its own file and answers for itself: a refused batch does not refuse the others.
+      const acks = batches.map((batch): Schemas["ReplicaAcks"]["acks"][number] => {
+        try {
+          return transfer.applyReplica(batch);
+        } catch (error) {
+          const problem = toProblem(error);
+          if (!(problem instanceof ProblemError)) throw error;
+          return { shard: batch.shard, refused: problem.toBody(req.originalUrl) };
+        }
+      });
+      res.json({ acks });
     },
 
     copyIncoming: async (req, res) => {

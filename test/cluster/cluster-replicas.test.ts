@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { shardFileName } from "../../server/storage/manifest.js";
 import { eventually } from "../support/cluster-etcd.js";
+import { contractViolations } from "../support/contract.js";
 import { IncrementLoad } from "../support/increment-load.js";
 import { anyLive, copiesAgree, fullyReplicated, historyHoldsAndCopiesAgree, idInShard } from "../support/replicas.js";
 import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
@@ -104,6 +105,62 @@ describe("--replicas 2", () => {
     );
     expect(shipped.reduce((sum, count) => sum + count, 0)).toBeGreaterThanOrEqual(60);
   }, 60_000);
+
+  it("applies a request's batches shard by shard: a refused or stale one leaves the others applied, a shard named twice refuses all", async () => {
+    const status = await fullyReplicated(cluster);
+    const followed = status.shards[0]!;
+    const follower = followed.followers[0]!;
+    const state = await cluster.admin<{ sequence: number; epoch: number }>(
+      follower,
+      "GET",
+      `/admin/cluster/shards/${followed.shard}/replica`,
+    );
+    const { sequence, epoch } = state.body;
+    const caughtUp = { after: sequence, upTo: sequence, entities: [], idempotency: [], frozen: false };
+    const post = async (batches: object[]) => {
+      const body = JSON.stringify({ batches });
+      const answer = await fetch(`${cluster.node(follower).url}/admin/cluster/replica`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      const text = await answer.text();
+      const exchange = {
+        method: "POST",
+        url: "/admin/cluster/replica",
+        requestHeaders: { "content-type": "application/json" },
+        requestBody: body,
+        status: answer.status,
+        responseHeaders: Object.fromEntries(answer.headers),
+        responseBody: text,
+      };
+      expect(await contractViolations(exchange)).toEqual([]);
+      return { status: answer.status, body: JSON.parse(text) as { acks?: unknown[]; code?: string } };
+    };
+    // Another copy on the same node, sent a batch from before any owner's epoch: refused, not applied.
+    const other = status.shards.find(
+      (shard) => shard.shard !== followed.shard && (shard.node === follower || shard.followers.includes(follower)),
+    );
+    if (!other) throw new Error(`${follower} holds no copy but shard ${followed.shard}`);
+    const mixed = await post([
+      { shard: 99, epoch, changes: caughtUp },
+      { shard: followed.shard, epoch, changes: caughtUp },
+      { shard: other.shard, epoch: 0, changes: { ...caughtUp, after: 0, upTo: 0 } },
+    ]);
+    expect(mixed.status).toBe(200);
+    expect(mixed.body.acks).toEqual([
+      { shard: 99, refused: expect.objectContaining({ status: 404, code: "shard-not-found" }) },
+      { shard: followed.shard, applied: true, sequence, epoch, synced: true },
+      { shard: other.shard, applied: false, sequence: expect.any(Number), epoch: other.epoch, synced: expect.any(Boolean) },
+    ]);
+    const twice = await post([
+      { shard: followed.shard, epoch, changes: caughtUp },
+      { shard: followed.shard, epoch, changes: caughtUp },
+    ]);
+    expect(twice).toMatchObject({ status: 400, body: { code: "invalid-body" } });
+    expect(await post([])).toMatchObject({ status: 400, body: { code: "invalid-body" } });
+    await copiesAgree(cluster);
+  });
 
   it("kill -9 of an owner: its shards are written again within the lease TTL + 5 s, nothing acknowledged is lost or doubled, and back again it drops the copies it lost", async () => {
     const before = await fullyReplicated(cluster);

@@ -1,10 +1,10 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { shardFileName } from "../../server/storage/manifest.js";
 import { eventually } from "../support/cluster-etcd.js";
 import { contractViolations } from "../support/contract.js";
+import { changeFeedIndexes } from "../support/data-files.js";
 import { IncrementLoad } from "../support/increment-load.js";
 import { anyLive, copiesAgree, fullyReplicated, historyHoldsAndCopiesAgree, idInShard } from "../support/replicas.js";
 import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
@@ -50,16 +50,6 @@ function ownerToLose(status: ClusterAnswer): { node: string; shards: number[] } 
   return { node: found.node, shards: found.shards };
 }
 
-/** The change feed's indexes (see indexChangeFeed) a shard file has. */
-function feedIndexes(file: string): string[] {
-  const db = new Database(file, { readonly: true });
-  try {
-    return db.prepare("select name from sqlite_master where name like '%_sequence'").pluck().all() as string[];
-  } finally {
-    db.close();
-  }
-}
-
 /** A sample's value in Prometheus text, summed over its label sets; 0 when absent. */
 async function metric(node: string, name: string, labels: string): Promise<number> {
   const text = await (await fetch(`${cluster.node(node).url}/metrics`)).text();
@@ -78,7 +68,7 @@ describe("--replicas 2", () => {
     }
     // The seeding tailed each owner's change feed; its indexes would tax every later write.
     for (const shard of status.shards) {
-      expect(feedIndexes(join(cluster.node(shard.node).dataDir, shardFileName(shard.shard)))).toEqual([]);
+      expect(changeFeedIndexes(join(cluster.node(shard.node).dataDir, shardFileName(shard.shard)))).toEqual([]);
     }
     // In sync (so it could be promoted) without waiting for a client's write.
     await eventually(

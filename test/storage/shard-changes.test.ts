@@ -7,6 +7,7 @@ import { openDataDirectory, type ShardSet } from "../../server/storage/data-dire
 import { openMemberDirectory } from "../support/member-directory.js";
 import { readChanges, type ShardChanges } from "../../server/storage/shard-changes.js";
 import { Shard } from "../../server/storage/shard.js";
+import { changeFeedIndexes } from "../support/data-files.js";
 import { tempDir } from "../support/temp-dir.js";
 
 /*
@@ -199,14 +200,7 @@ describe("the change feed's indexes", () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
     const options = { shardCount: 1, durability: "process", busyTimeoutMs: 5000, verify: false } as const;
-    const indexes = (file: string) => {
-      const db = new Database(file, { readonly: true });
-      try {
-        return db.prepare("select name from sqlite_master where name like '%_sequence' order by name").pluck().all();
-      } finally {
-        db.close();
-      }
-    };
+
     const single = await openDataDirectory(dir.path, options);
     const store = new EntityStore(single);
     for (let i = 0; i < 30; i += 1) await store.put(i % 2 === 0 ? keyed(`f${i}`, `k${i}`) : plain(`f${i}`), { i });
@@ -223,22 +217,22 @@ describe("the change feed's indexes", () => {
     };
     single.close();
     const scanned = unindexed(file);
-    expect(indexes(file)).toEqual([]);
+    expect(changeFeedIndexes(file)).toEqual([]);
 
     const member = { ...options, member: { cluster: "test", node: "n1" } };
     const tailed = await openDataDirectory(dir.path, member);
-    expect(indexes(file)).toEqual([]);
+    expect(changeFeedIndexes(file)).toEqual([]);
     expect(batches(tailed.get(0)!)).toEqual(scanned);
-    expect(indexes(file)).toEqual(["entities_sequence", "idempotency_sequence"]);
+    expect(changeFeedIndexes(file)).toEqual(["entities_sequence", "idempotency_sequence"]);
     // A follower's seeding is over: the indexes go, and a later tail builds them again.
     tailed.get(0)!.dropChangeFeedIndexes();
-    expect(indexes(file)).toEqual([]);
+    expect(changeFeedIndexes(file)).toEqual([]);
     expect(batches(tailed.get(0)!)).toEqual(scanned);
-    expect(indexes(file)).toEqual(["entities_sequence", "idempotency_sequence"]);
+    expect(changeFeedIndexes(file)).toEqual(["entities_sequence", "idempotency_sequence"]);
     tailed.close();
     const reopened = await openDataDirectory(dir.path, member);
     cleanups.push(() => reopened.close());
-    expect(indexes(file)).toEqual([]);
+    expect(changeFeedIndexes(file)).toEqual([]);
     // Full batches, then the caught-up one.
     expect(scanned[0]!.entities).toHaveLength(6);
     expect(scanned.at(-1)).toMatchObject({ after: 38, upTo: 38, entities: [], idempotency: [] });

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import Database from "better-sqlite3";
 import { cpSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ServerProcess } from "./server-process.js";
@@ -34,5 +35,15 @@ export async function startupRefusal(dataDir: string): Promise<{ refused: boolea
     return { refused: false, output: server.output.join("\n") };
   } catch (error) {
     return { refused: true, output: (error as Error).message };
+  }
+}
+
+/** The change feed's indexes (see indexChangeFeed) a shard file has, by name. */
+export function changeFeedIndexes(file: string): string[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare("select name from sqlite_master where name like '%_sequence' order by name").pluck().all() as string[];
+  } finally {
+    db.close();
   }
 }

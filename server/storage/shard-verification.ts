@@ -18,14 +18,23 @@ const HEADER_BYTES = 100;
 const MAGIC = "SQLite format 3\0";
 const WAL_HEADER_BYTES = 32;
 
+/*
+ * What a read-only connection answers when the file needs SQLite's own crash recovery, which
+ * only a connection that may write can do: a hot rollback journal (a crash in the middle of a
+ * write outside WAL mode, such as the switch of a copy's journal mode at install) or a WAL index
+ * that must be rebuilt while the `-shm` is read-only.
+ */
+const RECOVERY_REFUSED = new Set(["SQLITE_READONLY_ROLLBACK", "SQLITE_READONLY_RECOVERY"]);
+
 /**
  * Verifies a shard file before anything opens it for writing, in a time that does not grow with
  * the file: what a crash or a careless copy can damage, never every page (that is `apostate
- * check`). A SIGKILL cannot corrupt a WAL-mode file; what can go wrong is outside SQLite: a WAL
+ * check`). A SIGKILL cannot corrupt a SQLite file; what can go wrong is outside SQLite: a WAL
  * deleted or cut short ({@link assertWalComplete}), a file truncated or its header overwritten.
  * Then the root page of every table is read, which finds a file whose structure was scribbled
- * over, and the shard's identity table must be there. Read-only throughout: a damaged file is
- * reported, never "repaired".
+ * over, and the shard's identity table must be there. Read-only throughout, except for the
+ * recovery SQLite itself runs after a crash (rolling back a hot journal), which the shard's own
+ * connection would run a moment later anyway: a damaged file is reported, never "repaired".
  *
  * @throws DataDirectoryError naming the file.
  * @example
@@ -34,6 +43,10 @@ const WAL_HEADER_BYTES = 32;
 export function verifyShardFile(file: string): ShardFileState {
   assertWalComplete(file);
   assertSizeMatchesHeader(file);
+  return readShardFile(file, { mayRecover: true });
+}
+
+function readShardFile(file: string, { mayRecover }: { mayRecover: boolean }): ShardFileState {
   let db: Database.Database;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });
@@ -55,7 +68,25 @@ export function verifyShardFile(file: string): ShardFileState {
     return { closedCleanly };
   } catch (error) {
     if (error instanceof DataDirectoryError) throw error;
-    throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });
+    if (!(mayRecover && error instanceof Database.SqliteError && RECOVERY_REFUSED.has(error.code))) {
+      throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });
+    }
+  } finally {
+    db.close();
+  }
+  recoverAfterCrash(file);
+  return readShardFile(file, { mayRecover: false });
+}
+
+/** SQLite recovers a file at the first read of a connection that may write; nothing else is written. */
+function recoverAfterCrash(file: string): void {
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    db.pragma("schema_version");
+  } catch (error) {
+    throw new DataDirectoryError(`shard file ${file} needs SQLite's crash recovery, which failed: ${(error as Error).message}`, {
+      cause: error,
+    });
   } finally {
     db.close();
   }

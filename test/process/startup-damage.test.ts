@@ -1,4 +1,5 @@
-import { rmSync, statSync, truncateSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, rmSync, statSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EntityStore } from "../../server/entities/entity-store.js";
@@ -81,6 +82,22 @@ async function expectRefused(base: string, damage: (dir: string) => void, fileNa
 
 const wal = (dir: string) => join(dir, `${SHARD}-wal`);
 
+/**
+ * Deletes every entity of `file` in a rollback-journal transaction, killed before it commits.
+ * A one-page cache makes SQLite write changed pages into the file before the commit, which it
+ * does only after syncing the journal: the journal is then hot (until a sync it does not count).
+ */
+function crashMidWrite(file: string): void {
+  const script = `
+    const db = new (require("better-sqlite3"))(process.argv[1]);
+    db.pragma("journal_mode = DELETE");
+    db.pragma("cache_size = 1");
+    db.exec("begin immediate; delete from entities");
+    process.kill(process.pid, "SIGKILL");`;
+  const { signal } = spawnSync(process.execPath, ["-e", script, file], { stdio: "inherit" });
+  expect(signal).toBe("SIGKILL");
+}
+
 describe("start-up detects damaged shard files and changes nothing", () => {
   it("a deleted shard file", async () => {
     await expectRefused(stopped, (dir) => rmSync(join(dir, SHARD)), SHARD);
@@ -120,6 +137,20 @@ describe("start-up detects damaged shard files and changes nothing", () => {
       shards.close();
       expect(shards.uncleanShards).toEqual(unclean);
     }
+  });
+
+  it("a rollback journal a crash left mid-write is rolled back, as SQLite recovers, and start-up goes on", async () => {
+    // An install switches a closed copy's journal mode with a short rollback-journal write: a
+    // kill -9 inside it leaves a hot journal, which only a connection that may write can roll back.
+    const dir = damagedCopy(stopped, (copy) => crashMidWrite(join(copy, SHARD)));
+    expect(statSync(`${join(dir, SHARD)}-journal`).size).toBeGreaterThan(0);
+    const shards = await open(dir);
+    try {
+      expect(new EntityStore(shards).list("item", { prefix: "", limit: 1000 }).items).toHaveLength(ENTITIES);
+    } finally {
+      shards.close();
+    }
+    expect(existsSync(`${join(dir, SHARD)}-journal`)).toBe(false);
   });
 
   it("an undamaged crashed directory opens with every write", async () => {

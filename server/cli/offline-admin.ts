@@ -5,6 +5,7 @@ import { writeBackup } from "../admin/backups.js";
 import { shardInfo } from "../admin/shard-admin.js";
 import { MANIFEST_FILE, parseManifest, type Manifest } from "../storage/manifest.js";
 import { backupShardFile, checkIntegrity, readShardStats } from "../storage/shard-inspection.js";
+import { readFailureMessage } from "../storage/shard-verification.js";
 import { EXIT_CODES } from "./exit-codes.js";
 import { OperatorError, type OperatorAdmin } from "./operator-admin.js";
 
@@ -54,7 +55,7 @@ export function offlineAdmin(dataDir: string): OperatorAdmin {
         try {
           return shardInfo(placement, readShardStats(db, file));
         } catch (error) {
-          throw new OperatorError(`cannot read ${file}: ${(error as Error).message} (try apostate check)`, EXIT_CODES.damaged);
+          throw new OperatorError(`cannot read ${file}: ${readFailureMessage(error)} (try apostate check)`, EXIT_CODES.damaged);
         }
       }),
     check: async (shard) => {

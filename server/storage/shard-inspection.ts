@@ -1,6 +1,7 @@
 import { statSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { components } from "../../client/generated/openapi.js";
+import { readFailureMessage } from "./shard-verification.js";
 import type { ShardStateRow } from "./tables.js";
 
 /*
@@ -97,7 +98,7 @@ export function checkIntegrity(db: Database.Database): string[] {
     const messages = rows.map((row) => row.integrity_check).filter((message) => message !== "ok");
     return messages.length > 0 ? messages : checkTallies(db);
   } catch (error) {
-    return [(error as Error).message];
+    return [readFailureMessage(error)];
   }
 }
 

@@ -26,6 +26,20 @@ const WAL_HEADER_BYTES = 32;
  */
 const RECOVERY_REFUSED = new Set(["SQLITE_READONLY_ROLLBACK", "SQLITE_READONLY_RECOVERY"]);
 
+function needsCrashRecovery(error: unknown): boolean {
+  return error instanceof Database.SqliteError && RECOVERY_REFUSED.has(error.code);
+}
+
+/**
+ * A read-only connection's failure in an operator's words: SQLite's, unless the file only needs
+ * the crash recovery such a connection may not run, which SQLite calls "attempt to write a
+ * readonly database".
+ */
+export function readFailureMessage(error: unknown): string {
+  if (!needsCrashRecovery(error)) return (error as Error).message;
+  return "a crash left it needing SQLite's crash recovery (a hot rollback journal), which a read-only check cannot run: apostate serve runs it at start-up";
+}
+
 /**
  * Verifies a shard file before anything opens it for writing, in a time that does not grow with
  * the file: what a crash or a careless copy can damage, never every page (that is `apostate
@@ -68,7 +82,7 @@ function readShardFile(file: string, { mayRecover }: { mayRecover: boolean }): S
     return { closedCleanly };
   } catch (error) {
     if (error instanceof DataDirectoryError) throw error;
-    if (!(mayRecover && error instanceof Database.SqliteError && RECOVERY_REFUSED.has(error.code))) {
+    if (!(mayRecover && needsCrashRecovery(error))) {
       throw new DataDirectoryError(`shard file ${file} is corrupt: ${(error as Error).message}`, { cause: error });
     }
   } finally {

@@ -9,6 +9,7 @@ import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
 import { createTestApp, type TestApp } from "../support/test-app.js";
 import { runCli } from "../support/run-cli.js";
+import { crashMidWrite, snapshot } from "../support/data-files.js";
 
 const OPEN_OPTIONS = { durability: "process", busyTimeoutMs: 5000 } as const;
 
@@ -73,6 +74,24 @@ describe("check", () => {
     const text = await runCli(["check", "--data-dir", damaged.path, "--shard", "1"]);
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/^shard 1: DAMAGED\n {2}\S/);
+  });
+
+  it("says so of a file a crash left needing SQLite's recovery, which a read-only check cannot run, and changes nothing", async () => {
+    const crashed = tempDir();
+    try {
+      cpSync(healthy.path, crashed.path, { recursive: true });
+      const file = join(crashed.path, "shard-001.sqlite");
+      crashMidWrite(file);
+      const before = snapshot(crashed.path);
+      const cli = await runCli(["check", "--data-dir", crashed.path, "--shard", "1"]);
+      expect(cli.code).toBe(1);
+      expect(cli.stdout).toContain("needing SQLite's crash recovery");
+      expect(cli.stdout).toContain("apostate serve runs it at start-up");
+      const after = snapshot(crashed.path);
+      expect(Object.fromEntries(Object.keys(before).map((name) => [name, after[name]]))).toEqual(before);
+    } finally {
+      crashed.remove();
+    }
   });
 });
 

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, rmSync, statSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,7 +6,7 @@ import { openDataDirectory } from "../../server/storage/data-directory.js";
 import { DataDirectoryError } from "../../server/storage/storage-errors.js";
 import { ServerProcess } from "../support/server-process.js";
 import { tempDir } from "../support/temp-dir.js";
-import { copyDirectory, snapshot, startupRefusal } from "../support/data-files.js";
+import { copyDirectory, crashMidWrite, snapshot, startupRefusal } from "../support/data-files.js";
 import { jsonRequest, send } from "../support/http.js";
 
 /*
@@ -81,22 +80,6 @@ async function expectRefused(base: string, damage: (dir: string) => void, fileNa
 }
 
 const wal = (dir: string) => join(dir, `${SHARD}-wal`);
-
-/**
- * Deletes every entity of `file` in a rollback-journal transaction, killed before it commits.
- * A one-page cache makes SQLite write changed pages into the file before the commit, which it
- * does only after syncing the journal: the journal is then hot (until a sync it does not count).
- */
-function crashMidWrite(file: string): void {
-  const script = `
-    const db = new (require("better-sqlite3"))(process.argv[1]);
-    db.pragma("journal_mode = DELETE");
-    db.pragma("cache_size = 1");
-    db.exec("begin immediate; delete from entities");
-    process.kill(process.pid, "SIGKILL");`;
-  const { signal } = spawnSync(process.execPath, ["-e", script, file], { stdio: "inherit" });
-  expect(signal).toBe("SIGKILL");
-}
 
 describe("start-up detects damaged shard files and changes nothing", () => {
   it("a deleted shard file", async () => {

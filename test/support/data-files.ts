@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import Database from "better-sqlite3";
 import { cpSync, readdirSync, readFileSync } from "node:fs";
@@ -46,4 +47,20 @@ export function changeFeedIndexes(file: string): string[] {
   } finally {
     db.close();
   }
+}
+
+/**
+ * Deletes every entity of `file` in a rollback-journal transaction, killed before it commits.
+ * A one-page cache makes SQLite write changed pages into the file before the commit, which it
+ * does only after syncing the journal: the journal is then hot (until a sync it does not count).
+ */
+export function crashMidWrite(file: string): void {
+  const script = `
+    const db = new (require("better-sqlite3"))(process.argv[1]);
+    db.pragma("journal_mode = DELETE");
+    db.pragma("cache_size = 1");
+    db.exec("begin immediate; delete from entities");
+    process.kill(process.pid, "SIGKILL");`;
+  const { signal } = spawnSync(process.execPath, ["-e", script, file], { stdio: "inherit" });
+  if (signal !== "SIGKILL") throw new Error(`the writer was meant to be killed, and ended with ${String(signal)}`);
 }

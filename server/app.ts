@@ -135,6 +135,8 @@ export async function createApp(deps: AppDependencies): Promise<RequestListener>
     const match = table.find(path);
     // First, so that every response is logged and counted, refusals included.
     observe(req, res, { path, route: routeLabel(match) });
+    // Refusals and unknown routes too: a client learns of a newer map from any answer.
+    if (router && (path === "/v1" || path.startsWith("/v1/"))) router.stampMapVersion(res);
     if (match && isDataPlaneRoute(match.route)) serveData(req, res, match, path);
     else app(toApiRequest(req, path, match), res);
   };

@@ -45,13 +45,9 @@ export class ClusterRouter {
     private readonly forwarder: Forwarder,
   ) {}
 
-  /**
-   * Where the request goes: undefined when this node serves it (the common case, answered
-   * without a promise), or the owner's route. Stamps the map version on the answer either way.
-   */
-  elsewhere(req: IncomingMessage, res: ServerResponse, match: RouteMatch): Extract<SlotRoute, { local: false }> | undefined {
+  /** Names the map version this node routes by on an answer (every `/v1` answer carries it). */
+  stampMapVersion(res: ServerResponse): void {
     res.setHeader("Apostate-Map-Version", this.state.versionHeader);
-    return this.ownerElsewhere(req, res, match);
   }
 
   /**

@@ -32,7 +32,7 @@ export function dataPlane(options: {
   const handle = async (req: IncomingMessage, res: ServerResponse, match: RouteMatch, path: string) => {
     checkToken(req, res);
     const operation = operationOf(match.route, req.method);
-    const owner = router?.elsewhere(req, res, match);
+    const owner = router?.ownerElsewhere(req, res, match);
     if (owner) return router?.forward(req, res, owner);
     const request = toApiRequest(req, path, match);
     await validator.prepare(request, operation);

@@ -67,6 +67,20 @@ describe("a cluster of three nodes", () => {
     expect(((await direct.json()) as { version: number }).version).toBe(1);
   });
 
+  it("names its map version on every /v1 answer: refusals, unknown routes and HEAD too", async () => {
+    const { version } = await topology("n2");
+    const base = cluster.node("n2").url;
+    const answers = await Promise.all([
+      fetch(`${base}/v1/entities/account/alice`, { method: "POST" }),
+      fetch(`${base}/v1/no-such-route`),
+      fetch(`${base}/v1/entities/Bad!/x`),
+      fetch(`${base}/v1/entities/account?bogus=1`),
+      fetch(`${base}/v1/entities/account/nobody`, { method: "HEAD" }),
+    ]);
+    expect(answers.map((answer) => answer.status)).toEqual([405, 404, 400, 400, 404]);
+    for (const answer of answers) expect(answer.headers.get("apostate-map-version")).toBe(String(version));
+  });
+
   it("passes the owner's problem answers back unchanged", async () => {
     const missing = await fetch(`${cluster.node("n3").url}/v1/entities/account/nobody`);
     expect(missing.status).toBe(404);

@@ -1173,8 +1173,9 @@ export interface components {
             content?: never;
         };
         /**
-         * @description `invalid-key` (a `type`, `id` or shard outside its form), `invalid-body`, `invalid-query`
-         *     (a bad or undeclared query parameter), `invalid-cursor` or `invalid-idempotency-key`.
+         * @description `invalid-key` (a `type` or `id` outside its form), `invalid-body`, `invalid-query` (a bad or
+         *     undeclared query parameter, or a shard that is not a number), `invalid-cursor` or
+         *     `invalid-idempotency-key`.
          */
         BadRequest: {
             headers: {

@@ -41,7 +41,7 @@ describe("under a steady load of keyed increments", () => {
     await load.stop();
     expect(load.acknowledged).toBeGreaterThan(200);
     const verdict = await load.verify(cluster.node("n2").url);
-    expect(verdict.problems).toEqual([]);
+    expect(verdict.problems, cluster.logs()).toEqual([]);
     expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
   }, 240_000);
 });

@@ -67,7 +67,7 @@ describe("kill -9 during a move", () => {
       await load.stop();
       expect(load.acknowledged).toBeGreaterThan(0);
       const verdict = await load.verify(cluster.node(survivor).url);
-      expect(verdict.problems).toEqual([]);
+      expect(verdict.problems, cluster.logs()).toEqual([]);
       expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
 
       const after = await cluster.status(survivor);

@@ -68,7 +68,7 @@ describe("etcd stopped for 20 s", () => {
     await sleep(1_000);
     await load.stop();
     const verdict = await load.verify(cluster.node("n1").url);
-    expect(verdict.problems).toEqual([]);
+    expect(verdict.problems, cluster.logs()).toEqual([]);
     expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
   }, 120_000);
 });
@@ -115,7 +115,7 @@ describe("a node that is down", () => {
     await sleep(1_000);
     await load.stop();
     const verdict = await load.verify(cluster.node("n3").url);
-    expect(verdict.problems).toEqual([]);
+    expect(verdict.problems, cluster.logs()).toEqual([]);
     expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
   }, 120_000);
 });

@@ -85,7 +85,7 @@ export function idInShard(status: ClusterAnswer, shard: number, type = "probe"):
 export async function historyHoldsAndCopiesAgree(cluster: TestCluster, load: IncrementLoad): Promise<void> {
   await load.stop();
   const verdict = await load.verify(cluster.node(anyLive(cluster)).url);
-  expect(verdict.problems).toEqual([]);
+  expect(verdict.problems, cluster.logs()).toEqual([]);
   expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
   await fullyReplicated(cluster);
   await copiesAgree(cluster);

@@ -15,7 +15,12 @@ export interface TestNode {
   server: ServerProcess | undefined;
   /** The link its peers reach it through, when the test cuts it (`links`); they reach `url` otherwise. */
   link: LinkCut | undefined;
+  /** What the node's earlier processes (crashed, stopped) wrote, for {@link TestCluster.logs}. */
+  earlierOutput: string[];
 }
+
+/** How much of each node's log {@link TestCluster.logs} shows: the end, where a failure's story is. */
+const LOG_TAIL_LINES = 400;
 
 export interface TestClusterOptions {
   nodes: number;
@@ -111,7 +116,15 @@ export class TestCluster {
     this.dirs.push(dir);
     const port = await freePort();
     const link = this.options.links?.includes(id) ? await LinkCut.start(port) : undefined;
-    const node: TestNode = { id, port, url: `http://127.0.0.1:${port}`, dataDir: dir.path, server: undefined, link };
+    const node: TestNode = {
+      id,
+      port,
+      url: `http://127.0.0.1:${port}`,
+      dataDir: dir.path,
+      server: undefined,
+      link,
+      earlierOutput: [],
+    };
     this.nodes.set(id, node);
     await this.startNode(id);
     return node;
@@ -150,12 +163,29 @@ export class TestCluster {
   async crash(id: string): Promise<void> {
     const node = this.node(id);
     await node.server?.crash();
-    node.server = undefined;
+    this.ended(node, "killed");
   }
 
   async stop(id: string): Promise<void> {
     const node = this.node(id);
     await node.server?.stop();
+    this.ended(node, "stopped");
+  }
+
+  /**
+   * The end of every node's log, its earlier processes' included, each line under the node's id:
+   * what a failed history check prints, so that a failure seen once in CI can be explained.
+   */
+  logs(): string {
+    return [...this.nodes.values()]
+      .flatMap((node) =>
+        [...node.earlierOutput, ...(node.server?.output ?? [])].slice(-LOG_TAIL_LINES).map((line) => `${node.id} ${line}`),
+      )
+      .join("\n");
+  }
+
+  private ended(node: TestNode, how: string): void {
+    node.earlierOutput.push(...(node.server?.output ?? []), `(process ${how})`);
     node.server = undefined;
   }
 

@@ -13,6 +13,7 @@ import {
   type RawBuilder,
 } from "kysely";
 import { migrations } from "../../schema/migrations/index.js";
+import { slotOf } from "../../schema/placement.js";
 import { FileSync } from "./file-sync.js";
 import { inspectOffThread } from "./off-thread-inspection.js";
 import { applyChanges, dropChangeFeedIndexes, indexChangeFeed, readChanges, type ShardChanges } from "./shard-changes.js";
@@ -263,7 +264,9 @@ export class Shard {
         Database.Statement
       >;
     this.statements = prepared(requestPathSql());
-    this.transaction = transactionOn(this.statements);
+    // A write checks its slot against the range in memory, which the guard has found equal to the file's.
+    const holds = (slot: number) => slot >= this.current.slots.from && slot <= this.current.slots.to;
+    this.transaction = transactionOn(this.statements, holds);
     const transaction = this.transaction;
     this.writeTransaction = db.transaction((fn: (tx: ShardTransaction) => unknown) => {
       transaction.begin();
@@ -274,15 +277,18 @@ export class Shard {
     const onWriter = (statement: Database.Statement) => writer.prepare(statement.source);
     const walSync = options.durability === "power" ? new FileSync(`${file}-wal`) : undefined;
     this.walSync = walSync;
-    const queued = transactionOn({
-      selectEntity: onWriter(this.statements.selectEntity),
-      selectIdempotency: onWriter(this.statements.selectIdempotency),
-      nextSequence: onWriter(this.statements.nextSequence),
-      saveSequence: onWriter(this.statements.saveSequence),
-      upsertEntity: onWriter(this.statements.upsertEntity),
-      insertIdempotency: onWriter(this.statements.insertIdempotency),
-      adjustTallies: onWriter(this.statements.adjustTallies),
-    });
+    const queued = transactionOn(
+      {
+        selectEntity: onWriter(this.statements.selectEntity),
+        selectIdempotency: onWriter(this.statements.selectIdempotency),
+        nextSequence: onWriter(this.statements.nextSequence),
+        saveSequence: onWriter(this.statements.saveSequence),
+        upsertEntity: onWriter(this.statements.upsertEntity),
+        insertIdempotency: onWriter(this.statements.insertIdempotency),
+        adjustTallies: onWriter(this.statements.adjustTallies),
+      },
+      holds,
+    );
     const selectFence = writer.prepare("select slot_from, slot_to, epoch, frozen, followers, sequence from shard_state");
     this.writes = new WriteQueue<ShardTransaction>(writer, queued, {
       hooks: {
@@ -367,7 +373,16 @@ export class Shard {
   }
 
   readEntity(type: string, id: string): EntityRow | undefined {
-    return this.run(() => this.statements.selectEntity.get({ type, id }) as EntityRow | undefined);
+    return this.run(() => {
+      const row = this.statements.selectEntity.get({ type, id }) as EntityRow | undefined;
+      // A miss is an answer only while the file still holds the key's slot: another process of
+      // the node may have narrowed it (a split) after this read was routed here.
+      if (!row) {
+        const { slot_from: from, slot_to: to } = this.statements.selectState.get() as ShardStateRow;
+        assertHeld((slot) => slot >= from && slot <= to, type, id, slotOf(type, id));
+      }
+      return row;
+    });
   }
 
   /** A committed idempotency record, read outside any write transaction. */
@@ -710,12 +725,31 @@ function tallyIdempotencyRecords(statements: Pick<TransactionStatements, "adjust
 }
 
 /*
+ * A request was routed to its shard by the slot index; by the time its transaction runs,
+ * another process of the node may have narrowed the shard (a split), and this process's reload
+ * may have caught up in between, so the batch's guard finds the ranges equal. Every key a
+ * transaction touches is therefore checked here: a key the shard no longer holds was deleted
+ * from it by the narrowing, so a read would answer "absent" and a write would start the entity
+ * afresh in a file that no longer serves it, where the write would be lost.
+ */
+function assertHeld(holds: (slot: number) => boolean, type: string, id: string, slot: number): void {
+  if (!holds(slot)) {
+    throw new ShardNotHereError(
+      `${type}/${id} (slot ${slot}) is not in this shard any more: it was narrowed after the request was routed`,
+    );
+  }
+}
+
+/*
  * A transaction's first write advances the shard's sequence in shard_state (under the write
  * lock, so from where every other process left it); the writes after it count on in memory,
  * and the transaction stores where they got to once, before COMMIT. A group commit of n writes
  * costs two UPDATEs instead of n; a lone write, one, as before.
  */
-function transactionOn(statements: TransactionStatements): ShardTransaction & BatchHooks & BatchCapture {
+function transactionOn(
+  statements: TransactionStatements,
+  holds: (slot: number) => boolean,
+): ShardTransaction & BatchHooks & BatchCapture {
   let stored: number | undefined;
   let sequence = 0;
   let lastWriteAt = "";
@@ -740,8 +774,14 @@ function transactionOn(statements: TransactionStatements): ShardTransaction & Ba
       idempotency.length = mark.idempotency;
     },
     captured: () => ({ entities, idempotency, upTo: stored === undefined ? 0 : sequence }),
-    readEntity: (type, id) => statements.selectEntity.get({ type, id }) as EntityRow | undefined,
-    readIdempotency: (type, id, key) => statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined,
+    readEntity: (type, id) => {
+      assertHeld(holds, type, id, slotOf(type, id));
+      return statements.selectEntity.get({ type, id }) as EntityRow | undefined;
+    },
+    readIdempotency: (type, id, key) => {
+      assertHeld(holds, type, id, slotOf(type, id));
+      return statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined;
+    },
     nextSequence: (now) => {
       lastWriteAt = now;
       if (stored !== undefined) return (sequence += 1);
@@ -750,12 +790,14 @@ function transactionOn(statements: TransactionStatements): ShardTransaction & Ba
       return sequence;
     },
     saveEntity: (row, previous) => {
+      assertHeld(holds, row.type, row.id, row.slot);
       statements.upsertEntity.run(row);
       entities.push(row);
       const change = Number(isLive(row)) - Number(isLive(previous));
       if (change !== 0) statements.adjustTallies.run({ entities: change, records: 0 });
     },
     recordIdempotency: (row) => {
+      assertHeld(holds, row.type, row.id, row.slot);
       statements.insertIdempotency.run(row);
       idempotency.push(row);
       tallyIdempotencyRecords(statements, 1);

@@ -163,6 +163,8 @@ describe("the shard fence", () => {
     const id = Array.from({ length: 100 }, (_, i) => `k${i}`).find((candidate) => slotOf("acct", candidate) > 2047)!;
     expect(() => primary.shardFor("acct", id)).toThrow(ShardNotHereError);
     expect(stale.get(0)!.placement.slots).toEqual({ from: 0, to: 4095 });
+    // A read that finds nothing may not answer "absent": the key lives in the other half now.
+    expect(() => store.get("acct", id)).toThrow(ShardNotHereError);
     const outcome = store.put(put(id), {});
     await expect(outcome).rejects.toBeInstanceOf(ShardNotHereError);
     await expect(outcome).rejects.toThrow("now holds slots 0-2047, not 0-4095");
@@ -170,6 +172,25 @@ describe("the shard fence", () => {
 
     await stale.reload();
     expect(stale.get(0)!.placement.slots).toEqual({ from: 0, to: 2047 });
+  });
+
+  it("fails a write routed to a shard before a split narrowed it, even when this process caught up before the write's batch ran", async () => {
+    const path = newDirectory();
+    const stale = await open(path);
+    stale.setGuard(() => {});
+    const primary = await open(path);
+    await primary.reshape(0, { from: 0, to: 2047 });
+    const store = new EntityStore(stale);
+    const id = Array.from({ length: 100 }, (_, i) => `k${i}`).find((candidate) => slotOf("acct", candidate) > 2047)!;
+
+    // Routed by the old range and queued; the reload narrows the shard in memory before the
+    // batch runs, so the guard finds the file's range and this process's equal.
+    const outcome = store.put(put(id, "key-1"), { n: 1 });
+    await stale.reload();
+    expect(stale.get(0)!.placement.slots).toEqual({ from: 0, to: 2047 });
+    await expect(outcome).rejects.toBeInstanceOf(ShardNotHereError);
+    await expect(outcome).rejects.toThrow(`acct/${id} (slot ${slotOf("acct", id)}) is not in this shard any more`);
+    expect(countRows(primary.get(0)!.file)).toMatchObject({ entities: 0, records: 0 });
   });
 
   it("turns a guard's ShardFrozenError and a missing shard into 503 unavailable with Retry-After: 1", async () => {

@@ -151,16 +151,22 @@ describe("the shard fence", () => {
     await expect(new EntityStore(shards).put(put("free"), {})).resolves.toMatchObject({ kind: "created" });
   });
 
-  it("fails a guarded write routed by a slot range that another process has narrowed since", async () => {
+  /**
+   * Shard 0 narrowed to slots 0-2047 by one process (the primary, in a split) while another (a
+   * guarded worker) still routes by 0-4095; `id` is a key of the slots the shard gave up.
+   */
+  async function narrowedUnderAStaleProcess() {
     const path = newDirectory();
     const stale = await open(path);
     stale.setGuard(() => {});
     const primary = await open(path);
     await primary.reshape(0, { from: 0, to: 2047 });
-
-    const store = new EntityStore(stale);
-    // A key of the slots the shard gave up: the stale table still routes it to shard 0.
     const id = Array.from({ length: 100 }, (_, i) => `k${i}`).find((candidate) => slotOf("acct", candidate) > 2047)!;
+    return { stale, primary, store: new EntityStore(stale), id };
+  }
+
+  it("fails a guarded write routed by a slot range that another process has narrowed since", async () => {
+    const { stale, primary, store, id } = await narrowedUnderAStaleProcess();
     expect(() => primary.shardFor("acct", id)).toThrow(ShardNotHereError);
     expect(stale.get(0)!.placement.slots).toEqual({ from: 0, to: 4095 });
     // A read that finds nothing may not answer "absent": the key lives in the other half now.
@@ -175,14 +181,7 @@ describe("the shard fence", () => {
   });
 
   it("fails a write routed to a shard before a split narrowed it, even when this process caught up before the write's batch ran", async () => {
-    const path = newDirectory();
-    const stale = await open(path);
-    stale.setGuard(() => {});
-    const primary = await open(path);
-    await primary.reshape(0, { from: 0, to: 2047 });
-    const store = new EntityStore(stale);
-    const id = Array.from({ length: 100 }, (_, i) => `k${i}`).find((candidate) => slotOf("acct", candidate) > 2047)!;
-
+    const { stale, primary, store, id } = await narrowedUnderAStaleProcess();
     // Routed by the old range and queued; the reload narrows the shard in memory before the
     // batch runs, so the guard finds the file's range and this process's equal.
     const outcome = store.put(put(id, "key-1"), { n: 1 });

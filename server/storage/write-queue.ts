@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { sqliteCode } from "./storage-errors.js";
+import { ShardNotHereError, sqliteCode } from "./storage-errors.js";
 
 /** The batch's own work inside its transaction, around its writes. */
 export interface BatchHooks {
@@ -97,7 +97,9 @@ export class WriteQueue<Tx> {
     this.scheduled = false;
     if (this.pending.length === 0) return;
     if (!this.db.open) {
-      this.fail(this.pending.splice(0), new Error("the shard is closed"));
+      // Closed under a queued write: the shard was dropped or moved away, or the server is
+      // stopping. Nothing was written, so the request may be retried where the shard is now.
+      this.fail(this.pending.splice(0), new ShardNotHereError("the shard was closed before this write ran: nothing was written"));
       return;
     }
     let busy: unknown;

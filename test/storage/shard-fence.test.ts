@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { slotOf } from "../../schema/placement.js";
@@ -190,6 +191,16 @@ describe("the shard fence", () => {
     await expect(outcome).rejects.toBeInstanceOf(ShardNotHereError);
     await expect(outcome).rejects.toThrow(`acct/${id} (slot ${slotOf("acct", id)}) is not in this shard any more`);
     expect(countRows(primary.get(0)!.file)).toMatchObject({ entities: 0, records: 0 });
+  });
+
+  it("fails a write whose shard closed before its batch ran (dropped, moved away, stopping) as one to retry, writing nothing", async () => {
+    const path = newDirectory();
+    const shards = await openDataDirectory(path, { shardCount: 1, durability: "process", busyTimeoutMs: 5000, verify: false });
+    const outcome = new EntityStore(shards).put(put("late"), {});
+    shards.close();
+    await expect(outcome).rejects.toBeInstanceOf(ShardNotHereError);
+    expect(toProblem(await outcome.catch((error: unknown) => error))).toMatchObject({ status: 503, code: "unavailable" });
+    expect(countRows(join(path, "shard-000.sqlite")).entities).toBe(0);
   });
 
   it("turns a guard's ShardFrozenError and a missing shard into 503 unavailable with Retry-After: 1", async () => {

@@ -1,4 +1,3 @@
-import { expect } from "vitest";
 import { slotOf } from "../../schema/placement.js";
 import { eventually } from "./cluster-etcd.js";
 import type { IncrementLoad } from "./increment-load.js";
@@ -84,9 +83,7 @@ export function idInShard(status: ClusterAnswer, shard: number, type = "probe"):
  */
 export async function historyHoldsAndCopiesAgree(cluster: TestCluster, load: IncrementLoad): Promise<void> {
   await load.stop();
-  const verdict = await load.verify(cluster.node(anyLive(cluster)).url);
-  expect(verdict.problems, cluster.logs()).toEqual([]);
-  expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
+  await cluster.expectHistoryHolds(load, anyLive(cluster));
   await fullyReplicated(cluster);
   await copiesAgree(cluster);
 }

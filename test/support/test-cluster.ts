@@ -1,4 +1,6 @@
 import { Etcd3 } from "etcd3";
+import { expect } from "vitest";
+import type { IncrementLoad } from "./increment-load.js";
 import { ServerProcess } from "./server-process.js";
 import { eventually } from "./cluster-etcd.js";
 import { freePort } from "../../server/cli/loopback-ports.js";
@@ -182,6 +184,19 @@ export class TestCluster {
         [...node.earlierOutput, ...(node.server?.output ?? [])].slice(-LOG_TAIL_LINES).map((line) => `${node.id} ${line}`),
       )
       .join("\n");
+  }
+
+  /**
+   * Reads the load's counters back through node `via` and expects its history to hold: every
+   * acknowledged increment there exactly once. A failure, or counters that cannot be read,
+   * carries the end of every node's log.
+   */
+  async expectHistoryHolds(load: IncrementLoad, via: string): Promise<void> {
+    const verdict = await load.verify(this.node(via).url).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\n${this.logs()}`, { cause: error });
+    });
+    expect(verdict.problems, this.logs()).toEqual([]);
+    expect(verdict).toMatchObject({ lost: 0, doubled: 0 });
   }
 
   private ended(node: TestNode, how: string): void {

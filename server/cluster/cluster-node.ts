@@ -100,6 +100,10 @@ export class ClusterNode {
       options.logger[held ? "info" : "warn"]({ held }, held ? "lease held again" : "lease lost; registering again");
       node.enqueue(async () => node.publish());
     };
+    // The first failure and then one in ten: enough to tell an etcd that is away from a key that does not expire.
+    member.registration.onRetry = (error, attempt) => {
+      if (attempt % 10 === 1) options.logger.warn({ err: error, attempt }, "could not register again yet; still trying");
+    };
     return node;
   }
 

@@ -24,6 +24,8 @@ export class NodeRegistration {
   private holding = true;
   /** Called whenever the node loses its lease or holds one again. */
   onChange: (held: boolean) => void = () => {};
+  /** Called when an attempt to register again fails (the `attempt`th since the lease was lost). */
+  onRetry: (error: unknown, attempt: number) => void = () => {};
 
   private constructor(
     private readonly cluster: Namespace,
@@ -58,7 +60,7 @@ export class NodeRegistration {
   private async registerAgain(): Promise<void> {
     this.holding = false;
     this.onChange(false);
-    while (!this.closed) {
+    for (let attempt = 1; !this.closed; attempt++) {
       try {
         this.lease = await register(this.cluster, this.self, this.ttlSeconds);
         if (this.closed) await this.lease.revoke();
@@ -68,8 +70,9 @@ export class NodeRegistration {
           this.onChange(true);
         }
         return;
-      } catch {
+      } catch (error) {
         // etcd is still away, or the old key has not expired yet: try again shortly
+        this.onRetry(error, attempt);
         await sleep(REREGISTER_DELAY_MS);
       }
     }

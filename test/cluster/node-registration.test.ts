@@ -82,4 +82,27 @@ describe("node registration", () => {
     await registration.close();
     expect(await observer.get(CLUSTER_KEYS.node("n1")).string()).toBeNull();
   });
+
+  it("keeps trying to register again while its id is still held, reporting each failed attempt", async () => {
+    const name = shared.clients.newCluster();
+    const { cluster } = shared.clients.connect(name);
+    const registration = await NodeRegistration.start(cluster, { node: "n1", url: "http://a" }, TTL_SECONDS);
+    const failures: { error: unknown; attempt: number }[] = [];
+    registration.onRetry = (error, attempt) => failures.push({ error, attempt });
+    const { client: admin, cluster: observer } = shared.clients.connect(name);
+    // Another holder takes the key onto its own lease, then the node's lease goes behind its back.
+    const lost = (await observer.get(CLUSTER_KEYS.node("n1")).exec()).kvs[0]!.lease;
+    const blocker = observer.lease(60);
+    await blocker.put(CLUSTER_KEYS.node("n1")).value("held by another");
+    await admin.leaseClient.leaseRevoke({ ID: lost });
+    await eventually("two failed attempts", async () => failures.length >= 2);
+    expect(failures.slice(0, 2).map(({ attempt }) => attempt)).toEqual([1, 2]);
+    expect(failures[0]?.error).toBeInstanceOf(NodeIdTakenError);
+    expect(registration.held).toBe(false);
+
+    await blocker.revoke();
+    await eventually("the node is registered again", async () => registration.held);
+    expect(JSON.parse((await observer.get(CLUSTER_KEYS.node("n1")).string()) ?? "null")).toEqual({ node: "n1", url: "http://a" });
+    await registration.close();
+  });
 });

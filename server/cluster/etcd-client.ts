@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { noop } from "cockatiel";
 import { Etcd3, isRecoverableError, type IKeyValue, type Namespace } from "etcd3";
 
 /** How long a lost watch stream waits before it reconnects: doubling, at most `WATCH_RETRY_MAX_MS`. */
@@ -17,9 +18,18 @@ function doublingBackoff(duration: number): Backoff {
 /**
  * A client for the etcd cluster at `hosts`. Its watches reconnect within two seconds of etcd
  * coming back (the library's default waits up to 30 s), so a node's cached map catches up fast.
+ *
+ * No circuit breaker per host (the library's default opens one for 5 s after three failures):
+ * every call of a node shares it, so after an etcd outage the first call let through to test it
+ * (a move loop's, a watch's) failing again kept it open, and a node whose lease had lapsed
+ * could not register again for a minute or more (the outage test, in CI). The node's own loops
+ * already pace their retries; the library still tries each failed call three times.
  */
 export function connectEtcd(hosts: readonly string[]): Etcd3 {
-  return new Etcd3({ hosts: [...hosts], faultHandling: { watchBackoff: doublingBackoff(WATCH_RETRY_FIRST_MS) } });
+  return new Etcd3({
+    hosts: [...hosts],
+    faultHandling: { host: () => noop, watchBackoff: doublingBackoff(WATCH_RETRY_FIRST_MS) },
+  });
 }
 
 /** How long a start-up step tries again while etcd is overloaded, and how often. */

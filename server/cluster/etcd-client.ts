@@ -20,10 +20,11 @@ function doublingBackoff(duration: number): Backoff {
  * coming back (the library's default waits up to 30 s), so a node's cached map catches up fast.
  *
  * No circuit breaker per host (the library's default opens one for 5 s after three failures):
- * every call of a node shares it, so after an etcd outage the first call let through to test it
- * (a move loop's, a watch's) failing again kept it open, and a node whose lease had lapsed
- * could not register again for a minute or more (the outage test, in CI). The node's own loops
- * already pace their retries; the library still tries each failed call three times.
+ * every call of a node shares it, and after an etcd outage it stayed open: a node whose lease had
+ * lapsed failed every attempt to register again with BrokenCircuitError for a minute or more (the
+ * outage test, in CI), as we read its logs because the calls let through to test it kept failing
+ * while etcd caught up. The node's own loops already pace their retries; the library still tries
+ * each failed call three times.
  */
 export function connectEtcd(hosts: readonly string[]): Etcd3 {
   return new Etcd3({

@@ -265,8 +265,8 @@ export class Shard {
       >;
     this.statements = prepared(requestPathSql());
     // A write checks its slot against the range in memory, which the guard has found equal to the file's.
-    const holds = (slot: number) => slot >= this.current.slots.from && slot <= this.current.slots.to;
-    this.transaction = transactionOn(this.statements, holds);
+    const held = () => this.current.slots;
+    this.transaction = transactionOn(this.statements, held);
     const transaction = this.transaction;
     this.writeTransaction = db.transaction((fn: (tx: ShardTransaction) => unknown) => {
       transaction.begin();
@@ -287,7 +287,7 @@ export class Shard {
         insertIdempotency: onWriter(this.statements.insertIdempotency),
         adjustTallies: onWriter(this.statements.adjustTallies),
       },
-      holds,
+      held,
     );
     const selectFence = writer.prepare("select slot_from, slot_to, epoch, frozen, followers, sequence from shard_state");
     this.writes = new WriteQueue<ShardTransaction>(writer, queued, {
@@ -379,7 +379,7 @@ export class Shard {
       // the node may have narrowed it (a split) after this read was routed here.
       if (!row) {
         const { slot_from: from, slot_to: to } = this.statements.selectState.get() as ShardStateRow;
-        assertHeld((slot) => slot >= from && slot <= to, type, id, slotOf(type, id));
+        assertHeld({ from, to }, type, id, slotOf(type, id));
       }
       return row;
     });
@@ -732,8 +732,8 @@ function tallyIdempotencyRecords(statements: Pick<TransactionStatements, "adjust
  * from it by the narrowing, so a read would answer "absent" and a write would start the entity
  * afresh in a file that no longer serves it, where the write would be lost.
  */
-function assertHeld(holds: (slot: number) => boolean, type: string, id: string, slot: number): void {
-  if (!holds(slot)) {
+function assertHeld(slots: SlotRange, type: string, id: string, slot: number): void {
+  if (!isWithin({ from: slot, to: slot }, slots)) {
     throw new ShardNotHereError(
       `${type}/${id} (slot ${slot}) is not in this shard any more: it was narrowed after the request was routed`,
     );
@@ -746,10 +746,7 @@ function assertHeld(holds: (slot: number) => boolean, type: string, id: string, 
  * and the transaction stores where they got to once, before COMMIT. A group commit of n writes
  * costs two UPDATEs instead of n; a lone write, one, as before.
  */
-function transactionOn(
-  statements: TransactionStatements,
-  holds: (slot: number) => boolean,
-): ShardTransaction & BatchHooks & BatchCapture {
+function transactionOn(statements: TransactionStatements, held: () => SlotRange): ShardTransaction & BatchHooks & BatchCapture {
   let stored: number | undefined;
   let sequence = 0;
   let lastWriteAt = "";
@@ -775,11 +772,11 @@ function transactionOn(
     },
     captured: () => ({ entities, idempotency, upTo: stored === undefined ? 0 : sequence }),
     readEntity: (type, id) => {
-      assertHeld(holds, type, id, slotOf(type, id));
+      assertHeld(held(), type, id, slotOf(type, id));
       return statements.selectEntity.get({ type, id }) as EntityRow | undefined;
     },
     readIdempotency: (type, id, key) => {
-      assertHeld(holds, type, id, slotOf(type, id));
+      assertHeld(held(), type, id, slotOf(type, id));
       return statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined;
     },
     nextSequence: (now) => {
@@ -790,14 +787,14 @@ function transactionOn(
       return sequence;
     },
     saveEntity: (row, previous) => {
-      assertHeld(holds, row.type, row.id, row.slot);
+      assertHeld(held(), row.type, row.id, row.slot);
       statements.upsertEntity.run(row);
       entities.push(row);
       const change = Number(isLive(row)) - Number(isLive(previous));
       if (change !== 0) statements.adjustTallies.run({ entities: change, records: 0 });
     },
     recordIdempotency: (row) => {
-      assertHeld(holds, row.type, row.id, row.slot);
+      assertHeld(held(), row.type, row.id, row.slot);
       statements.insertIdempotency.run(row);
       idempotency.push(row);
       tallyIdempotencyRecords(statements, 1);

@@ -218,6 +218,14 @@ function contractChecker(): Promise<ContractChecker> {
 const violations: string[] = [];
 const pending = new Set<Promise<void>>();
 
+/**
+ * Compiles the checker now: its first use takes seconds of synchronous work, which a test keeps
+ * away from its requests (a keep-alive connection can expire under such a stall).
+ */
+export async function loadContractChecker(): Promise<void> {
+  await contractChecker();
+}
+
 /** What is wrong with one exchange according to openapi.yaml, known server disagreements forgiven. */
 export async function contractViolations(exchange: Exchange): Promise<string[]> {
   return (await contractChecker()).check(exchange);

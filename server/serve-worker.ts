@@ -21,7 +21,7 @@ import { createLogger } from "./logger.js";
 import { workerMetrics } from "./metrics/cluster-metrics.js";
 import { replicationMetrics, type ReplicationListener } from "./metrics/replication-metrics.js";
 import { checkpointAll, openShards } from "./shutdown.js";
-import { DRAIN_MS, forkedWorkerConfig, primaryGoAhead, SHUTDOWN_MESSAGE } from "./worker-protocol.js";
+import { DRAIN_MS, forkedWorkerConfig, primaryGoAhead, SHUTDOWN_MESSAGE, WAL_SYNC_FAILED_EXIT_CODE } from "./worker-protocol.js";
 
 /** How often a draining worker closes keep-alive connections that have gone idle. */
 const IDLE_SWEEP_MS = 50;
@@ -59,7 +59,15 @@ export async function runWorker(codeCache?: CodeCacheState): Promise<void> {
   await primaryGoAhead();
   finishStop = undefined;
   const membership = config.cluster && followCluster(config, logger);
-  const shards = await openShards(config, false, membership ? { guard: membership.guard, ship: membership.ship } : {});
+  const shards = await openShards(config, false, {
+    ...(membership && { guard: membership.guard, ship: membership.ship }),
+    onWalSyncFailure: (error) => {
+      // Exit before any write of the batch is answered: its clients see the connection close and
+      // retry with their Idempotency-Key, which the restarted server replays.
+      logger.fatal({ err: error }, "an fsync of a shard's WAL failed: stopping without answering");
+      process.exit(WAL_SYNC_FAILED_EXIT_CODE);
+    },
+  });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const cluster =

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { CLUSTER_SNAPSHOT_MESSAGE, CLUSTER_SNAPSHOT_REQUEST } from "./cluster/cluster-state.js";
 import type { ServeConfig } from "./config.js";
 import { RestartBackoff, WORKER_RESTART_BACKOFF } from "./restart-backoff.js";
-import { DRAIN_MS, SHUTDOWN_MESSAGE, StartGate, workerEnvironment } from "./worker-protocol.js";
+import { DRAIN_MS, SHUTDOWN_MESSAGE, StartGate, WAL_SYNC_FAILED_EXIT_CODE, workerEnvironment } from "./worker-protocol.js";
 
 /** How long the primary waits for its workers before it kills them; past this, exit code 1. */
 const SHUTDOWN_BOUND_MS = DRAIN_MS + 5_000;
@@ -37,6 +37,16 @@ export async function serve(config: ServeConfig, logger: Logger, onServing?: () 
     if (workers().length === 0) resolveStopped();
   };
   cluster.on("exit", (worker, code, signal) => {
+    if (code === WAL_SYNC_FAILED_EXIT_CODE) {
+      // Not a clean close either: the files stay marked as a crash left them, for the next start-up.
+      logger.fatal(
+        { worker: worker.process.pid, code },
+        "a worker's fsync of a shard's WAL failed, so the disk may not hold writes it was given: the server stops. " +
+          "Check the disk, then start the server again: start-up copies each WAL into its shard file and fsyncs it before serving",
+      );
+      for (const other of workers()) other.process.kill("SIGKILL");
+      process.exit(1);
+    }
     if (!stopping && listening < config.workers) {
       // A worker that cannot even start (port taken, files refused) would fail again.
       logger.error({ worker: worker.process.pid, code, signal }, "a worker failed to start; stopping");

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { ServeConfig } from "./config.js";
 import { openDataDirectory, type ShardSet } from "./storage/data-directory.js";
-import type { BatchShipper, WriteGuard } from "./storage/shard.js";
+import type { BatchShipper, ShardOptions, WriteGuard } from "./storage/shard.js";
 
 /*
  * What the primary and the workers of `apostate serve` share, kept apart from both so that the
@@ -11,21 +11,27 @@ import type { BatchShipper, WriteGuard } from "./storage/shard.js";
 /**
  * Opens the data directory. A cluster node's directory records its cluster and node; a node that
  * joins a cluster that has a map already starts with no shards (`shardCount` 0), and its workers
- * fence every write with `guard`.
+ * fence every write with `guard`. A worker stops when an fsync of a WAL fails (`onWalSyncFailure`).
  */
 export async function openShards(
   config: ServeConfig,
   verify: boolean,
-  cluster: { shardCount?: number; guard?: WriteGuard; ship?: BatchShipper } = {},
+  options: {
+    shardCount?: number;
+    guard?: WriteGuard;
+    ship?: BatchShipper;
+    onWalSyncFailure?: ShardOptions["onWalSyncFailure"];
+  } = {},
 ): Promise<ShardSet> {
   return openDataDirectory(config.dataDir, {
-    shardCount: cluster.shardCount ?? config.shards,
+    shardCount: options.shardCount ?? config.shards,
     durability: config.durability,
     busyTimeoutMs: config.busyTimeoutMs,
     verify,
     ...(config.cluster && { member: { cluster: config.cluster.cluster, node: config.cluster.node } }),
-    ...(cluster.guard && { guard: cluster.guard }),
-    ...(cluster.ship && { ship: cluster.ship }),
+    ...(options.guard && { guard: options.guard }),
+    ...(options.ship && { ship: options.ship }),
+    onWalSyncFailure: options.onWalSyncFailure,
   });
 }
 

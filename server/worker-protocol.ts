@@ -14,6 +14,12 @@ export const DRAIN_MS = 10_000;
 /** The primary asks its workers to stop with this message rather than a signal (see serve.ts). */
 export const SHUTDOWN_MESSAGE = "apostate:shutdown";
 
+/**
+ * A worker's exit code when an fsync of a shard's WAL failed (EX_IOERR of sysexits.h): the
+ * primary then stops the whole server instead of starting another worker (see serve.ts).
+ */
+export const WAL_SYNC_FAILED_EXIT_CODE = 74;
+
 /** The environment variable that carries a worker's configuration, as JSON. */
 const WORKER_CONFIG_ENV = "APOSTATE_WORKER_CONFIG";
 

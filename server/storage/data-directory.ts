@@ -27,7 +27,8 @@ export interface OpenOptions extends ShardOptions {
   shardCount: number;
   /**
    * Verify every shard before opening it for writing (the primary does): what a crash or a
-   * careless copy can have damaged, in a time that does not grow with the data.
+   * careless copy can have damaged, in a time that does not grow with the data. Under `power`
+   * durability each verified shard's WAL is then synced into its file (Shard.makeWalDurable).
    */
   verify: boolean;
   /**
@@ -351,12 +352,14 @@ export async function openDataDirectory(directory: string, options: OpenOptions)
     busyTimeoutMs: options.busyTimeoutMs,
     guard: options.guard,
     ship: options.ship,
+    onWalSyncFailure: options.onWalSyncFailure,
   };
   const held = new Map<number, HeldShard>();
   try {
     for (const entry of manifest.shards) {
       held.set(entry.shard, await openHeldShard(root, entry, shardOptions, manifest.member !== undefined));
     }
+    if (options.verify && options.durability === "power") for (const { shard } of held.values()) shard.makeWalDurable();
   } catch (error) {
     for (const { shard } of held.values()) shard.close();
     throw error;

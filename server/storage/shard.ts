@@ -23,7 +23,7 @@ import { fenceOf, readFence, writeFence, type ShardFence } from "./shard-fence.j
 import { removeShardFiles } from "./shard-files.js";
 import { rewriteIdentity } from "./shard-identity.js";
 import { listShardKeys, readShardStats, type ShardKey, type ShardStats } from "./shard-inspection.js";
-import { DataDirectoryError, ShardNotHereError, translateSqliteError } from "./storage-errors.js";
+import { DataDirectoryError, ShardNotHereError, translateSqliteError, WalSyncError } from "./storage-errors.js";
 import type { EntityRow, IdempotencyRow, ListedEntityRow, ShardDatabase, ShardStateRow, WriteKind } from "./tables.js";
 import { WriteQueue, type BatchHooks } from "./write-queue.js";
 
@@ -73,6 +73,13 @@ export interface ShardOptions {
   guard?: WriteGuard | undefined;
   /** A cluster's shipper of the guarded batches of a shard with followers. */
   ship?: BatchShipper | undefined;
+  /**
+   * Under `power` durability, called when an fsync of the WAL fails, before any write of the
+   * committed batch is answered. `apostate serve` stops the server there (PostgreSQL does the
+   * same since 2018): the writes are committed, so a 5xx would be untrue, and later fsyncs cannot
+   * be trusted. Without it the batch's writes fail with the WalSyncError.
+   */
+  onWalSyncFailure?: ((error: WalSyncError) => void) | undefined;
 }
 
 /** One page of a type's live entities, ordered by id in byte order. */
@@ -302,7 +309,11 @@ export class Shard {
       },
       afterCommit: () => {
         const batch = this.replicaBatch(queued.captured());
-        const durable = walSync?.sync();
+        const durable = walSync?.sync().catch((error: unknown) => {
+          const failure = new WalSyncError(`the fsync of ${this.file}-wal failed: ${String(error)}`, { cause: error });
+          options.onWalSyncFailure?.(failure);
+          throw failure;
+        });
         const replicated = batch && this.ship?.(batch);
         if (!replicated) return durable;
         return durable ? Promise.all([durable, replicated]).then(() => undefined) : replicated;
@@ -581,6 +592,25 @@ export class Shard {
    */
   checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
     this.run(() => this.db.pragma(`wal_checkpoint(${mode})`));
+  }
+
+  /**
+   * Copies the whole WAL into the file and fsyncs both, before anything is served under `power`
+   * durability: a server stopped by a failed fsync of the WAL (see WalSyncError) can have left
+   * commits that only the page cache holds, and a later fsync of the WAL would not write them.
+   * An I/O error, or another process holding the WAL, stops it with a DataDirectoryError.
+   */
+  makeWalDurable(): void {
+    let result: unknown;
+    try {
+      result = this.db.pragma("wal_checkpoint(TRUNCATE)");
+    } catch (error) {
+      throw new DataDirectoryError(`${this.file}: its WAL could not be copied into the file and synced: ${String(error)}`, {
+        cause: error,
+      });
+    }
+    const [{ busy }] = result as [{ busy: number }];
+    if (busy !== 0) throw new DataDirectoryError(`${this.file}: another process holds its WAL, so it could not be synced`);
   }
 
   close(): void {

@@ -8,6 +8,14 @@ export class ShardBusyError extends Error {}
 export class StorageFullError extends Error {}
 
 /**
+ * Under `power` durability, an fsync of a shard's WAL failed after its batch committed: the
+ * batch's writes are visible but may not be on disk, and a later fsync of the same file can
+ * report success without them (Linux reports a failed writeback once), so nothing more may be
+ * acknowledged on its word. `apostate serve` stops on it (see ShardOptions.onWalSyncFailure).
+ */
+export class WalSyncError extends Error {}
+
+/**
  * A write reached a shard that is frozen while it moves. Storage never throws it itself: a
  * cluster's write guard does (see WriteGuard). The write may be retried shortly.
  */

@@ -126,13 +126,16 @@ export class EntityStore {
   page(type: string, options: ListOptions): { items: ListedItem[]; more: boolean } {
     const after = options.cursor === undefined ? "" : this.cursors.decode(options.cursor, { type, prefix: options.prefix });
     const range = { type, after, prefix: options.prefix, limit: options.limit + 1 };
-    const runs = (this.options.listedShards?.() ?? this.shards.shards).map((shard) => shard.iterateEntities(range));
+    const shards = this.options.listedShards?.() ?? this.shards.shards;
+    const runs = shards.map((shard) => shard.iterateEntities(range));
     let rows: ListedEntityRow[];
     try {
       rows = mergeById(runs, range.limit);
     } finally {
       for (const run of runs) run.return();
     }
+    // A split by another process of the node may have moved rows out from under these reads.
+    for (const shard of shards) shard.assertRangeCurrent();
     return {
       items: rows.slice(0, options.limit).map((row) => ({ id: row.id, json: entityJson(row) })),
       more: rows.length > options.limit,

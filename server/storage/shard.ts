@@ -396,6 +396,25 @@ export class Shard {
     });
   }
 
+  /**
+   * Throws ShardNotHereError when another process of the node has narrowed the file (a split)
+   * since this object took its range. A narrowing is one transaction, so reads that ran before
+   * a check that passes saw every row of the range: a list checks once its reads are done, as
+   * the moved half may be in a shard this process does not list yet.
+   */
+  assertRangeCurrent(): void {
+    this.run(() => this.assertFileRange(this.statements.selectState.get() as ShardStateRow));
+  }
+
+  private assertFileRange(state: Pick<ShardStateRow, "slot_from" | "slot_to">): void {
+    const { slots } = this.current;
+    if (state.slot_from !== slots.from || state.slot_to !== slots.to) {
+      throw new ShardNotHereError(
+        `${this.file} now holds slots ${state.slot_from}-${state.slot_to}, not ${slots.from}-${slots.to}: this process has not reloaded yet`,
+      );
+    }
+  }
+
   /** A committed idempotency record, read outside any write transaction. */
   readIdempotency(type: string, id: string, key: string): IdempotencyRow | undefined {
     return this.run(() => this.statements.selectIdempotency.get({ type, id, key }) as IdempotencyRow | undefined);
@@ -638,14 +657,9 @@ export class Shard {
       ShardStateRow,
       "slot_from" | "slot_to" | "epoch" | "frozen" | "followers" | "sequence"
     >;
-    const { slots } = this.current;
     // Another process of the node narrowed the shard: a write routed by the old range could
     // land in slots the shard no longer holds.
-    if (state.slot_from !== slots.from || state.slot_to !== slots.to) {
-      throw new ShardNotHereError(
-        `${this.file} now holds slots ${state.slot_from}-${state.slot_to}, not ${slots.from}-${slots.to}: this process has not reloaded yet`,
-      );
-    }
+    this.assertFileRange(state);
     const fence = fenceOf(state);
     guard(this.current, fence);
     this.batchFence = { fence, sequence: state.sequence };

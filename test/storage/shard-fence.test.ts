@@ -193,6 +193,26 @@ describe("the shard fence", () => {
     expect(countRows(primary.get(0)!.file)).toMatchObject({ entities: 0, records: 0 });
   });
 
+  it("fails a list that another process's split cut short, instead of answering a page without the moved half", async () => {
+    const path = newDirectory();
+    const stale = await open(path);
+    const store = new EntityStore(stale);
+    const ids = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    for (const id of ids) await store.put(put(id), { id });
+    const lower = ids.filter((id) => slotOf("acct", id) <= 2047).sort();
+    expect(lower.length).toBeGreaterThan(0);
+    expect(lower.length).toBeLessThan(ids.length);
+    const page = () =>
+      store.list("acct", { prefix: "", limit: 100 }).items.map((item) => (JSON.parse(item) as { id: string }).id);
+    expect(page()).toHaveLength(ids.length);
+
+    await (await open(path)).reshape(0, { from: 0, to: 2047 });
+    // The file lost its upper half, which this process would not find in any shard it knows.
+    expect(page).toThrow(ShardNotHereError);
+    await stale.reload();
+    expect(page()).toEqual(lower);
+  });
+
   it("fails a write whose shard closed before its batch ran (dropped, moved away, stopping) as one to retry, writing nothing", async () => {
     const path = newDirectory();
     const shards = await openDataDirectory(path, { shardCount: 1, durability: "process", busyTimeoutMs: 5000, verify: false });

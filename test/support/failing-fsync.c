@@ -24,22 +24,22 @@ static int fails(int fd) {
   return strcmp(path + length - 4, "-wal") == 0;
 }
 
-int fsync(int fd) {
-  static int (*real)(int);
-  if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+/* Fails the call on a WAL while the trigger exists, else makes the real one (found once, by name). */
+static int sync_or_fail(const char *name, int (**real)(int), int fd) {
+  if (*real == NULL) *real = (int (*)(int))dlsym(RTLD_NEXT, name);
   if (fails(fd)) {
     errno = EIO;
     return -1;
   }
-  return real(fd);
+  return (*real)(fd);
+}
+
+int fsync(int fd) {
+  static int (*real)(int);
+  return sync_or_fail("fsync", &real, fd);
 }
 
 int fdatasync(int fd) {
   static int (*real)(int);
-  if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-  if (fails(fd)) {
-    errno = EIO;
-    return -1;
-  }
-  return real(fd);
+  return sync_or_fail("fdatasync", &real, fd);
 }

@@ -19,9 +19,10 @@ type ConditionFailure = components["schemas"]["ConditionFailure"];
 
 /**
  * An error response from apostate: its HTTP `status`, its stable `code` and the whole problem
- * body. Four codes that callers routinely branch on have subclasses of their own
- * ({@link EntityNotFoundError}, {@link VersionMismatchError}, {@link ConditionFailedError},
- * {@link IdempotencyKeyReusedError}); {@link isProblem} narrows by any code.
+ * body. Every code has a subclass of its own (`EntityNotFoundError` for `entity-not-found`, …,
+ * `InternalError` for `internal`), so a caller can branch with `instanceof`; those whose problem
+ * carries the entity as it is now extend {@link ProblemWithCurrentError}. {@link isProblem}
+ * narrows by code as well.
  *
  * @example
  * try {
@@ -44,25 +45,29 @@ export class ProblemError extends Error {
   }
 
   /**
-   * The error for a problem body, as the subclass for its code when it has one.
+   * The error for a problem body, as the subclass for its code (a code this client does not
+   * know, from a newer server, gives a plain ProblemError).
    *
    * @example
    * const error = ProblemError.from(recordedProblem);
    * if (error instanceof ConditionFailedError) console.log(error.failed?.path);
    */
   static from(problem: Problem): ProblemError {
-    switch (problem.code) {
-      case "entity-not-found":
-        return new EntityNotFoundError(problem);
-      case "version-mismatch":
-        return new VersionMismatchError(problem);
-      case "condition-failed":
-        return new ConditionFailedError(problem);
-      case "idempotency-key-reused":
-        return new IdempotencyKeyReusedError(problem);
-      default:
-        return new ProblemError(problem);
-    }
+    const ErrorClass: ProblemErrorClass = Object.hasOwn(ERROR_CLASSES, problem.code) ? ERROR_CLASSES[problem.code] : ProblemError;
+    return new ErrorClass(problem);
+  }
+}
+
+/**
+ * A problem that carries the entity as it is now, so no extra read is needed to decide what to
+ * do: `current` is `null` when the entity does not exist.
+ *
+ * @example
+ * if (error instanceof ProblemWithCurrentError) console.log("now at version", error.current?.version);
+ */
+export abstract class ProblemWithCurrentError extends ProblemError {
+  get current(): Entity | null {
+    return this.problem.current ?? null;
   }
 }
 
@@ -90,12 +95,8 @@ export class EntityNotFoundError extends ProblemError {
  *   if (error instanceof VersionMismatchError) console.log("now at", error.current?.version);
  * }
  */
-export class VersionMismatchError extends ProblemError {
+export class VersionMismatchError extends ProblemWithCurrentError {
   override readonly name = "VersionMismatchError";
-
-  get current(): Entity | null {
-    return this.problem.current ?? null;
-  }
 }
 
 /**
@@ -109,12 +110,8 @@ export class VersionMismatchError extends ProblemError {
  *   if (error instanceof ConditionFailedError) console.log(error.failed?.path, error.current?.data);
  * }
  */
-export class ConditionFailedError extends ProblemError {
+export class ConditionFailedError extends ProblemWithCurrentError {
   override readonly name = "ConditionFailedError";
-
-  get current(): Entity | null {
-    return this.problem.current ?? null;
-  }
 
   get failed(): ConditionFailure | undefined {
     return this.problem.failed;
@@ -133,6 +130,115 @@ export class ConditionFailedError extends ProblemError {
 export class IdempotencyKeyReusedError extends ProblemError {
   override readonly name = "IdempotencyKeyReusedError";
 }
+
+/** 409 `test-failed`: a JSON Patch `test` operation failed, so nothing changed; `current` is the entity it tested. */
+export class TestFailedError extends ProblemWithCurrentError {
+  override readonly name = "TestFailedError";
+}
+
+/**
+ * 409 `patch-conflict`: a JSON Patch or `ops` operation cannot apply to the entity as it is (an
+ * `inc` of a non-number, a path through a scalar, …), so nothing changed; `current` is the entity.
+ */
+export class PatchConflictError extends ProblemWithCurrentError {
+  override readonly name = "PatchConflictError";
+}
+
+/** 400 `invalid-idempotency-key`: the `Idempotency-Key` is empty, too long or not printable ASCII. */
+export class InvalidIdempotencyKeyError extends ProblemError {
+  override readonly name = "InvalidIdempotencyKeyError";
+}
+
+/** 400 `invalid-key`: the `type` or `id` is outside the allowed form. */
+export class InvalidKeyError extends ProblemError {
+  override readonly name = "InvalidKeyError";
+}
+
+/** 400 `invalid-body`: no body, malformed JSON, or a document the operation cannot take (`detail` says which). */
+export class InvalidBodyError extends ProblemError {
+  override readonly name = "InvalidBodyError";
+}
+
+/** 400 `invalid-cursor`: a list cursor that was forged, damaged or made for another list. */
+export class InvalidCursorError extends ProblemError {
+  override readonly name = "InvalidCursorError";
+}
+
+/** 400 `invalid-query`: a bad or undeclared query parameter (`detail` names it). */
+export class InvalidQueryError extends ProblemError {
+  override readonly name = "InvalidQueryError";
+}
+
+/** 415 `unsupported-media-type`: a body of a `Content-Type` the route does not take, or a body where it takes none. */
+export class UnsupportedMediaTypeError extends ProblemError {
+  override readonly name = "UnsupportedMediaTypeError";
+}
+
+/** 413 `payload-too-large`: the body is over the server's limit (`--body-limit`). */
+export class PayloadTooLargeError extends ProblemError {
+  override readonly name = "PayloadTooLargeError";
+}
+
+/** 404 `route-not-found`: no such route (a wrong `baseUrl` often). */
+export class RouteNotFoundError extends ProblemError {
+  override readonly name = "RouteNotFoundError";
+}
+
+/** 404 `shard-not-found`: an admin request named a shard the store does not have. */
+export class ShardNotFoundError extends ProblemError {
+  override readonly name = "ShardNotFoundError";
+}
+
+/** 405 `method-not-allowed`: the route exists, the method does not. */
+export class MethodNotAllowedError extends ProblemError {
+  override readonly name = "MethodNotAllowedError";
+}
+
+/** 401 `unauthorized`: the token is missing or wrong. */
+export class UnauthorizedError extends ProblemError {
+  override readonly name = "UnauthorizedError";
+}
+
+/**
+ * `unavailable` (503, or 502 from a cluster node whose forward lost the owner's answer): the
+ * server, a shard or its owner stayed unavailable through every retry the client's `retry`
+ * options allowed. A write may have been applied all the same (a lost answer, or a replicated
+ * write that waited too long for its followers): repeat it with the same `idempotencyKey` to
+ * settle it.
+ */
+export class UnavailableError extends ProblemError {
+  override readonly name = "UnavailableError";
+}
+
+/** 500 `internal`: the server failed in a way it does not explain; its log has the details. */
+export class InternalError extends ProblemError {
+  override readonly name = "InternalError";
+}
+
+type ProblemErrorClass = new (problem: Problem) => ProblemError;
+
+/** The class of every code: a code added to `openapi.yaml` without one here does not compile. */
+const ERROR_CLASSES: { readonly [C in ProblemCode]: ProblemErrorClass } = {
+  "entity-not-found": EntityNotFoundError,
+  "version-mismatch": VersionMismatchError,
+  "condition-failed": ConditionFailedError,
+  "test-failed": TestFailedError,
+  "patch-conflict": PatchConflictError,
+  "idempotency-key-reused": IdempotencyKeyReusedError,
+  "invalid-idempotency-key": InvalidIdempotencyKeyError,
+  "invalid-key": InvalidKeyError,
+  "invalid-body": InvalidBodyError,
+  "invalid-cursor": InvalidCursorError,
+  "invalid-query": InvalidQueryError,
+  "unsupported-media-type": UnsupportedMediaTypeError,
+  "payload-too-large": PayloadTooLargeError,
+  "route-not-found": RouteNotFoundError,
+  "shard-not-found": ShardNotFoundError,
+  "method-not-allowed": MethodNotAllowedError,
+  unauthorized: UnauthorizedError,
+  unavailable: UnavailableError,
+  internal: InternalError,
+};
 
 /**
  * Whether `error` is a {@link ProblemError} with the given code; narrows `error` when it is.

@@ -7,7 +7,9 @@ import {
   IdempotencyKeyReusedError,
   isProblem,
   NetworkError,
+  PatchConflictError,
   ProblemError,
+  TestFailedError,
   VersionMismatchError,
   type ApostateClient,
   type Entity,
@@ -120,9 +122,11 @@ describe("patch and jsonPatch", () => {
     await db.put("doc", "jp-2", { n: 1 });
     const failed = await rejectionOf(db.jsonPatch("doc", "jp-2", [{ op: "test", path: "/n", value: 2 }]));
     expect(isProblem(failed, "test-failed")).toBe(true);
-    expect((failed as ProblemError).problem.current).toMatchObject({ version: 1 });
+    expect(failed).toBeInstanceOf(TestFailedError);
+    expect((failed as TestFailedError).current).toMatchObject({ version: 1 });
     const conflict = await rejectionOf(db.jsonPatch("doc", "jp-2", [{ op: "remove", path: "/missing" }]));
     expect(isProblem(conflict, "patch-conflict")).toBe(true);
+    expect(conflict).toBeInstanceOf(PatchConflictError);
     expect(await db.get("doc", "jp-2")).toMatchObject({ version: 1 });
   });
 });

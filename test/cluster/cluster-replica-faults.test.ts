@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually } from "../support/cluster-etcd.js";
 import { IncrementLoad } from "../support/increment-load.js";
 import { copiesAgree, fullyReplicated, historyHoldsAndCopiesAgree, idInShard } from "../support/replicas.js";
 import { TestCluster } from "../support/test-cluster.js";
@@ -12,8 +13,8 @@ import { tempDir } from "../support/temp-dir.js";
 /*
  * Replicas under faults that are not a clean death: the link between an owner and its follower
  * cut while both live, and (with --durability power) an owner and its follower killed at once,
- * and an owner or a follower whose disk fails the fsync of its WAL (a library every node
- * preloads, failing only the data directory the trigger file names).
+ * and a node whose disk fails the fsync of its WAL (a library every node preloads, failing only
+ * the data directory the trigger file names).
  */
 
 let cluster: TestCluster;
@@ -119,33 +120,13 @@ describe("replicas under faults", () => {
     expect(await cluster.exited(owner)).toBe(1);
     rmSync(trigger);
     expect(cluster.logs()).toMatch(new RegExp(`${owner} .*the fsync of \\S+-wal failed`));
+    // Writes go on without it: to its shards once their followers are promoted (its lease is 3 s),
+    // to the others' once it is dropped as their follower. The bench and cluster-replicas time
+    // the failover; this case checks the history.
     const stoppedAt = load.acknowledged;
-    // Writes go on: to its shards once their followers are promoted, after its 3 s lease ran out.
-    await sleep(6_000);
-    expect(load.acknowledged).toBeGreaterThan(stoppedAt);
+    await eventually("writes to be acknowledged again", () => load.acknowledged > stoppedAt + 10, 30_000);
     await cluster.startNode(owner);
     await sleep(3_000);
     await historyHoldsAndCopiesAgree(cluster, load);
-  }, 180_000);
-
-  it("with --durability power, a follower whose WAL fsync fails is dropped and writes go on; once its disk is back every shard has its copies again and the history holds", async () => {
-    const status = await fullyReplicated(cluster);
-    const shard = status.shards.find((entry) => entry.followers[0] !== status.coordinator);
-    expect(shard).toBeDefined();
-    const { shard: id, followers } = shard as { shard: number; followers: string[] };
-    const follower = followers[0] as string;
-    const load = IncrementLoad.start({ urls: () => cluster.urls(), counters: 30, concurrency: 6 });
-    await sleep(2_000);
-    writeFileSync(trigger, cluster.node(follower).dataDir);
-    // Its commits fail (nothing applied), so its owners cannot count on it: after 2 s of that it
-    // is dropped from the map, and their writes go on without it.
-    await sleep(5_000);
-    expect(await followersNow(id)).not.toContain(follower);
-    const droppedAt = load.acknowledged;
-    await sleep(2_000);
-    expect(load.acknowledged).toBeGreaterThan(droppedAt);
-    rmSync(trigger);
-    await historyHoldsAndCopiesAgree(cluster, load);
-    expect(cluster.node(follower).server, "a follower keeps running").toBeDefined();
   }, 180_000);
 });

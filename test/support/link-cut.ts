@@ -4,7 +4,10 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 /**
  * A TCP link to a server that a test can cut and heal, as a network partition would: while cut,
  * the connections it had are destroyed and new ones are accepted and then hear nothing, so a
- * caller waits for its own timeout, as it would on a dead route.
+ * caller waits for its own timeout, as it would on a dead route. When it heals, the connections
+ * it swallowed are closed: on a real route they would never have been set up (their callers'
+ * connects time out), and a caller that waits long (a seeding waits minutes for a copy) would
+ * otherwise hang on one past the partition.
  *
  * @example
  * const link = await LinkCut.start(node.port); // node's peers reach it at link.url
@@ -13,6 +16,8 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 export class LinkCut {
   private isCut = false;
   private readonly sockets = new Set<Socket>();
+  /** Connections accepted while cut, which hear nothing. */
+  private readonly swallowed = new Set<Socket>();
 
   private constructor(
     private readonly server: Server,
@@ -40,6 +45,8 @@ export class LinkCut {
 
   heal(): void {
     this.isCut = false;
+    for (const socket of this.swallowed) socket.destroy();
+    this.swallowed.clear();
   }
 
   async close(): Promise<void> {
@@ -53,7 +60,11 @@ export class LinkCut {
     client.on("close", () => this.sockets.delete(client));
     client.on("error", () => client.destroy());
     // A cut link swallows what it is sent.
-    if (this.isCut) return;
+    if (this.isCut) {
+      this.swallowed.add(client);
+      client.on("close", () => this.swallowed.delete(client));
+      return;
+    }
     const upstream = connect(this.targetPort, "127.0.0.1");
     this.sockets.add(upstream);
     upstream.on("close", () => {

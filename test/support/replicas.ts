@@ -10,10 +10,13 @@ export function anyLive(cluster: TestCluster): string {
   return id;
 }
 
-/** Waits until every shard has a live owner and `replicas - 1` live followers; resolves to that status. */
+/**
+ * Waits until every shard has a live owner and `replicas - 1` live followers; resolves to that
+ * status. A timeout fails with the last status and the end of every node's log.
+ */
 export async function fullyReplicated(cluster: TestCluster, replicas = 2): Promise<ClusterAnswer> {
   let status: ClusterAnswer | undefined;
-  await eventually(
+  const waited = eventually(
     `every shard to have a live owner and ${replicas - 1} live follower(s)`,
     async () => {
       status = await cluster.status(anyLive(cluster)).catch(() => undefined);
@@ -25,6 +28,9 @@ export async function fullyReplicated(cluster: TestCluster, replicas = 2): Promi
     },
     60_000,
   );
+  await waited.catch((error: unknown) => {
+    throw new Error(`${String(error)}\nlast status: ${JSON.stringify(status)}\n${cluster.logs()}`, { cause: error });
+  });
   return status as ClusterAnswer;
 }
 

@@ -35,8 +35,6 @@ export interface TestClusterOptions {
   testHooks?: boolean;
   /** More flags for every node. */
   args?: string[];
-  /** More environment for every node's processes. */
-  env?: NodeJS.ProcessEnv;
   adminToken?: string;
   token?: string;
   /** Nodes whose peers (other nodes, the coordinator) reach them through a LinkCut the test can cut. */
@@ -159,7 +157,7 @@ export class TestCluster {
         ...(options.token ? ["--token", options.token] : []),
         ...(options.args ?? []),
       ],
-      env: { ...(options.testHooks && { APOSTATE_TEST_HOOKS: "1" }), ...options.env, ...env },
+      env: { ...(options.testHooks && { APOSTATE_TEST_HOOKS: "1" }), ...env },
     });
   }
 
@@ -168,14 +166,6 @@ export class TestCluster {
     const node = this.node(id);
     await node.server?.crash();
     this.ended(node, "killed");
-  }
-
-  /** Waits for a node that stops by itself; resolves to its exit code. */
-  async exited(id: string): Promise<number | null> {
-    const node = this.node(id);
-    const code = (await node.server?.exitCode) ?? null;
-    this.ended(node, `exited with ${code}`);
-    return code;
   }
 
   async stop(id: string): Promise<void> {

@@ -43,7 +43,11 @@ export interface ReplicaKeeperOptions {
  */
 export class ReplicaKeeper {
   private seeding: Promise<void> | undefined;
-  /** Shards given back to their dead owner at this epoch (no follower could take over): not tried again until the map changes them. */
+  /**
+   * Shards given back to their dead owner at this epoch (no follower could take over): not tried
+   * again while that owner stays away, as each try would only raise the epoch once more. Once it
+   * is back the wait is over: should it die again, its shard fails over like any other.
+   */
   private readonly waitingForOwner = new Map<number, number>();
 
   constructor(
@@ -63,8 +67,12 @@ export class ReplicaKeeper {
     if (!map) return;
     const live = new Set(this.view.liveNodes.map((node) => node.node));
     for (const entry of map.shards) {
+      if (live.has(entry.node)) {
+        this.waitingForOwner.delete(entry.shard);
+        continue;
+      }
       const candidates = entry.followers.filter((node) => live.has(node));
-      if (live.has(entry.node) || candidates.length === 0 || this.waitingForOwner.get(entry.shard) === entry.epoch) continue;
+      if (candidates.length === 0 || this.waitingForOwner.get(entry.shard) === entry.epoch) continue;
       await this.failOver(entry, candidates);
     }
     if (this.options.replicas > 1 && !this.seeding) {

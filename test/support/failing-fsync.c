@@ -1,8 +1,10 @@
 /*
  * A disk whose writeback fails, for a real server process: loaded with LD_PRELOAD, this makes
  * fsync(2) and fdatasync(2) of any file whose name ends in "-wal" (a shard's WAL) fail with EIO
- * while the file named by FAILING_FSYNC_TRIGGER exists, and pass every other call through.
- * Built by test/support/failing-fsync.ts with the system's C compiler.
+ * while the file named by FAILING_FSYNC_TRIGGER exists, and passes every other call through.
+ * When the trigger file holds a path, only WALs under that path fail (one node's data directory
+ * among several processes that all preload this). Built by test/support/failing-fsync.ts with
+ * the system's C compiler.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -12,16 +14,28 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fails(int fd) {
+/* Whether the trigger file exists; `prefix` then holds the path it names ("" for every WAL). */
+static int read_trigger(char *prefix, size_t size) {
   const char *trigger = getenv("FAILING_FSYNC_TRIGGER");
-  if (trigger == NULL || access(trigger, F_OK) != 0) return 0;
+  if (trigger == NULL) return 0;
+  FILE *file = fopen(trigger, "r");
+  if (file == NULL) return 0;
+  size_t length = fread(prefix, 1, size - 1, file);
+  fclose(file);
+  prefix[length] = '\0';
+  return 1;
+}
+
+static int fails(int fd) {
+  char prefix[4096];
+  if (!read_trigger(prefix, sizeof prefix)) return 0;
   char link[64];
   char path[4096];
   snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
   ssize_t length = readlink(link, path, sizeof path - 1);
   if (length < 4) return 0;
   path[length] = '\0';
-  return strcmp(path + length - 4, "-wal") == 0;
+  return strcmp(path + length - 4, "-wal") == 0 && strncmp(path, prefix, strlen(prefix)) == 0;
 }
 
 /* Fails the call on a WAL while the trigger exists, else makes the real one (found once, by name). */

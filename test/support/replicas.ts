@@ -28,10 +28,25 @@ export async function fullyReplicated(cluster: TestCluster, replicas = 2): Promi
     },
     60_000,
   );
-  await waited.catch((error: unknown) => {
-    throw new Error(`${String(error)}\nlast status: ${JSON.stringify(status)}\n${cluster.logs()}`, { cause: error });
-  });
+  await explained(cluster, waited, () => status);
   return status as ClusterAnswer;
+}
+
+/**
+ * Waits for `waiting`; when it fails, the error also carries the cluster's status (the one given,
+ * else one read now) and the end of every node's log, so a failure in CI can be read afterwards.
+ */
+export async function explained<T>(
+  cluster: TestCluster,
+  waiting: Promise<T>,
+  lastStatus: () => ClusterAnswer | undefined = () => undefined,
+): Promise<T> {
+  try {
+    return await waiting;
+  } catch (error) {
+    const status = lastStatus() ?? (await cluster.status(anyLive(cluster)).catch(() => undefined));
+    throw new Error(`${String(error)}\nlast status: ${JSON.stringify(status)}\n${cluster.logs()}`, { cause: error });
+  }
 }
 
 interface Digest {

@@ -21,8 +21,12 @@ export interface TestNode {
   earlierOutput: string[];
 }
 
-/** How much of each node's log {@link TestCluster.logs} shows: the end, where a failure's story is. */
-const LOG_TAIL_LINES = 400;
+/**
+ * How much of each node's log {@link TestCluster.logs} shows: the end, where a failure's story
+ * is, of its own events, and of its lines about single requests (under load those are mostly
+ * the same refusal, and would push the events out).
+ */
+const LOG_TAIL_LINES = { events: 300, requests: 40 };
 
 export interface TestClusterOptions {
   nodes: number;
@@ -35,6 +39,8 @@ export interface TestClusterOptions {
   testHooks?: boolean;
   /** More flags for every node. */
   args?: string[];
+  /** More environment for every node's processes. */
+  env?: NodeJS.ProcessEnv;
   adminToken?: string;
   token?: string;
   /** Nodes whose peers (other nodes, the coordinator) reach them through a LinkCut the test can cut. */
@@ -157,7 +163,7 @@ export class TestCluster {
         ...(options.token ? ["--token", options.token] : []),
         ...(options.args ?? []),
       ],
-      env: { ...(options.testHooks && { APOSTATE_TEST_HOOKS: "1" }), ...env },
+      env: { ...(options.testHooks && { APOSTATE_TEST_HOOKS: "1" }), ...options.env, ...env },
     });
   }
 
@@ -166,6 +172,14 @@ export class TestCluster {
     const node = this.node(id);
     await node.server?.crash();
     this.ended(node, "killed");
+  }
+
+  /** Waits for a node that stops by itself; resolves to its exit code. */
+  async exited(id: string): Promise<number | null> {
+    const node = this.node(id);
+    const code = (await node.server?.exitCode) ?? null;
+    this.ended(node, `exited with ${code}`);
+    return code;
   }
 
   async stop(id: string): Promise<void> {
@@ -180,9 +194,13 @@ export class TestCluster {
    */
   logs(): string {
     return [...this.nodes.values()]
-      .flatMap((node) =>
-        [...node.earlierOutput, ...(node.server?.output ?? [])].slice(-LOG_TAIL_LINES).map((line) => `${node.id} ${line}`),
-      )
+      .flatMap((node) => {
+        const lines = [...node.earlierOutput, ...(node.server?.output ?? [])];
+        const aboutRequest = (line: string) => line.includes('"reqId":');
+        const events = lines.filter((line) => !aboutRequest(line)).slice(-LOG_TAIL_LINES.events);
+        const requests = lines.filter(aboutRequest).slice(-LOG_TAIL_LINES.requests);
+        return [...events, ...requests].map((line) => `${node.id} ${line}`);
+      })
       .join("\n");
   }
 

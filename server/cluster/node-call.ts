@@ -9,7 +9,7 @@ export async function callNode(
   base: string,
   method: string,
   path: string,
-  options: { adminToken: string | undefined; body?: object; timeoutMs?: number },
+  options: { adminToken: string | undefined; body?: object; timeoutMs?: number; signal?: AbortSignal },
 ): Promise<unknown> {
   const headers: Record<string, string> = {};
   if (options.adminToken) headers.authorization = `Bearer ${options.adminToken}`;
@@ -20,7 +20,10 @@ export async function callNode(
       method,
       headers,
       ...(options.body && { body: JSON.stringify(options.body) }),
-      ...(options.timeoutMs !== undefined && { signal: AbortSignal.timeout(options.timeoutMs) }),
+      signal: AbortSignal.any([
+        ...(options.timeoutMs !== undefined ? [AbortSignal.timeout(options.timeoutMs)] : []),
+        ...(options.signal ? [options.signal] : []),
+      ]),
     });
   } catch (error) {
     throw new NodeCallError(`${method} ${base}${path}: ${(error as Error).message}`, { cause: error });

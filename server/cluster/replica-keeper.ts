@@ -16,6 +16,20 @@ const CATCH_UP_ROUNDS = 60;
 const FENCE_WAIT_MS = 2_000;
 /** How long a seeding waits for one step (the copy of a whole shard, or a round of its tail). */
 const SEED_STEP_WAIT_MS = 120_000;
+/**
+ * While a step runs, the target is asked for `/healthz` this often (each ask waiting as long):
+ * a node that holds its lease but does not answer (hung, or cut off from its peers) would
+ * otherwise hold its seeding for the whole step wait.
+ */
+const SEED_PROBE_MS = 2_000;
+/** Probes missed in a row that abandon a seeding. */
+const SEED_PROBE_MISSES = 3;
+/**
+ * How long a node that stopped answering during a seeding is not chosen again, so that the shard
+ * goes to another. (A seeding that fails at once, say on a node still starting, is tried again
+ * the next round.)
+ */
+const SEED_RETRY_AFTER_MS = 30_000;
 
 export interface ReplicaKeeperOptions {
   /** Copies of each shard, the owner's included. */
@@ -39,10 +53,16 @@ export interface ReplicaKeeperOptions {
  *
  * Seeding uses the move protocol's copy and tail on the new follower, then one compare-and-set
  * adds it to the shard's followers. The owner's node then stamps the new list into its file,
- * and the follower is in sync from the first batch it applies.
+ * and the follower is in sync from the first batch it applies. Seedings run one per target node
+ * at a time, side by side, so a target that is slow or stops answering holds up only its own;
+ * one that stops answering is given up as soon as it misses its probes, and passed over for a
+ * while, so its shard is seeded on another node.
  */
 export class ReplicaKeeper {
-  private seeding: Promise<void> | undefined;
+  /** The seedings in flight: each shard being seeded, with its target node. */
+  private readonly seedings = new Map<number, string>();
+  /** Nodes that stopped answering during a seeding, with when they may be chosen again. */
+  private readonly failedTargets = new Map<string, number>();
   /**
    * Shards given back to their dead owner at this epoch (no follower could take over): not tried
    * again while that owner stays away, as each try would only raise the epoch once more. Once it
@@ -57,7 +77,7 @@ export class ReplicaKeeper {
   ) {}
 
   /**
-   * One round: every failover due, then one seeding started in the background if one is due.
+   * One round: every failover due, then every seeding due started in the background.
    * It decides from the node's watched copy of the map, so a round with nothing to do sends etcd
    * nothing (the coordinator runs one every quarter second); every change it makes is a
    * compare-and-set against the map in etcd.
@@ -75,14 +95,14 @@ export class ReplicaKeeper {
       if (candidates.length === 0 || this.waitingForOwner.get(entry.shard) === entry.epoch) continue;
       await this.failOver(entry, candidates);
     }
-    if (this.options.replicas > 1 && !this.seeding) {
-      const due = this.nextSeeding(this.view.map, live);
-      if (due) {
-        this.seeding = this.seed(due.entry, due.target)
+    if (this.options.replicas > 1) {
+      for (const { entry, target } of this.dueSeedings(this.view.map, live)) {
+        this.seedings.set(entry.shard, target);
+        this.seed(entry, target)
           .catch((error: unknown) =>
-            this.options.logger.warn({ shard: due.entry.shard, target: due.target, err: error }, "seeding a follower failed"),
+            this.options.logger.warn({ shard: entry.shard, target, err: error }, "seeding a follower failed"),
           )
-          .finally(() => (this.seeding = undefined));
+          .finally(() => this.seedings.delete(entry.shard));
       }
     }
   }
@@ -145,25 +165,36 @@ export class ReplicaKeeper {
     );
   }
 
-  /** The first active shard of a live owner with fewer live followers than it should have, and a node to seed. */
-  private nextSeeding(
-    map: ClusterMap | undefined,
-    live: ReadonlySet<string>,
-  ): { entry: ShardAssignment; target: string } | undefined {
-    if (!map) return undefined;
+  /**
+   * The active shards of live owners with fewer live followers than they should have and no
+   * seeding in flight, each with a node to seed: one that holds fewest copies (those being seeded
+   * counted), is seeding nothing else, and has not stopped answering a seeding lately.
+   */
+  private dueSeedings(map: ClusterMap | undefined, live: ReadonlySet<string>): { entry: ShardAssignment; target: string }[] {
+    if (!map) return [];
+    const now = performance.now();
     const copies = new Map<string, number>([...live].map((node) => [node, 0]));
+    const count = (node: string) => {
+      const held = copies.get(node);
+      if (held !== undefined) copies.set(node, held + 1);
+    };
+    for (const entry of map.shards) for (const node of [entry.node, ...entry.followers]) count(node);
+    const busy = new Set(this.seedings.values());
+    for (const node of busy) count(node);
+    const due: { entry: ShardAssignment; target: string }[] = [];
     for (const entry of map.shards) {
-      for (const node of [entry.node, ...entry.followers]) if (copies.has(node)) copies.set(node, (copies.get(node) ?? 0) + 1);
-    }
-    for (const entry of map.shards) {
-      if (entry.state !== "active" || !live.has(entry.node)) continue;
+      if (entry.state !== "active" || !live.has(entry.node) || this.seedings.has(entry.shard)) continue;
       if (entry.followers.filter((node) => live.has(node)).length >= this.options.replicas - 1) continue;
       const target = [...live]
-        .filter((node) => node !== entry.node && !entry.followers.includes(node))
+        .filter((node) => node !== entry.node && !entry.followers.includes(node) && !busy.has(node))
+        .filter((node) => (this.failedTargets.get(node) ?? 0) <= now)
         .sort((a, b) => (copies.get(a) ?? 0) - (copies.get(b) ?? 0) || a.localeCompare(b))[0];
-      if (target) return { entry, target };
+      if (!target) continue;
+      due.push({ entry, target });
+      busy.add(target);
+      count(target);
     }
-    return undefined;
+    return due;
   }
 
   /**
@@ -174,18 +205,27 @@ export class ReplicaKeeper {
     const { shard } = entry;
     const targetUrl = this.urlOf(target);
     const source = { from: this.urlOf(entry.node), source: shard };
+    const watchdog = this.watch(targetUrl);
     const call = (method: string, path: string, body?: object) =>
       callNode(targetUrl, method, path, {
         adminToken: this.options.adminToken,
         timeoutMs: SEED_STEP_WAIT_MS,
+        signal: watchdog.signal,
         ...(body && { body }),
       });
     this.options.logger.info({ shard, owner: entry.node, target }, "seeding a follower");
-    await call("PUT", `/admin/cluster/incoming/${shard}`, source);
-    for (let round = 0; ; round++) {
-      const progress = (await call("POST", `/admin/cluster/incoming/${shard}/catch-up`, source)) as IncomingProgress;
-      if (progress.applied < CLOSE_ENOUGH_ROWS) break;
-      if (round >= CATCH_UP_ROUNDS) throw new Error(`the copy of shard ${shard} on ${target} does not catch up`);
+    try {
+      await call("PUT", `/admin/cluster/incoming/${shard}`, source);
+      for (let round = 0; ; round++) {
+        const progress = (await call("POST", `/admin/cluster/incoming/${shard}/catch-up`, source)) as IncomingProgress;
+        if (progress.applied < CLOSE_ENOUGH_ROWS) break;
+        if (round >= CATCH_UP_ROUNDS) throw new Error(`the copy of shard ${shard} on ${target} does not catch up`);
+      }
+    } catch (error) {
+      if (watchdog.signal.aborted) this.failedTargets.set(target, performance.now() + SEED_RETRY_AFTER_MS);
+      throw error;
+    } finally {
+      watchdog.stop();
     }
     const live = new Set(this.view.liveNodes.map((node) => node.node));
     const written = await updateMap(this.cluster, (current) => {
@@ -203,6 +243,27 @@ export class ReplicaKeeper {
     }
     this.options.metrics.followerAdded(shard);
     this.options.logger.info({ shard, owner: entry.node, follower: target }, "follower added");
+  }
+
+  /**
+   * Probes `url`'s `/healthz` every {@link SEED_PROBE_MS} until stopped; `signal` aborts once
+   * {@link SEED_PROBE_MISSES} probes in a row got no answer.
+   */
+  private watch(url: string): { signal: AbortSignal; stop: () => void } {
+    const controller = new AbortController();
+    let misses = 0;
+    const probe = setInterval(() => {
+      fetch(new URL("/healthz", url), { signal: AbortSignal.timeout(SEED_PROBE_MS) })
+        .then(async (answer) => {
+          await answer.arrayBuffer();
+          misses = 0;
+        })
+        .catch(() => {
+          misses += 1;
+          if (misses >= SEED_PROBE_MISSES) controller.abort(new Error(`${url} did not answer ${misses} probes in a row`));
+        });
+    }, SEED_PROBE_MS);
+    return { signal: controller.signal, stop: () => clearInterval(probe) };
   }
 
   private urlOf(node: string): string {

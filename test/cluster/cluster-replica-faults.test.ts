@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../support/cluster-etcd.js";
 import { IncrementLoad } from "../support/increment-load.js";
 import { copiesAgree, explained, fullyReplicated, historyHoldsAndCopiesAgree, idInShard } from "../support/replicas.js";
-import { TestCluster } from "../support/test-cluster.js";
+import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
 import { failingFsyncEnvironment } from "../support/failing-fsync.js";
 import { tempDir } from "../support/temp-dir.js";
 
@@ -89,6 +89,51 @@ describe("replicas under faults", () => {
     // The owner waits for n2 about 2 s before it asks for the drop.
     expect(acknowledgedAt[0]).toBeGreaterThanOrEqual(1_900);
     for (const followers of followersAfterAck) expect(followers).not.toContain("n2");
+    await fullyReplicated(cluster);
+    await copiesAgree(cluster);
+  }, 120_000);
+
+  it("a follower cut off from its peers, its lease held, is dropped, and its shards get followers on the other nodes while it stays cut off", async () => {
+    const status = await fullyReplicated(cluster);
+    const coordinator = status.coordinator as string;
+    // Not the coordinator, whose own calls to itself would cross the cut link.
+    const victim = status.shards.flatMap((entry) => entry.followers).find((node) => node !== coordinator) as string;
+    expect(victim).toBeDefined();
+    const link = cluster.node(victim).link;
+    link?.cut();
+    try {
+      // A write to each of the others' shards, so that their owners find the victim gone and drop
+      // it; each shard it followed then goes to the one node that is neither its owner nor the
+      // victim, and the seeding that first picks the victim must not hold them up.
+      let last: ClusterAnswer | undefined;
+      await explained(
+        cluster,
+        eventually(
+          "every shard the victim does not own to have a follower other than the victim",
+          async () => {
+            last = await cluster.status(coordinator);
+            const others = last.shards.filter((entry) => entry.node !== victim);
+            await Promise.all(
+              others.map((entry) =>
+                fetch(`${cluster.node(entry.node).url}/v1/entities/probe/${idInShard(status, entry.shard)}`, {
+                  method: "PUT",
+                  headers: { "content-type": "application/json" },
+                  body: "{}",
+                  signal: AbortSignal.timeout(3_000),
+                })
+                  .then((answer) => answer.arrayBuffer())
+                  .catch(() => undefined),
+              ),
+            );
+            return others.every((entry) => entry.followers.length === 1 && !entry.followers.includes(victim));
+          },
+          30_000,
+        ),
+        () => last,
+      );
+    } finally {
+      link?.heal();
+    }
     await fullyReplicated(cluster);
     await copiesAgree(cluster);
   }, 120_000);

@@ -11,10 +11,11 @@ import { failingFsyncEnvironment } from "../support/failing-fsync.js";
 import { tempDir } from "../support/temp-dir.js";
 
 /*
- * Replicas under faults that are not a clean death: the link between an owner and its follower
- * cut while both live, and (with --durability power) an owner and its follower killed at once,
- * and a node whose disk fails the fsync of its WAL (a library every node preloads, failing only
- * the data directory the trigger file names).
+ * Replicas under faults that are not a clean death: a follower cut off from its peers while it
+ * keeps its lease (its owner must not acknowledge without it; the coordinator must seed its shards
+ * elsewhere), a follower that cannot be fenced as its owner dies, (with --durability power) an
+ * owner and its follower killed at once, and a node whose disk fails the fsync of its WAL (a
+ * library every node preloads, failing only the data directory the trigger file names).
  */
 
 let cluster: TestCluster;

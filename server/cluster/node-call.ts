@@ -14,16 +14,17 @@ export async function callNode(
   const headers: Record<string, string> = {};
   if (options.adminToken) headers.authorization = `Bearer ${options.adminToken}`;
   if (options.body) headers["content-type"] = "application/json";
+  const signals = [
+    ...(options.timeoutMs !== undefined ? [AbortSignal.timeout(options.timeoutMs)] : []),
+    ...(options.signal ? [options.signal] : []),
+  ];
   let answer: Response;
   try {
     answer = await fetch(new URL(path, base), {
       method,
       headers,
       ...(options.body && { body: JSON.stringify(options.body) }),
-      signal: AbortSignal.any([
-        ...(options.timeoutMs !== undefined ? [AbortSignal.timeout(options.timeoutMs)] : []),
-        ...(options.signal ? [options.signal] : []),
-      ]),
+      ...(signals.length > 0 && { signal: AbortSignal.any(signals) }),
     });
   } catch (error) {
     throw new NodeCallError(`${method} ${base}${path}: ${(error as Error).message}`, { cause: error });

@@ -253,11 +253,8 @@ export class ReplicaKeeper {
     const controller = new AbortController();
     let misses = 0;
     const probe = setInterval(() => {
-      fetch(new URL("/healthz", url), { signal: AbortSignal.timeout(SEED_PROBE_MS) })
-        .then(async (answer) => {
-          await answer.arrayBuffer();
-          misses = 0;
-        })
+      callNode(url, "GET", "/healthz", { adminToken: this.options.adminToken, timeoutMs: SEED_PROBE_MS })
+        .then(() => (misses = 0))
         .catch(() => {
           misses += 1;
           if (misses >= SEED_PROBE_MISSES) controller.abort(new Error(`${url} did not answer ${misses} probes in a row`));

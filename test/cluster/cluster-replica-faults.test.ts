@@ -5,7 +5,7 @@ import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../support/cluster-etcd.js";
 import { IncrementLoad } from "../support/increment-load.js";
-import { copiesAgree, explained, fullyReplicated, historyHoldsAndCopiesAgree, idInShard } from "../support/replicas.js";
+import { copiesAgree, explained, fullyReplicated, historyHoldsAndCopiesAgree, idInShard, putProbe } from "../support/replicas.js";
 import { TestCluster, type ClusterAnswer } from "../support/test-cluster.js";
 import { failingFsyncEnvironment } from "../support/failing-fsync.js";
 import { tempDir } from "../support/temp-dir.js";
@@ -71,17 +71,11 @@ describe("replicas under faults", () => {
     const refused: number[] = [];
     let value = 0;
     while (performance.now() - cutAt < 7_000) {
-      const answer = await fetch(`${cluster.node(owner).url}/v1/entities/probe/${key}`, {
-        method: "PUT",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ value: (value += 1) }),
-        signal: AbortSignal.timeout(10_000),
-      });
-      await answer.arrayBuffer();
-      if (answer.status < 300) {
+      const status = await putProbe(cluster.node(owner).url, key, { value: (value += 1) });
+      if (status < 300) {
         acknowledgedAt.push(performance.now() - cutAt);
         followersAfterAck.push(await followersNow(id));
-      } else refused.push(answer.status);
+      } else refused.push(status);
       await sleep(50);
     }
     link?.heal();
@@ -116,14 +110,7 @@ describe("replicas under faults", () => {
             const others = last.shards.filter((entry) => entry.node !== victim);
             await Promise.all(
               others.map((entry) =>
-                fetch(`${cluster.node(entry.node).url}/v1/entities/probe/${idInShard(status, entry.shard)}`, {
-                  method: "PUT",
-                  headers: { "content-type": "application/json" },
-                  body: "{}",
-                  signal: AbortSignal.timeout(3_000),
-                })
-                  .then((answer) => answer.arrayBuffer())
-                  .catch(() => undefined),
+                putProbe(cluster.node(entry.node).url, idInShard(status, entry.shard), {}, 3_000).catch(() => undefined),
               ),
             );
             return others.every((entry) => entry.followers.length === 1 && !entry.followers.includes(victim));
@@ -184,13 +171,7 @@ describe("replicas under faults", () => {
     await cluster.startNode(owner);
     await fullyReplicated(cluster);
     const key = idInShard(await cluster.status(coordinator), shard);
-    const put = (value: number) =>
-      fetch(`${cluster.node(coordinator).url}/v1/entities/probe/${key}`, {
-        method: "PUT",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ value }),
-        signal: AbortSignal.timeout(10_000),
-      }).then((answer) => answer.status);
+    const put = (value: number) => putProbe(cluster.node(coordinator).url, key, { value });
     expect(await put(1)).toBe(201);
     // Back and dead again: this time its follower, in sync, takes over.
     await cluster.crash(owner);

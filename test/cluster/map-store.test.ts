@@ -121,14 +121,16 @@ async function concurrentUpdates() {
   return { name, start, seen, a, b, overlapped: seen.filter((s) => s.version === start.version).length === 2 };
 }
 
+type ConcurrentRun = Awaited<ReturnType<typeof concurrentUpdates>>;
+
 describe("updateMap", () => {
   it("two concurrent updates: one wins first, the other retries on the new map, both land", async () => {
     // The two must both read the starting map before either writes; on a loaded machine one can
     // finish before the other starts, so a run where they did not overlap is tried again.
-    let run: Awaited<ReturnType<typeof concurrentUpdates>> | undefined;
+    let run: ConcurrentRun | undefined;
     for (let attempt = 0; attempt < 5 && !run?.overlapped; attempt++) run = await concurrentUpdates();
     expect(run?.overlapped, "the two updates overlapped in one of 5 tries").toBe(true);
-    const { name, start, seen, a, b } = run as Awaited<ReturnType<typeof concurrentUpdates>>;
+    const { name, start, seen, a, b } = run as ConcurrentRun;
 
     const [winner, loser] = a.version < b.version ? [a, b] : [b, a];
     const loserName = loser === a ? "a" : "b";

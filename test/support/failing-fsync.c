@@ -27,15 +27,15 @@ static int read_trigger(char *prefix, size_t size) {
 }
 
 static int fails(int fd) {
-  char prefix[4096];
-  if (!read_trigger(prefix, sizeof prefix)) return 0;
   char link[64];
   char path[4096];
   snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
   ssize_t length = readlink(link, path, sizeof path - 1);
   if (length < 4) return 0;
   path[length] = '\0';
-  return strcmp(path + length - 4, "-wal") == 0 && strncmp(path, prefix, strlen(prefix)) == 0;
+  if (strcmp(path + length - 4, "-wal") != 0) return 0;
+  char prefix[4096];
+  return read_trigger(prefix, sizeof prefix) && strncmp(path, prefix, strlen(prefix)) == 0;
 }
 
 /* Fails the call on a WAL while the trigger exists, else makes the real one (found once, by name). */

@@ -98,6 +98,18 @@ export function idInShard(status: ClusterAnswer, shard: number, type = "probe"):
   }
 }
 
+/** PUTs `data` as entity `probe/<id>` through `url`; resolves to the answer's status. */
+export async function putProbe(url: string, id: string, data: object, timeoutMs = 10_000): Promise<number> {
+  const answer = await fetch(`${url}/v1/entities/probe/${id}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(data),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  await answer.arrayBuffer();
+  return answer.status;
+}
+
 /**
  * Stops the load and checks its history (every acknowledged increment there exactly once), then
  * waits until every shard is fully replicated again and every copy holds the same rows.
